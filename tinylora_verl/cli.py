@@ -1,0 +1,48 @@
+"""`tinylora-verl` command line: one subcommand per module in tinylora_verl/commands/.
+
+User mistakes (bad paths, infeasible budgets, mismatching adapters) print one line naming the problem
+and the fix, and exit 2 — no traceback. Set TINYLORA_DEBUG=1 to see the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# name -> module under tinylora_verl.commands exposing add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "plan": "Show how a parameter budget is split into tied groups for a model.",
+    "export": "Export a trained adapter as a PEFT LoRA adapter or a merged HF model directory.",
+}
+
+
+class UserError(Exception):
+    """Raised by commands for a mistake in the user's input; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tinylora-verl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"tinylora_verl.commands.{name}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, ValueError, FileNotFoundError, OSError) as err:
+        if os.environ.get("TINYLORA_DEBUG"):
+            raise
+        print(f"tinylora-verl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the `tinylora-verl` CLI (see tinylora_verl/cli.py)."""
