@@ -21,7 +21,7 @@ def test_plan_prints_the_group_table(tiny_model_dir, capsys):
 def test_plan_json_matches_the_library_planner(tiny_model_dir, capsys):
     assert main(["plan", "--model", str(tiny_model_dir), "--budget", "14", "--tie-mode", "structured", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["num_trainable"] == 14 and d["projection_dim"] == 2 and d["tie_mode"] == "structured" and d["exact"]
+    assert d["num_trainable"] == 14 and d["projection_dim"] == 1 and d["tie_factor"] == 1 and d["tie_mode"] == "structured" and d["exact"]
     assert sum(len(g["modules"]) for g in d["groups"]) == 14
 
 
