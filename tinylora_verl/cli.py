@@ -15,6 +15,7 @@ import sys
 COMMANDS = {
     "plan": "Show how a parameter budget is split into tied groups for a model.",
     "export": "Export a trained adapter as a PEFT LoRA adapter or a merged HF model directory.",
+    "prepare": "Convert a math dataset (hub or local JSONL) into verl parquet files.",
 }
 
 
