@@ -1,7 +1,7 @@
-"""config/reward/{gsm8k,math}.yaml compose with verl's ppo_trainer and load through verl's own loader.
+"""tinylora_verl/config/reward/{gsm8k,math}.yaml compose with verl's ppo_trainer and load through verl's own loader.
 
 A primary config like the project's entry point (defaults: [ppo_trainer, ...], searchpath
-pkg://verl.trainer.config) is written to a temporary directory; the reward group comes from the repo's
+pkg://verl.trainer.config) is written to a temporary directory; the reward group comes from the package's
 config/ directory. Checked: both ways of choosing the option (command-line override and defaults-list
 override), that verl's other reward settings survive, that the module the path names exists inside the
 installed package, and that verl's get_custom_reward_fn returns a function that scores like ours,
@@ -19,7 +19,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "config"
+CONFIG_DIR = REPO / "tinylora_verl" / "config"
 
 
 def _primary(tmp_path: Path, extra_default: str = "") -> Path:
