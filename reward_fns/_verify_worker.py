@@ -7,8 +7,9 @@ A child process can always be killed. So:
 
 - `VerifyWorker.equal(pred, gold, timeout_s)` sends one request to a long-lived child
   (`python -m reward_fns._verify_worker`, JSON lines over stdin/stdout) and waits at most `timeout_s`
-  seconds for the answer (select() on the pipe). On timeout the child is killed; the next call starts
-  a fresh one (start-up, ~1 s to import sympy, is waited for separately and not charged to the call).
+  seconds for the answer (select() on the pipe). On timeout the child is killed and a warmed-up standby
+  child takes over, so the next call does not wait for sympy's ~1 s of imports; a new standby starts
+  in the background. (Only the very first call of a process waits for a child to start.)
 - Works from any thread (one lock per worker serialises calls), from daemonic processes (it uses
   subprocess, not multiprocessing), and after fork (a worker is owned by the pid that started it).
 - Returns True/False for a verdict, None when there is none (timeout, unparseable input, or the
@@ -73,61 +74,24 @@ def serve() -> None:
 
 # ---------------------------------------------------------------------------------------- parent side
 
-class VerifyWorker:
-    """A killable child process answering `equal(pred, gold)` within a time limit (see module docstring)."""
+class _Child:
+    """One `python -m reward_fns._verify_worker` process and its stdout buffer."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._buf = b""
-        self._ready = False
-        self._next_id = 0
-        self._pid = os.getpid()
-        self.restarts = 0          # how many times a child was killed (for tests and logs)
-        self.failed_starts = 0     # consecutive children that never became ready
-
-    def _spawn(self) -> None:
-        """Start a child without waiting for it (its ~1 s of imports overlap with the caller's work)."""
         root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self._buf, self._ready = b"", False
-        try:
-            self._proc = subprocess.Popen([sys.executable, "-m", "reward_fns._verify_worker"], env=env,
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        except OSError:
-            self._proc = None
+        self.proc = subprocess.Popen([sys.executable, "-m", "reward_fns._verify_worker"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.buf = b""
+        self.ready = False
 
-    def _ensure_ready(self) -> bool:
-        """A live child that has announced readiness (start-up time is not charged to the call)."""
-        if self.failed_starts >= MAX_FAILED_STARTS:
-            return False
-        if self._proc is None or self._proc.poll() is not None:
-            self._spawn()
-            if self._proc is None:
-                return False
-        if not self._ready:
-            self._ready = self._read_line(time.monotonic() + STARTUP_TIMEOUT_S) == _READY
-            if not self._ready:
-                self._kill()
-                self.failed_starts += 1
-            else:
-                self.failed_starts = 0
-        return self._ready
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
-    def _kill(self) -> None:
-        if self._proc is not None:
-            try:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
-            except Exception:  # noqa: BLE001
-                pass
-        self._proc = None
-        self._buf, self._ready = b"", False
-
-    def _read_line(self, deadline: float):
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._buf:
+    def read_line(self, deadline: float):
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -137,38 +101,98 @@ class VerifyWorker:
             chunk = os.read(fd, 65536)
             if not chunk:                      # child died
                 return None
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
         try:
             return json.loads(line)
         except ValueError:
             return None
 
+    def wait_ready(self, timeout_s: float) -> bool:
+        if not self.ready:
+            self.ready = self.read_line(time.monotonic() + timeout_s) == _READY
+        return self.ready
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class VerifyWorker:
+    """A killable child process answering `equal(pred, gold)` within a time limit (see module docstring).
+
+    A second, warmed-up standby child is kept beside the active one, so that after a kill the next call
+    is answered at once instead of waiting ~1 s (more on a loaded machine) for a fresh child's imports.
+    Cost: two idle processes of ~60 MB each per process that scores MATH answers.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: _Child | None = None
+        self._standby: _Child | None = None
+        self._next_id = 0
+        self._pid = os.getpid()
+        self.restarts = 0          # how many times a child was killed (for tests and logs)
+        self.failed_starts = 0     # consecutive children that never became ready
+
+    def _new_child(self) -> _Child | None:
+        try:
+            return _Child()
+        except OSError:
+            return None
+
+    def _ensure_ready(self) -> bool:
+        """A live, ready active child (start-up time is not charged to the call) and a standby behind it."""
+        if self.failed_starts >= MAX_FAILED_STARTS:
+            return False
+        if self._active is None or not self._active.alive():
+            self._active, self._standby = (self._standby or self._new_child()), None
+            if self._active is None:
+                self.failed_starts += 1
+                return False
+        if not self._active.wait_ready(STARTUP_TIMEOUT_S):
+            self._active.kill()
+            self._active = None
+            self.failed_starts += 1
+            return False
+        self.failed_starts = 0
+        if self._standby is None or not self._standby.alive():
+            self._standby = self._new_child()
+        return True
+
     def equal(self, pred: str, gold: str, timeout_s: float) -> bool | None:
         with self._lock:
             if self._pid != os.getpid():       # inherited through fork: never share the parent's pipes
-                self._proc, self._buf, self._ready, self._pid = None, b"", False, os.getpid()
+                self._active, self._standby, self._pid = None, None, os.getpid()
             if not self._ensure_ready():
                 return None
+            child = self._active
             self._next_id += 1
             request = json.dumps({"id": self._next_id, "pred": pred, "gold": gold}) + "\n"
             try:
-                self._proc.stdin.write(request.encode())
-                self._proc.stdin.flush()
+                child.proc.stdin.write(request.encode())
+                child.proc.stdin.flush()
             except OSError:
-                self._kill()
+                child.kill()
+                self._active = None
                 return None
-            reply = self._read_line(time.monotonic() + timeout_s)
+            reply = child.read_line(time.monotonic() + timeout_s)
             if not isinstance(reply, dict) or reply.get("id") != self._next_id:
                 self.restarts += 1
-                self._kill()
-                self._spawn()                  # warm a replacement now, while the caller moves on
+                child.kill()
+                self._active = None            # the standby takes over on the next call
                 return None
             return reply.get("equal")
 
     def close(self) -> None:
         with self._lock:
-            self._kill()
+            for child in (self._active, self._standby):
+                if child is not None:
+                    child.kill()
+            self._active = self._standby = None
 
 
 _WORKER: VerifyWorker | None = None

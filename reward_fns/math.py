@@ -23,7 +23,7 @@ import re
 from reward_fns._latex import last_boxed
 from reward_fns._verify_worker import shared_worker
 
-DEFAULT_TIMEOUT_S = 1.0
+DEFAULT_TIMEOUT_S = 2.0          # same as config/reward/math.yaml; typical checks take 1-30 ms
 MAX_VERIFY_CHARS = 1000      # longer "answers" are not worth a symbolic check (string comparison only)
 
 _DROP = re.compile(r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\displaystyle|\\[!,;: ]|~|\\\$|\$"
