@@ -15,6 +15,8 @@ import sys
 COMMANDS = {
     "plan": "Show how a parameter budget is split into tied groups for a model.",
     "export": "Export a trained adapter as a PEFT LoRA adapter or a merged HF model directory.",
+    "prepare": "Convert a math dataset (hub or local JSONL) into verl parquet files.",
+    "eval": "Generate with vLLM on math benchmarks and score with the training rewards.",
 }
 
 

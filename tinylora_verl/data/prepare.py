@@ -1,0 +1,96 @@
+"""Prepare a dataset as verl parquet files: DIR/<split>.parquet (+ DIR/rejected.jsonl).
+
+Where the raw rows come from:
+- `jsonl_dir` given -> that directory's JSONL files (layout of shared/data, see SOURCES.md);
+- else, if every split has a hub source and the hub answers within HUB_CHECK_TIMEOUT_S -> the hub;
+- else the default offline copies (<repo>/../shared/data) if present;
+- else a clear error naming both options. An unreachable hub costs at most a few seconds, never a hang.
+Rows that cannot be converted are counted, the first few printed with their line numbers, and all of
+them written to DIR/rejected.jsonl (an empty file when there are none).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .datasets import DatasetSpec, SplitResult, SplitSource, build_split, get_spec
+from .sources import RawRow, Rejected, default_jsonl_dir, hub_reachable, read_hub, read_jsonl
+from .templates import TEMPLATES
+
+SHOW_REJECTED = 3
+
+
+@dataclass
+class Origin:
+    kind: str                      # "hub" or "jsonl"
+    jsonl_dir: Path | None
+    note: str                      # why this origin was chosen
+
+
+def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool = True) -> Origin:
+    if jsonl_dir is not None:
+        path = Path(jsonl_dir).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"--from-jsonl {jsonl_dir}: no such directory")
+        return Origin("jsonl", path, f"local JSONL in {path}")
+    reason = "not every split has a hub source"
+    if use_hub and all(s.hub is not None for s in spec.splits.values()):
+        ok, reason = hub_reachable(next(iter(spec.splits.values())).hub[0])
+        if ok:
+            return Origin("hub", None, f"Hugging Face hub ({reason})")
+    elif not use_hub:
+        reason = "--no-hub"
+    default = default_jsonl_dir()
+    if default is None:
+        raise FileNotFoundError(f"cannot read the data: hub not used ({reason}) and no offline copy at "
+                                "<repo>/../shared/data; pass --from-jsonl DIR (the shared/data layout)")
+    return Origin("jsonl", default, f"local JSONL in {default} (hub not used: {reason})")
+
+
+def load_split(source: SplitSource, split: str, origin: Origin) -> tuple[list[RawRow], list[Rejected]]:
+    if origin.kind == "hub":
+        repo_id, config, hub_split = source.hub
+        return read_hub(repo_id, config, hub_split), []
+    return read_jsonl(origin.jsonl_dir / source.jsonl, split)
+
+
+def _row_count_note(spec: DatasetSpec, split: str, n: int) -> str:
+    expected = spec.expected_rows.get(split)
+    return "" if expected is None or expected == n else f"  (offline copies give {expected})"
+
+
+def prepare(name: str, out: str | Path, jsonl_dir: str | Path | None = None, template: str | None = None,
+            use_hub: bool = True, progress: bool = True, log=print) -> dict[str, SplitResult]:
+    """Write DIR/<split>.parquet for every split of dataset `name`; returns the per-split results."""
+    import pandas as pd
+
+    spec = get_spec(name)
+    template = template or spec.template
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown --template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    origin = choose_origin(spec, jsonl_dir, use_hub)
+    log(f"{name}: reading from {origin.note}; template {template!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, all_rejected = {}, []
+    for split, source in spec.splits.items():
+        raw, rejected = load_split(source, split, origin)
+        result = build_split(source, split, raw, template, progress=progress)
+        result.rejected = sorted(rejected + result.rejected, key=lambda bad: bad.line)
+        results[split] = result
+        all_rejected += result.rejected
+        path = out / f"{split}.parquet"
+        pd.DataFrame(result.rows).to_parquet(path, index=False)
+        filtered = f", {result.filtered} filtered out by design" if result.filtered else ""
+        log(f"{name} {split}: {len(result.rows)} rows -> {path} ({len(result.rejected)} rejected{filtered})"
+            + _row_count_note(spec, split, len(result.rows)))
+        for bad in result.rejected[:SHOW_REJECTED]:
+            log(f"  rejected {split} line {bad.line}: {bad.reason}")
+    with open(out / "rejected.jsonl", "w", encoding="utf-8") as f:
+        for bad in all_rejected:
+            f.write(json.dumps(bad.as_dict(), ensure_ascii=False) + "\n")
+    if all_rejected:
+        log(f"{name}: {len(all_rejected)} malformed rows in total, all listed in {out / 'rejected.jsonl'}")
+    return results

@@ -1,0 +1,1 @@
+"""Evaluation: generate with vLLM (generate.py), score with reward_fns and summarise (scoring.py)."""
