@@ -15,6 +15,7 @@ import sys
 COMMANDS = {
     "plan": "Show how a parameter budget is split into tied groups for a model.",
     "export": "Export a trained adapter as a PEFT LoRA adapter or a merged HF model directory.",
+    "train": "Run GRPO training with TinyLoRA on verl (Hydra overrides follow; default: the CPU demo).",
 }
 
 

@@ -1,0 +1,1 @@
+"""Data sets in verl's parquet format."""
