@@ -6,7 +6,8 @@
   no second model copy is built;
 * after each weight sync (`on_init_end`: first, full sync; `on_step_end`: adapted tensors only), if
   `tinylora.verify_sync` is true: the trainer's merged weights and the vLLM engine's effective weights
-  are dumped to `<default_local_dir>/sync_check/step_<n>/` and compared; the largest difference is logged
+  are dumped to `<default_local_dir>/sync_check/step_<n>/` (with each actor rank's factor hash and v in
+  `ranks.json`) and compared; the largest difference is logged
   as `tinylora/sync_max_abs_diff` (tests assert on the files themselves);
 * one summary line per step (reward, sync seconds, trainable count, phase timings) printed and appended
   to `<default_local_dir>/tinylora_metrics.jsonl` (the demo reads it).
@@ -89,6 +90,9 @@ class TinyLoRATrainer(PPOTrainerSync):
         os.makedirs(out, exist_ok=True)
         trainer_path = os.path.join(out, "trainer.safetensors")
         self.actor_rollout_wg.tinylora_dump_merged(trainer_path)
+        ranks = [{**s, "v": [v.tolist() for v in s["v"]]} for s in self.actor_rollout_wg.tinylora_state()]
+        with open(os.path.join(out, "ranks.json"), "w") as f:
+            json.dump(ranks, f)
         paths = []
         for r, replica in enumerate(self.checkpoint_manager.replicas):
             for s, server in enumerate(replica.servers):

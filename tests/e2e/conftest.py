@@ -1,0 +1,50 @@
+"""Shared runner for the end-to-end GRPO tests (verl + Ray + vLLM CPU + TinyLoRA, tiny Qwen2)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tiny_model import build_tiny_qwen2  # noqa: E402
+
+
+def run_training(tmp: Path, extra: list[str], timeout: int = 1500) -> dict:
+    model = build_tiny_qwen2(tmp / "model")
+    run_dir = tmp / "run"
+    overrides = [
+        f"actor_rollout_ref.model.path={model}",
+        f"reward.custom_reward_function.path={ROOT / 'tests/e2e/length_reward.py'}",
+        f"task.dir={tmp / 'data'}", "task.n_train=16", "task.n_val=4",
+        f"trainer.default_local_dir={run_dir}", "trainer.experiment_name=e2e",
+        "trainer.total_training_steps=2", "trainer.save_freq=2",
+        "data.train_batch_size=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+        "data.max_response_length=12", "actor_rollout_ref.rollout.n=4",
+        "actor_rollout_ref.actor.optim.lr=0.05",
+        "tinylora.budget=4", "tinylora.verify_sync=true",
+        *extra,
+    ]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("VERL_PLATFORM", None)
+    start = time.time()
+    res = subprocess.run([sys.executable, "-m", "tinylora_verl.main", *overrides], cwd=tmp, env=env,
+                         capture_output=True, text=True, timeout=timeout)
+    wall = time.time() - start
+    (tmp / "train.log").write_text(res.stdout + res.stderr)
+    assert res.returncode == 0, f"training failed (log: {tmp / 'train.log'}):\n{(res.stdout + res.stderr)[-6000:]}"
+    rows = [json.loads(x) for x in (run_dir / "tinylora_metrics.jsonl").read_text().splitlines()]
+    print(f"e2e wall time {wall:.0f} s; steps: {rows}")
+    return {"model": model, "run": run_dir, "rows": rows, "wall": wall, "log": res.stdout + res.stderr}
+
+
+@pytest.fixture(scope="session")
+def e2e_tmp(tmp_path_factory):
+    return tmp_path_factory
