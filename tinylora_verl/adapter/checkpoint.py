@@ -43,7 +43,7 @@ class AdapterLoadError(ValueError):
 def _base_model_info(model) -> dict:
     cfg = getattr(model, "config", None)
     return {
-        "name_or_path": getattr(cfg, "_name_or_path", None) or getattr(cfg, "name_or_path", None),
+        "name_or_path": getattr(cfg, "_name_or_path", None) or getattr(cfg, "name_or_path", None) or "(unnamed)",
         "revision": getattr(cfg, "_commit_hash", None),
         "architecture": type(model).__name__,
     }
