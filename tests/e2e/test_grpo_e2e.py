@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_training
+from tests.e2e.runner import run_training
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +41,8 @@ def _reference_factor_hash(model_dir, budget=4):
     return apply_tinylora(model, TinyLoRAConfig(budget=budget)).factor_hash()
 
 
-def test_two_grpo_steps(e2e_tmp):
-    tmp = e2e_tmp.mktemp("one_rank")
+def test_two_grpo_steps(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("one_rank")
     out = run_training(tmp, ["actor_rollout_ref.actor.use_kl_loss=true",
                              "actor_rollout_ref.actor.kl_loss_coef=0.01"])
     rows, run_dir = out["rows"], out["run"]
@@ -67,8 +67,8 @@ def test_two_grpo_steps(e2e_tmp):
     assert torch.allclose(torch.cat(handle.get_vectors()), v)
 
 
-def test_two_ranks_identical_factors_and_v(e2e_tmp):
-    tmp = e2e_tmp.mktemp("two_ranks")
+def test_two_ranks_identical_factors_and_v(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("two_ranks")
     out = run_training(tmp, ["trainer.n_gpus_per_node=2", "trainer.total_training_steps=1",
                              "trainer.save_freq=-1", "data.train_batch_size=2"])
     ranks = json.loads((out["run"] / "sync_check" / "step_1" / "ranks.json").read_text())

@@ -38,7 +38,7 @@ from ..adapter.model import CONTAINER
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_DIR = "tinylora_adapter"
+from .trainer_files import ADAPTER_DIR
 # vLLM fuses these HF projections into one layer; a layer must be reloaded with all of its parts.
 FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 

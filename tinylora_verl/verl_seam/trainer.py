@@ -33,7 +33,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, tinylora_config_from
 
 TRAINER_MODE = "tinylora_sync"
-METRICS_FILE = "tinylora_metrics.jsonl"
+from .trainer_files import METRICS_FILE
 # metric keys (verl's names) shown in the per-step summary
 SUMMARY_KEYS = {
     "reward": "critic/score/mean", "acc": "critic/rewards/mean", "response_len": "response_length/mean",

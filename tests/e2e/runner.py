@@ -1,4 +1,4 @@
-"""Shared runner for the end-to-end GRPO tests (verl + Ray + vLLM CPU + TinyLoRA, tiny Qwen2)."""
+"""Runner for the end-to-end GRPO tests (verl + Ray + vLLM CPU + TinyLoRA, tiny Qwen2)."""
 
 import json
 import os
@@ -7,12 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tiny_model import build_tiny_qwen2  # noqa: E402
+from tests.tiny_model import build_tiny_qwen2  # noqa: E402
 
 
 def run_training(tmp: Path, extra: list[str], timeout: int = 1500) -> dict:
@@ -35,16 +32,13 @@ def run_training(tmp: Path, extra: list[str], timeout: int = 1500) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     env.pop("VERL_PLATFORM", None)
     start = time.time()
-    res = subprocess.run([sys.executable, "-m", "tinylora_verl.main", *overrides], cwd=tmp, env=env,
-                         capture_output=True, text=True, timeout=timeout)
+    log_path = tmp / "train.log"
+    with open(log_path, "w") as log:
+        res = subprocess.run([sys.executable, "-m", "tinylora_verl.main", *overrides], cwd=tmp, env=env,
+                             stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
     wall = time.time() - start
-    (tmp / "train.log").write_text(res.stdout + res.stderr)
-    assert res.returncode == 0, f"training failed (log: {tmp / 'train.log'}):\n{(res.stdout + res.stderr)[-6000:]}"
+    text = log_path.read_text()
+    assert res.returncode == 0, f"training failed (log: {log_path}):\n{text[-6000:]}"
     rows = [json.loads(x) for x in (run_dir / "tinylora_metrics.jsonl").read_text().splitlines()]
     print(f"e2e wall time {wall:.0f} s; steps: {rows}")
-    return {"model": model, "run": run_dir, "rows": rows, "wall": wall, "log": res.stdout + res.stderr}
-
-
-@pytest.fixture(scope="session")
-def e2e_tmp(tmp_path_factory):
-    return tmp_path_factory
+    return {"model": model, "run": run_dir, "rows": rows, "wall": wall, "log": text}
