@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# cli.py hands every argument after `train` to run() unparsed (Hydra's own flags included).
+PASSTHROUGH = True
+
 
 def add_arguments(p) -> None:
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides (key=value ...) and flags")

@@ -39,7 +39,7 @@ SUMMARY_KEYS = {
     "reward": "critic/score/mean", "acc": "critic/rewards/mean", "response_len": "response_length/mean",
     "t_step": "timing_s/step", "t_gen": "timing_s/gen", "t_old_logprob": "timing_s/old_log_prob",
     "t_ref": "timing_s/ref", "t_update": "timing_s/update_actor", "t_sync": "timing_s/update_weights",
-    "pg_clipfrac": "actor/pg_clipfrac", "pg_loss": "actor/pg_loss",
+    "pg_clipfrac": "actor/pg_clipfrac", "pg_loss": "actor/pg_loss", "kl": "actor/kl_loss",
 }
 
 
