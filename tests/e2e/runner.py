@@ -12,7 +12,16 @@ ROOT = Path(__file__).resolve().parents[2]
 from tests.tiny_model import build_tiny_qwen2  # noqa: E402
 
 
-def run_training(tmp: Path, extra: list[str], timeout: int = 1500) -> dict:
+def start_training(tmp: Path, extra: list[str], log_name: str = "train.log"):
+    """Start the training driver in its own session; returns (process, run_dir, log_path)."""
+    cmd, env, run_dir = _command(tmp, extra)
+    log_path = tmp / log_name
+    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    return proc, run_dir, log_path
+
+
+def _command(tmp: Path, extra: list[str]):
     model = build_tiny_qwen2(tmp / "model")
     run_dir = tmp / "run"
     overrides = [
@@ -31,10 +40,16 @@ def run_training(tmp: Path, extra: list[str], timeout: int = 1500) -> dict:
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     env.pop("VERL_PLATFORM", None)
+    return [sys.executable, "-m", "tinylora_verl.main", *overrides], env, run_dir
+
+
+def run_training(tmp: Path, extra: list[str], timeout: int = 1500) -> dict:
+    cmd, env, run_dir = _command(tmp, extra)
+    model = tmp / "model"
     start = time.time()
     log_path = tmp / "train.log"
     with open(log_path, "w") as log:
-        res = subprocess.run([sys.executable, "-m", "tinylora_verl.main", *overrides], cwd=tmp, env=env,
+        res = subprocess.run(cmd, cwd=tmp, env=env,
                              stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
     wall = time.time() - start
     text = log_path.read_text()

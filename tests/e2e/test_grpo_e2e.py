@@ -80,3 +80,35 @@ def test_two_ranks_identical_factors_and_v(tmp_path_factory):
     assert all(r["factor_hash"] == want for r in ranks)
     assert ranks[0]["v"] == ranks[1]["v"] and any(x != 0 for vec in ranks[0]["v"] for x in vec)
     _check_sync(out["run"], [1])
+
+
+def test_sigkill_then_resume(tmp_path_factory):
+    """SIGKILL the whole job right after the step-1 checkpoint; the same command resumes at step 2 from
+    the checkpointed v (verl's checkpoint), syncs all weights again and writes the step-2 adapter."""
+    import os
+    import signal
+    import time
+
+    from tests.e2e.runner import start_training
+
+    tmp = tmp_path_factory.mktemp("resume")
+    extra = ["trainer.save_freq=1", "tinylora.verify_sync=false"]
+    proc, run_dir, _ = start_training(tmp, extra, "first.log")
+    marker = run_dir / "global_step_1" / "actor" / "tinylora_adapter" / "tinylora_config.json"
+    deadline = time.time() + 1200
+    while not (marker.exists() and (run_dir / "latest_checkpointed_iteration.txt").exists()):
+        assert proc.poll() is None, (tmp / "first.log").read_text()[-4000:]
+        assert time.time() < deadline, "no step-1 checkpoint in 20 min"
+        time.sleep(2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved_v = load_file(str(marker.parent / "tinylora_adapter.safetensors"))
+    assert any(t.abs().max() > 0 for t in saved_v.values())
+
+    out = run_training(tmp, [*extra, "tinylora.verify_sync=true"])
+    assert out["rows"][-1]["step"] == 2
+    resumed = json.loads((run_dir / "sync_check" / "step_1" / "ranks.json").read_text())[0]
+    want = [saved_v[f"v.{g}"].tolist() for g in range(len(saved_v))]
+    assert resumed["v"] == want                                     # restarted from the checkpointed v
+    assert (run_dir / "global_step_2" / "actor" / "tinylora_adapter" / "tinylora_config.json").is_file()
+    _check_sync(run_dir, [1, 2])                                    # full sync after the restart, then delta
