@@ -4,7 +4,11 @@ Asserts: v moved away from zero; no base weight changed; after every sync the vL
 exactly the trainer's merged weights; rewards were computed and differ within groups (so the GRPO loss
 is not trivially zero); verl's checkpoint and our tiny adapter were written, and the adapter reloads.
 The two-rank case (FSDP2 over gloo) checks that both ranks hold the same frozen factors — those of the
-SVD of the full, unsharded weights — and the same v after the update.
+SVD of the full, unsharded weights — and the same v after the update. The resume case SIGKILLs the job
+after the step-1 checkpoint and checks that the same command continues from the checkpointed v.
+
+Wall times measured on a 2-core machine shared with other jobs (load average 8-13): one rank 581 s,
+two ranks 413 s, SIGKILL + resume 430 s.
 """
 
 import json
