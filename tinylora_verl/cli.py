@@ -16,6 +16,7 @@ COMMANDS = {
     "plan": "Show how a parameter budget is split into tied groups for a model.",
     "export": "Export a trained adapter as a PEFT LoRA adapter or a merged HF model directory.",
     "prepare": "Convert a math dataset (hub or local JSONL) into verl parquet files.",
+    "train": "Run GRPO training with TinyLoRA on verl (Hydra overrides follow; default: the CPU demo).",
     "eval": "Generate with vLLM on math benchmarks and score with the training rewards.",
 }
 
@@ -35,8 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _passthrough(argv: list[str]) -> argparse.Namespace | None:
+    """Commands whose module sets PASSTHROUGH = True get every later argument verbatim (Hydra flags such
+    as `--cfg job` included, which argparse would reject)."""
+    if argv and argv[0] in COMMANDS and argv[0] != "-h":
+        module = importlib.import_module(f"tinylora_verl.commands.{argv[0]}")
+        if getattr(module, "PASSTHROUGH", False):
+            return argparse.Namespace(command=argv[0], overrides=list(argv[1:]), _run=module.run)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _passthrough(argv) or build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except (UserError, ValueError, FileNotFoundError, OSError) as err:

@@ -1,1 +1,1 @@
-"""Training and evaluation data: raw sources (hub or local JSONL) -> verl's parquet rows."""
+"""Data: raw sources (hub or local JSONL) and generated tasks -> verl's parquet rows."""

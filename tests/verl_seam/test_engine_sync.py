@@ -1,0 +1,108 @@
+"""What `TinyLoRAFSDPEngine.get_per_tensor_param` streams to the rollout, on an unsharded tiny model.
+
+First call: every HF weight, `.base_layer.` removed, no adapter container, adapted weights merged.
+Later calls: only adapted weights (and fused siblings), each equal to a float64 W + U diag(S) M V^T.
+The engine is built without verl's constructor (no process group): only the sync logic is under test;
+the e2e tests run it under FSDP2.
+"""
+
+import pytest
+import torch
+
+from tinylora_verl import TinyLoRAConfig, apply_tinylora
+from tinylora_verl.verl_seam.engine import TinyLoRAFSDPEngine
+
+
+def _tiny_model():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    torch.manual_seed(0)
+    cfg = Qwen2Config(hidden_size=32, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=2,
+                      intermediate_size=48, vocab_size=64, tie_word_embeddings=True)
+    return Qwen2ForCausalLM(cfg).float()
+
+
+class _Super:
+    """Stands in for verl's FSDPEngine.get_per_tensor_param: the module's state dict as (name, tensor)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def get_per_tensor_param(self, **kwargs):
+        return iter(list(self.module.state_dict().items())), None
+
+
+def _engine(targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")):
+    model = _tiny_model()
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    engine = object.__new__(TinyLoRAFSDPEngine)
+    engine.module = model
+    engine.tinylora = apply_tinylora(model, TinyLoRAConfig(budget=3, target_modules=targets, seed=1))
+    engine._full_sync_done = False
+    engine.rank = 0
+    return engine, base
+
+
+def _reference(engine, name, base):
+    layer = engine.tinylora.layers[name]
+    U, S, V, P = (t.double() for t in (layer.tinylora_U, layer.tinylora_S, layer.tinylora_V, layer.tinylora_P))
+    v = engine.tinylora.vectors.v[layer.group].detach().double()
+    M = sum(v[i] * P[i] for i in range(P.shape[0]))
+    return base[f"{name}.weight"].double() + U @ torch.diag(S) @ M @ V.T
+
+
+@pytest.fixture
+def patched_super(monkeypatch):
+    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
+
+    def fake(self, **kwargs):
+        return _Super(self.module).get_per_tensor_param()
+    monkeypatch.setattr(FSDPEngineWithLMHead, "get_per_tensor_param", fake)
+
+
+def test_first_then_delta(patched_super):
+    engine, base = _engine()
+    with torch.no_grad():
+        for i, p in enumerate(engine.tinylora.vectors.v):
+            p.copy_(torch.linspace(-0.5, 0.7, p.numel()) * (i + 1))   # non-zero, different per group
+    first, peft = engine.get_per_tensor_param()
+    first = dict(first)
+    assert peft is None
+    assert set(first) == set(base)                                   # all HF names, nothing else
+    adapted = [f"{n}.weight" for n in engine.tinylora.layers]
+    for name in adapted:
+        want = _reference(engine, name[: -len(".weight")], base)
+        assert torch.allclose(first[name].double(), want, atol=1e-5), name
+        assert not torch.equal(first[name], base[name])              # the update is in it
+    for name in set(base) - set(adapted):
+        assert torch.equal(first[name], base[name])
+
+    delta, _ = engine.get_per_tensor_param()
+    delta = dict(delta)
+    assert set(delta) == set(adapted)                                # only adapted tensors after the first
+    for name in adapted:
+        assert torch.equal(delta[name], first[name])
+
+
+def test_delta_includes_fused_siblings(patched_super):
+    engine, base = _engine(targets=("q_proj", "gate_proj"))
+    list(engine.get_per_tensor_param()[0])
+    names = set(dict(engine.get_per_tensor_param()[0]))
+    want = {f"model.layers.{i}.{m}.weight" for i in range(2)
+            for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj")}
+    assert names == want
+    assert torch.equal(dict(engine.get_per_tensor_param()[0])["model.layers.0.self_attn.k_proj.weight"],
+                       base["model.layers.0.self_attn.k_proj.weight"])
+
+
+def test_disable_adapter_is_base_model(patched_super):
+    engine, _ = _engine()
+    with torch.no_grad():
+        for p in engine.tinylora.vectors.v:
+            p.fill_(0.3)
+    x = torch.randint(0, 64, (1, 5))
+    on = engine.module(x).logits
+    with engine.disable_adapter():
+        off = engine.module(x).logits
+    with engine.tinylora.disabled():
+        ref = engine.module(x).logits
+    assert torch.equal(off, ref) and not torch.allclose(on, off)

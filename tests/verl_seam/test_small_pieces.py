@@ -1,0 +1,37 @@
+"""Small pure pieces of the seam: the tinylora block -> TinyLoRAConfig, run-file discovery, demo table."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from tinylora_verl.adapter import TinyLoRAConfigError
+from tinylora_verl.demo import summary_table
+from tinylora_verl.verl_seam.trainer_files import adapter_dirs
+
+
+def test_tinylora_block():
+    from tinylora_verl.verl_seam.worker import tinylora_config_from
+    block = OmegaConf.create({"enable": True, "budget": 26, "frozen_rank": 2, "tie_mode": "tiled", "seed": 3,
+                              "alpha": 1.0, "verify_sync": True})
+    cfg = tinylora_config_from(block)
+    assert (cfg.budget, cfg.seed, cfg.tie_mode) == (26, 3, "tiled")
+    assert tinylora_config_from(OmegaConf.create({"enable": False, "budget": 13})) is None
+    assert tinylora_config_from(None) is None
+    with pytest.raises(TinyLoRAConfigError, match="unknown TinyLoRA settings"):
+        tinylora_config_from(OmegaConf.create({"budgett": 13}))
+
+
+def test_adapter_dirs(tmp_path):
+    for step in (10, 2, 7):
+        d = tmp_path / f"global_step_{step}" / "actor" / "tinylora_adapter"
+        d.mkdir(parents=True)
+        if step != 7:
+            (d / "tinylora_config.json").write_text("{}")
+    assert [p.parent.parent.name for p in adapter_dirs(tmp_path)] == ["global_step_2", "global_step_10"]
+
+
+def test_summary_table():
+    text = summary_table([{"step": 1, "reward": 0.25, "t_gen": 20.0, "t_sync": 0.5},
+                          {"step": 2, "reward": 0.5}])
+    lines = text.splitlines()
+    assert lines[0].startswith("step | reward") and len(lines) == 4
+    assert "0.250" in lines[2] and "0.50" in lines[2] and "-" in lines[3]

@@ -1,0 +1,97 @@
+"""Hydra entry point: `python -m tinylora_verl.main [overrides]` (also `tinylora-verl train [overrides]`).
+
+Composes verl's `ppo_trainer` (found through `hydra.searchpath: [pkg://verl.trainer.config]`) with our
+configs in `tinylora_verl/config/` (located from this file, so it works from any directory), default
+`cpu_demo`. Then, in the driver process:
+1. `trainer.device=cpu` -> `VERL_PLATFORM=cpu`, inherited by every Ray and vLLM process, where it
+   switches on the CPU platform plugin at `import verl` (in this driver, where Hydra's search path has
+   imported verl already, the platform is registered and made current explicitly), and this checkout's import path is
+   put into Ray's runtime env so workers import the same tinylora_verl;
+2. `actor_rollout_ref.model.path=smollm2` -> `ensure_smollm2()`; the `task:` block's parquet files are
+   generated if missing;
+3. the config is resolved and checked by verl's `validate_config`, and verl's `run_ppo` runs with our
+   task runner (`TinyLoRATaskRunner`, trainer mode `tinylora_sync`).
+`--cfg job` prints the composed config and exits (Hydra's own flag).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "config")
+DEFAULT_CONFIG = "cpu_demo"
+SMOLLM2 = "smollm2"
+
+
+def pkg_file(spec: str) -> str:
+    """'package/sub/file.py' -> absolute path of that file inside the installed package."""
+    top, _, rest = spec.partition("/")
+    module = importlib.import_module(top)
+    return str(Path(module.__file__).resolve().parent / rest)
+
+
+if not OmegaConf.has_resolver("tinylora_pkg_file"):
+    OmegaConf.register_new_resolver("tinylora_pkg_file", pkg_file)
+
+
+def prepare_environment(cfg: DictConfig) -> None:
+    """Platform switch and import path for every process of the job (call before importing verl)."""
+    if str(cfg.trainer.get("device", "cuda")) == "cpu":
+        os.environ["VERL_PLATFORM"] = "cpu"
+        os.environ["VLLM_TARGET_DEVICE"] = "cpu"
+        if "verl" in sys.modules:  # Hydra's pkg://verl.trainer.config search path imported verl already
+            from . import cpu_platform
+            cpu_platform.register(make_current=True)
+    root = str(Path(__file__).resolve().parent.parent)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    env = {k: os.environ[k] for k in ("PYTHONPATH", "VERL_PLATFORM", "VLLM_TARGET_DEVICE") if k in os.environ}
+    with open_dict(cfg):
+        ray_init = cfg.ray_kwargs.setdefault("ray_init", {})
+        runtime_env = ray_init.setdefault("runtime_env", {})
+        env_vars = runtime_env.setdefault("env_vars", {})
+        for k, v in env.items():
+            env_vars.setdefault(k, v)
+
+
+def prepare_inputs(cfg: DictConfig) -> None:
+    """Materialise the model (smollm2) and the demo task's data when the config asks for them."""
+    with open_dict(cfg):
+        if cfg.actor_rollout_ref.model.path == SMOLLM2:
+            from .smollm2 import ensure_smollm2
+            cfg.actor_rollout_ref.model.path = str(ensure_smollm2())
+        if cfg.get("task") is not None:
+            from .data.arithmetic import ensure_dataset
+            t = cfg.task
+            ensure_dataset(t.dir, op=t.op, n_train=t.n_train, n_val=t.n_val, seed=t.seed)
+
+
+def run(cfg: DictConfig) -> None:
+    prepare_environment(cfg)
+    prepare_inputs(cfg)
+    OmegaConf.resolve(cfg)
+
+    from verl.trainer.main_ppo import run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    from .verl_seam.trainer import TinyLoRATaskRunner
+
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    run_ppo(cfg, task_runner_class=TinyLoRATaskRunner)
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name=DEFAULT_CONFIG, version_base=None)
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

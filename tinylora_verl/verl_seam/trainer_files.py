@@ -1,0 +1,24 @@
+"""Where a training run puts our files (no verl import: the demo driver reads them).
+
+    <trainer.default_local_dir>/tinylora_metrics.jsonl                      one JSON row per step
+    <trainer.default_local_dir>/global_step_<n>/actor/tinylora_adapter/     our adapter at each save
+    <trainer.default_local_dir>/sync_check/step_<n>/                        with tinylora.verify_sync
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+METRICS_FILE = "tinylora_metrics.jsonl"
+ADAPTER_DIR = "tinylora_adapter"
+
+
+def adapter_dirs(run_dir) -> list[Path]:
+    """Adapter directories of every saved step, oldest first."""
+    found = []
+    for d in Path(run_dir).glob(f"global_step_*/actor/{ADAPTER_DIR}"):
+        m = re.fullmatch(r"global_step_(\d+)", d.parent.parent.name)
+        if m and (d / "tinylora_config.json").is_file():
+            found.append((int(m.group(1)), d))
+    return [d for _, d in sorted(found)]

@@ -1,0 +1,88 @@
+"""TinyLoRA actor/rollout worker: verl's `ActorRolloutRefWorker` with a TinyLoRA model engine.
+
+The actor's `TrainingWorker` gets a `TinyLoRAFSDPEngine` (engine.py) in place of verl's FSDP engine
+when `actor_rollout_ref.tinylora` is set (our Hydra config points it at the top-level `tinylora:`
+block). Everything else — rollout, weight sync (`update_weights` -> `engine.get_per_tensor_param`),
+log-probs, PPO update, checkpoints — is verl's code. The reference policy is the actor with the adapter
+off: the trainer (trainer.py) marks the reference as "in the actor", so verl asks this worker for
+`compute_log_prob(no_lora_adapter=True)`, which runs under `engine.disable_adapter()`.
+
+Extra remote methods, for tests and the demo (all ranks must call them: they all-gather v/weights):
+`tinylora_state()` (per rank: trainable count, factor hash of this rank's buffers, full v) and
+`tinylora_dump_merged(path)` (rank 0 writes the merged and base weights of every adapted module).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from omegaconf import OmegaConf
+
+from verl.single_controller.base.decorator import Dispatch, register
+from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
+
+from ..adapter import TinyLoRAConfig
+from .engine import TinyLoRAFSDPEngine, full
+
+CONFIG_KEY = "tinylora"
+
+
+def tinylora_config_from(block) -> TinyLoRAConfig | None:
+    """TinyLoRAConfig from the config's `tinylora:` block; None when absent or `enable: false`."""
+    if block is None:
+        return None
+    d = OmegaConf.to_container(block, resolve=True) if OmegaConf.is_config(block) else dict(block)
+    if not d.pop("enable", True):
+        return None
+    d.pop("verify_sync", None)
+    return TinyLoRAConfig.from_dict(d)
+
+
+class TinyLoRATrainingWorker(TrainingWorker):
+    """verl's TrainingWorker whose engine is a TinyLoRAFSDPEngine (same configs, same mesh)."""
+
+    def __init__(self, config, tinylora: TinyLoRAConfig):
+        super().__init__(config)
+        strategy = self.engine_config.strategy
+        if strategy not in ("fsdp", "fsdp2"):
+            raise ValueError(f"TinyLoRA runs on verl's FSDP engine; actor strategy is {strategy!r}: set "
+                             "actor_rollout_ref.actor.strategy=fsdp2")
+        self.engine = TinyLoRAFSDPEngine(model_config=self.model_config, engine_config=self.engine_config,
+                                         optimizer_config=self.optimizer_config,
+                                         checkpoint_config=self.checkpoint_config, tinylora=tinylora)
+
+
+class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
+    def __init__(self, config, role: str, **kwargs):
+        super().__init__(config, role, **kwargs)
+        self.tinylora_config = tinylora_config_from(config.get(CONFIG_KEY))
+        if self.tinylora_config is not None and self._is_actor:
+            self.actor_worker_cls = functools.partial(TinyLoRATrainingWorker, tinylora=self.tinylora_config)
+
+    def _engine(self) -> TinyLoRAFSDPEngine:
+        engine = self.actor.engine if self.actor is not None else None
+        if not isinstance(engine, TinyLoRAFSDPEngine):
+            raise RuntimeError("this worker has no TinyLoRA actor: add a tinylora block to the config")
+        return engine
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def tinylora_state(self) -> dict:
+        engine = self._engine()
+        return {"rank": torch.distributed.get_rank(), "num_trainable": engine.num_trainable,
+                "factor_hash": engine.tinylora.factor_hash(), "v": engine.full_vectors()}
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def tinylora_dump_merged(self, path: str) -> int:
+        from safetensors.torch import save_file
+        engine = self._engine()
+        vectors = engine.full_vectors()
+        out = {}
+        for name, layer in engine.tinylora.layers.items():
+            out[f"merged.{name}.weight"] = engine._merged(name, vectors).contiguous()
+            out[f"base.{name}.weight"] = full(layer.base_layer.weight.detach()).clone().contiguous()
+        for g, v in enumerate(vectors):
+            out[f"v.{g}"] = v.contiguous()
+        if torch.distributed.get_rank() == 0:
+            save_file(out, path)
+        return len(out)
