@@ -8,7 +8,7 @@ from .main import CONFIG_DIR, DEFAULT_CONFIG
 
 
 def compose(name: str = DEFAULT_CONFIG, overrides: list[str] | None = None, resolve: bool = True) -> DictConfig:
-    """The config `name` from tinylora_verl/config with Hydra overrides, resolved by default."""
+    """The config `name` from config/ with Hydra overrides, resolved by default."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -9,7 +9,7 @@ asks for the CPU platform, and the variable is inherited by every Ray and vLLM p
 never load any of it.
 
 What it does, one fix per blocker of DESIGN.md §5 that has no config key (the ones that do are set in
-`tinylora_verl/config/platform/cpu.yaml`):
+`config/platform/cpu.yaml`):
 
   #4  `PlatformCPU` registered as "cpu" in verl's `PlatformRegistry`: gloo as the collective backend,
       no-op device-memory APIs (`device_module`), `current_device() == "cpu"`. verl builds the backend

@@ -1,7 +1,8 @@
 """Hydra entry point: `python -m tinylora_verl.main [overrides]` (also `tinylora-verl train [overrides]`).
 
 Composes verl's `ppo_trainer` (found through `hydra.searchpath: [pkg://verl.trainer.config]`) with our
-configs in `tinylora_verl/config/` (located from this file, so it works from any directory), default
+configs in the top-level `config/` (reached through the package symlink `tinylora_verl/config`, located
+from this file, so it works from any directory and ships with the package), default
 `cpu_demo`. Then, in the driver process:
 1. `trainer.device=cpu` -> `VERL_PLATFORM=cpu`, inherited by every Ray and vLLM process, where it
    switches on the CPU platform plugin at `import verl` (in this driver, where Hydra's search path has

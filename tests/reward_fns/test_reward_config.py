@@ -1,4 +1,4 @@
-"""tinylora_verl/config/reward/{gsm8k,math}.yaml compose with verl's ppo_trainer and load through verl's own loader.
+"""config/reward/{gsm8k,math}.yaml compose with verl's ppo_trainer and load through verl's own loader.
 
 A primary config like the project's entry point (defaults: [ppo_trainer, ...], searchpath
 pkg://verl.trainer.config) is written to a temporary directory; the reward group comes from the package's
@@ -19,7 +19,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "tinylora_verl" / "config"
+CONFIG_DIR = REPO / "config"
 
 
 def _primary(tmp_path: Path, extra_default: str = "") -> Path:

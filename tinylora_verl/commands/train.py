@@ -3,7 +3,7 @@
 Everything after `train` goes to Hydra unchanged, e.g.
     tinylora-verl train trainer.total_training_steps=2 tinylora.budget=26
     tinylora-verl train --cfg job          # print the composed config
-    tinylora-verl train --config-name NAME # another config in tinylora_verl/config/
+    tinylora-verl train --config-name NAME # another config in config/
 """
 
 from __future__ import annotations
