@@ -1,0 +1,77 @@
+"""One variant's train steps in a process of its own; prints one JSON line with its peak resident memory.
+
+    python bench/memory_child.py --model smollm2 --variant tinylora --batch 4 --seq 64 --steps 2
+
+A train step is: zero_grad(set_to_none) -> causal-LM loss -> backward -> AdamW step (torch defaults,
+lr 1e-5) over the variant's trainable parameters. Two steps, so the optimizer state (allocated at the
+first step) and the next step's activations and gradients are resident together.
+
+Reported: `peak_rss_bytes` = ru_maxrss (the process's high-water mark, model loading included),
+`rss_after_load_bytes` = resident memory once the variant is built (so the step's own increment is
+visible), the number of trainable parameters, and seconds per step (informational; the benchmark's
+time ratios come from the in-process interleaved runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from bench.workloads import VARIANTS, load_model, make_batch, make_variant  # noqa: E402
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--variant", required=True, choices=VARIANTS)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--seq", type=int, required=True)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    work = load_model(args.model)
+    variant = make_variant(args.variant, work.model, copy_base=False)
+    del work
+    ids = make_batch(variant.model, args.batch, args.seq)
+    rss_loaded = current_rss_bytes()
+    opt = torch.optim.AdamW(variant.trainable, lr=1e-5) if variant.trainable else None
+    step_s = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        if opt:
+            opt.zero_grad(set_to_none=True)
+        loss = variant.model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        if opt:
+            opt.step()
+        step_s.append(time.perf_counter() - t0)
+    if not torch.isfinite(loss):
+        raise SystemExit(f"non-finite loss {loss.item()} in {args.variant}")
+    print(json.dumps({
+        "variant": args.variant, "model": args.model,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,   # Linux: KiB
+        "rss_after_load_bytes": rss_loaded,
+        "trainable_params": sum(p.numel() for p in variant.trainable),
+        "step_seconds": step_s,
+    }))
+
+
+if __name__ == "__main__":
+    main()
