@@ -183,3 +183,13 @@ def test_parity_parser_reads_values_as_yaml():
                       "| gsm8k_paper | lr | `x` | `actor_rollout_ref.actor.optim.lr` | `2.0e-5` |", "", "| a | b |"])
     rows = parity_rows(text)
     assert len(rows) == 1 and yaml.safe_load(_code(rows[0]["value"])) == 2e-5
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_as_add_on_is_refused(preset):
+    """`+experiment=NAME` on the CPU demo would mix the demo's platform and task into a GPU run; Hydra
+    refuses it (the preset's empty /platform default clashes with the demo's `platform: cpu`)."""
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="Multiple values for platform"):
+        _compose("cpu_demo", [f"+experiment={preset}"])
