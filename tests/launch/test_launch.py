@@ -1,0 +1,215 @@
+"""launch/local.sh, launch/ray_job.sh and launch/slurm.sbatch: their dry runs print the command they
+would run and the config it resolves to (composed for real, offline); the real paths of local.sh and
+ray_job.sh run (Hydra's --cfg job; a stand-in `ray` that records its arguments); user mistakes give one
+line on stderr and exit 2; shellcheck finds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH = REPO / "launch"
+SCRIPTS = ["_common.sh", "local.sh", "ray_job.sh", "slurm.sbatch", "setup_venv.sh"]
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "TINYLORA_", "RAY_")) and k not in ("PYTHONPATH", "RAY")}
+    env.update(PYTHON=sys.executable, **extra)
+    return env
+
+
+def run(script: str, *args, cwd=None, **env):
+    return subprocess.run(["bash", str(LAUNCH / script) if "/" not in script else script, *args],
+                          cwd=cwd or REPO, env=_env(**env), capture_output=True, text=True, timeout=300)
+
+
+def dry_run_parts(out: str) -> tuple[list[str], dict]:
+    """(the command after '# command...:', the YAML after '# resolved config ...:') of a dry run."""
+    lines = out.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith("# command"))
+    j = next(n for n, line in enumerate(lines) if line.startswith("# resolved config"))
+    command = shlex.split(lines[i + 1])
+    return command, yaml.safe_load("\n".join(lines[j + 1:]))
+
+
+def one_line_error(res, *fragments):
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = res.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_local_dry_run_prints_command_and_resolved_preset():
+    res = run("local.sh", "--preset", "gsm8k_paper", "--gpus", "4", "--dry-run",
+              "trainer.logger=[console,wandb]", TINYLORA_DATA="/shared/data")
+    assert res.returncode == 0, res.stderr[-3000:]
+    cmd, cfg = dry_run_parts(res.stdout)
+    assert cmd[0] == f"PYTHONPATH={REPO}" and cmd[1] == sys.executable
+    assert cmd[2:] == ["-m", "tinylora_verl.main", "--config-name", "experiment/gsm8k_paper",
+                       "trainer.n_gpus_per_node=4", "trainer.logger=[console,wandb]"]
+    assert cfg["trainer"]["n_gpus_per_node"] == 4 and cfg["trainer"]["logger"] == ["console", "wandb"]
+    assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert cfg["data"]["train_files"] == "/shared/data/gsm8k/train.parquet"   # resolved
+    assert cfg["trainer"]["device"] == "cuda"
+
+
+def test_local_default_is_the_cpu_demo():
+    res = run("local.sh", "--dry-run")
+    assert res.returncode == 0, res.stderr[-3000:]
+    cmd, cfg = dry_run_parts(res.stdout)
+    assert "--config-name" not in cmd
+    assert cfg["trainer"]["device"] == "cpu" and cfg["trainer"]["experiment_name"] == "cpu_demo"
+
+
+def test_local_runs_the_command():
+    """Without --dry-run the command itself runs: here Hydra's own --cfg job, passed through."""
+    res = run("local.sh", "--preset", "math_paper", "--cfg", "job")
+    assert res.returncode == 0, res.stderr[-3000:]
+    cfg = yaml.safe_load(res.stdout)
+    assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-Math-7B"
+    assert "local.sh: " in res.stderr and "--config-name experiment/math_paper" in res.stderr
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--preset", "gsm8k"], ["unknown preset 'gsm8k'", "gsm8k_paper", "math_paper"]),
+    (["--preset"], ["--preset needs a name"]),
+    (["--preset=math_paper", "--config-name", "cpu_demo"], ["not both"]),
+    (["--gpus", "four"], ["--gpus needs a positive number"]),
+])
+def test_local_user_errors(args, fragments):
+    one_line_error(run("local.sh", *args), *fragments)
+
+
+def test_local_bad_override_fails():
+    res = run("local.sh", "--dry-run", "--preset", "math_paper", "data.no_such_key=1")
+    assert res.returncode == 2 and "does not compose" in res.stderr
+
+
+RAY_ARGS = ["--address", "http://head:8265", "--preset", "gsm8k_paper", "--env", "TINYLORA_DATA=/shared/data",
+            "--pip", "math-verify==0.9.0", "--no-wait", "actor_rollout_ref.actor.optim.lr=1e-4"]
+
+
+def _check_submit(argv: list[str]):
+    assert argv[:4] == ["job", "submit", "--address", "http://head:8265"]
+    runtime_env = json.loads(argv[argv.index("--runtime-env-json") + 1])
+    assert runtime_env["working_dir"] == str(REPO)
+    assert {".git", ".venv"} <= set(runtime_env["excludes"])
+    assert runtime_env["pip"] == ["math-verify==0.9.0"]
+    assert runtime_env["env_vars"] == {"TINYLORA_DATA": "/shared/data"}
+    assert "--no-wait" in argv
+    assert argv[argv.index("--") + 1:] == ["python", "-m", "tinylora_verl.main", "--config-name",
+                                           "experiment/gsm8k_paper", "actor_rollout_ref.actor.optim.lr=1e-4"]
+
+
+def test_ray_job_dry_run():
+    res = run("ray_job.sh", "--dry-run", *RAY_ARGS, RAY="ray")
+    assert res.returncode == 0, res.stderr[-3000:]
+    cmd, cfg = dry_run_parts(res.stdout)
+    assert cmd[0] == "ray"
+    _check_submit(cmd[1:])
+    assert cfg["data"]["train_files"] == "/shared/data/gsm8k/train.parquet"   # --env applied when composing
+    assert cfg["actor_rollout_ref"]["actor"]["optim"]["lr"] == 1e-4
+
+
+def test_ray_job_submits_with_the_ray_cli(tmp_path):
+    fake = tmp_path / "ray"
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    fake.chmod(0o755)
+    res = run("ray_job.sh", *RAY_ARGS, RAY=str(fake))
+    assert res.returncode == 0, res.stderr
+    _check_submit(json.loads((tmp_path / "argv.json").read_text()))
+
+
+def test_ray_job_image_runtime_env():
+    res = run("ray_job.sh", "--dry-run", "--address", "http://h:8265", "--image", "registry/tinylora:gpu",
+              "--env", "A=b=c", RAY="ray")
+    assert res.returncode == 0, res.stderr[-3000:]
+    cmd, cfg = dry_run_parts(res.stdout)
+    runtime_env = json.loads(cmd[cmd.index("--runtime-env-json") + 1])
+    assert runtime_env == {"image_uri": "registry/tinylora:gpu", "env_vars": {"A": "b=c"}}  # image_uri: no working_dir
+    assert cfg["trainer"]["experiment_name"] == "cpu_demo"
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--preset", "gsm8k_paper"], ["--address", "RAY_ADDRESS"]),
+    (["--address", "a", "--image", "i", "--pip", "p"], ["--image and --pip"]),
+    (["--address", "a", "--image", "i", "--working-dir", "."], ["--image and --working-dir"]),
+    (["--address", "a", "--env", "NOT-A-KEY"], ["--env needs KEY=VALUE"]),
+    (["--address"], ["--address needs a value"]),
+    (["--address", "a", "--preset", "nope"], ["unknown preset 'nope'"]),
+])
+def test_ray_job_user_errors(args, fragments):
+    one_line_error(run("ray_job.sh", *args), *fragments)
+
+
+SLURM = {"SLURM_JOB_NODELIST": "gpu[07-09]", "SLURM_NNODES": "3", "SLURM_GPUS_PER_TASK": "8",
+         "SLURM_CPUS_PER_TASK": "64"}
+
+
+def test_slurm_dry_run(tmp_path):
+    """As sbatch runs it: a copy of the script in a spool directory, the checkout found by SLURM_SUBMIT_DIR."""
+    spooled = tmp_path / "slurm_script"
+    shutil.copy(LAUNCH / "slurm.sbatch", spooled)
+    res = run(str(spooled), "--dry-run", "--preset", "math_paper", "trainer.n_gpus_per_node=4",
+              cwd=tmp_path, SLURM_SUBMIT_DIR=str(REPO), **SLURM)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout
+    assert "# nodes (3): gpu07 gpu08 gpu09; head: gpu07; 8 GPUs and 64 CPUs per node" in out
+    lines = out.splitlines()
+    starts = [shlex.split(line.rstrip(" &")) for line in lines if line.startswith("srun ")]
+    assert [s[s.index("-w") + 1] for s in starts] == ["gpu07", "gpu08", "gpu09"]
+    head, workers = starts[0], starts[1:]
+    assert {"start", "--head", "--port=6379", "--num-gpus=8", "--num-cpus=64", "--block"} <= set(head)
+    assert all("--address=HEAD_IP:6379" in w and "--head" not in w for w in workers)
+    cmd, cfg = dry_run_parts(out)
+    assert cmd[0] == "RAY_ADDRESS=HEAD_IP:6379"
+    assert cmd[3:] == ["-m", "tinylora_verl.main", "--config-name", "experiment/math_paper", "trainer.nnodes=3",
+                       "trainer.n_gpus_per_node=8", "trainer.n_gpus_per_node=4"]
+    assert cfg["trainer"]["nnodes"] == 3 and cfg["trainer"]["n_gpus_per_node"] == 4   # the user's override wins
+    assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-Math-7B"
+
+
+@pytest.mark.parametrize("env,args,fragments", [
+    ({}, [], ["not inside a Slurm allocation"]),
+    ({**SLURM, "SLURM_GPUS_PER_TASK": ""}, [], ["--gpus-per-node"]),
+    ({**SLURM, "SLURM_NNODES": "2"}, [], ["SLURM_NNODES=2", "3 nodes"]),
+    ({**SLURM, "SLURM_JOB_NODELIST": "r[1-2]n[1-2]", "SLURM_NNODES": ""}, [], ["without scontrol"]),
+    (SLURM, ["--preset", "gsm8k_papr"], ["unknown preset"]),
+    (SLURM, ["--gpus-per-node", "0"], ["--gpus-per-node needs a positive number"]),
+])
+def test_slurm_user_errors(env, args, fragments):
+    one_line_error(run("slurm.sbatch", "--dry-run", *args, **env), *fragments)
+
+
+def test_slurm_nodelist_forms():
+    res = run("slurm.sbatch", "--dry-run", "--gpus-per-node", "2", SLURM_JOB_NODELIST="n[08-10,12]-ib,login,x[9-10]")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "# nodes (7): n08-ib n09-ib n10-ib n12-ib login x9 x10; head: n08-ib; 2 GPUs per node" in res.stdout, res.stderr
+
+
+def _linter(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed: it comes with the test extra (pip install -e .[test])"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return found
+
+
+def test_shellcheck_clean():
+    res = subprocess.run([_linter("shellcheck"), "-x", *[f"launch/{s}" for s in SCRIPTS]], cwd=REPO,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
