@@ -31,14 +31,18 @@ class _Super:
         return iter(list(self.module.state_dict().items())), None
 
 
-def _engine(targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")):
-    model = _tiny_model()
+ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _engine(targets=ALL, sync_mode="full", model=None):
+    model = _tiny_model() if model is None else model
     base = {k: v.clone() for k, v in model.state_dict().items()}
     engine = object.__new__(TinyLoRAFSDPEngine)
     engine.module = model
     engine.tinylora = apply_tinylora(model, TinyLoRAConfig(budget=3, target_modules=targets, seed=1))
     engine._full_sync_done = False
     engine.rank = 0
+    engine.sync_mode, engine._sync_count, engine.last_sync = sync_mode, 0, {}
     return engine, base
 
 

@@ -1,0 +1,6 @@
+"""Weight sync to the rollout engines: the `vector` wire format and its rollout-side receiver.
+
+`sync_mode: full` (default) sends W_base + ΔW(v) for the adapted modules every step (engine.py).
+`sync_mode: vector` sends, once, the pristine base weights and the frozen factors, and afterwards only
+v and the sync number; each rollout worker rebuilds dtype(W_base + ΔW(v)) itself (receiver.py).
+"""
