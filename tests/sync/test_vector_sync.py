@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from tests.verl_seam.test_engine_sync import ALL, _engine, _reference, _tiny_model, patched_super  # noqa: F401
+from tests.verl_seam.test_engine_sync import ALL, _engine, _reference, _tiny_model
 from tinylora_verl.sync import wire
 from tinylora_verl.sync.receiver import VectorSyncReceiver, compact
 
@@ -65,7 +65,7 @@ def _run(targets, steps, model_factory=_tiny_model):
 
 
 @pytest.mark.parametrize("targets", [ALL, ("q_proj", "gate_proj")], ids=["all7", "q+gate"])
-def test_vector_equals_full_bit_for_bit(patched_super, targets):
+def test_vector_equals_full_bit_for_bit(targets):
     full_engine, vec_engine, base, history = _run(targets, steps=4)
     vectors = vec_engine.full_vectors()
     for step, (full_w, vec_w, stats) in enumerate(history):
@@ -81,7 +81,7 @@ def test_vector_equals_full_bit_for_bit(patched_super, targets):
         assert not torch.equal(last_vec[key], base[key])                           # v is in it
 
 
-def test_vector_stream_is_tiny_after_setup(patched_super):
+def test_vector_stream_is_tiny_after_setup():
     _, vec_engine, _, history = _run(ALL, steps=3)
     setup, later = history[0][2], [h[2] for h in history[1:]]
     assert setup["bytes"] > 10_000
@@ -92,14 +92,14 @@ def test_vector_stream_is_tiny_after_setup(patched_super):
     assert names == [wire.META, wire.VECTOR]
 
 
-def test_stale_vector_is_not_served(patched_super):
+def test_stale_vector_is_not_served():
     """v changes between syncs: the rollout must follow the newest v, not a cached merge."""
     _, vec_engine, _, history = _run(ALL, steps=3)
     name = next(iter(vec_engine.tinylora.layers)) + ".weight"
     assert not torch.equal(history[1][1][name], history[2][1][name])
 
 
-def test_bf16_checkpoint_base_is_kept_in_bf16(patched_super):
+def test_bf16_checkpoint_base_is_kept_in_bf16():
     def bf16_model():
         m = _tiny_model()
         with torch.no_grad():
@@ -123,7 +123,7 @@ def test_vector_before_setup_is_refused():
         r.consume([(wire.META, wire.encode_meta({"kind": "vector", "sync": 3}))])
 
 
-def test_setup_without_v_or_factors_is_refused(patched_super):
+def test_setup_without_v_or_factors_is_refused():
     vec_engine, _ = _engine(ALL, "vector")
     stream = list(vec_engine.get_per_tensor_param()[0])
     r = VectorSyncReceiver()

@@ -195,13 +195,31 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         vector = self.sync_mode == "vector"
         self._sync_count += 1  # read by the streams below (meta "sync", last_sync)
         if not self._full_sync_done:
-            params, peft_config = super().get_per_tensor_param(layered_summon=layered_summon,
-                                                               base_sync_done=base_sync_done, **kwargs)
+            params, peft_config = self._verl_stream(layered_summon=layered_summon, base_sync_done=base_sync_done,
+                                                    **kwargs)
             self._full_sync_done = True
             stream, kind = (self._iter_setup(params), "setup") if vector else (self._iter_first(params), "full")
         else:
             stream, kind = (self._iter_vector(), "vector") if vector else (self._iter_delta(), "delta")
         return self._counted(stream, kind), None
+
+    def _verl_stream(self, **kwargs):
+        """verl's own stream of every weight (FSDP state dict, all-gathered tensor by tensor)."""
+        return super().get_per_tensor_param(**kwargs)
+
+    @classmethod
+    def unsharded(cls, module, tinylora: TinyLoRAConfig, sync_mode: str = "full") -> "TinyLoRAFSDPEngine":
+        """The sync half of the engine over a plain, unsharded module (no verl constructor, no process
+        group, no FSDP): the same streams, for benchmarks (bench/sync.py) and tests. Not for training."""
+        if sync_mode not in SYNC_MODES:
+            raise ValueError(f"tinylora.sync_mode={sync_mode!r}: use one of {SYNC_MODES}")
+        engine = object.__new__(cls)
+        engine.module, engine.rank = module, 0
+        engine.tinylora = apply_tinylora(module, tinylora)
+        engine.tinylora_config, engine.sync_mode = tinylora, sync_mode
+        engine._full_sync_done, engine._sync_count, engine.last_sync = False, 0, {}
+        engine._verl_stream = lambda **kwargs: (iter(list(module.state_dict().items())), None)
+        return engine
 
     # ---- diagnostics ----------------------------------------------------------------------------
     @torch.no_grad()
