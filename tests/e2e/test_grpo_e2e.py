@@ -76,8 +76,8 @@ def test_two_grpo_steps(tmp_path_factory, sync_mode):
     if sync_mode == "vector":
         assert all(r["sync_kind"] == "vector" and r["sync_bytes"] <= 1024 for r in rows), rows
         assert rows[0]["first_sync_bytes"] > 100_000
-        states = json.loads(next((run_dir / "sync_check" / "step_2").glob("receiver_*.json")).read_text())
-        assert states[0]["ready"] and states[0]["last"]["kind"] == "vector" and states[0]["last"]["sync"] == 3
+        state = json.loads(next((run_dir / "sync_check" / "step_2").glob("receiver_*.json")).read_text())
+        assert state["ready"] and state["last"]["kind"] == "vector" and state["last"]["sync"] == 3, state
     else:
         assert all(r["sync_kind"] == "delta" and r["sync_bytes"] > 1024 for r in rows), rows
     # reference log-probs ran in the actor with the adapter off: KL is exactly 0 while v = 0 (step 1) and

@@ -101,13 +101,18 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
         return bool(getattr(self, "_is_qat_model", False) or getattr(self, "_is_modelopt_qat", False)
                     or is_quantized_model(self.model_runner.vllm_config))
 
-    @torch.no_grad()
-    def tinylora_receiver_state(self) -> dict:
-        """What the vector receiver holds (for tests): modules, kept bytes, the last rebuild."""
+    def tinylora_receiver_state(self, path: str | None = None) -> dict:
+        """What the vector receiver holds (for tests): modules, kept bytes, the last rebuild; also written
+        to `path` as JSON when given (verl's server-level collective_rpc returns nothing)."""
+        import json
         r = self.tinylora_receiver
         kept = sum(t.numel() * t.element_size() for t, _ in r.base.values())
-        return {"ready": r.ready, "modules": len(r.modules), "siblings": len(r.siblings), "base_bytes": kept,
-                "last": r.last}
+        state = {"ready": r.ready, "modules": len(r.modules), "siblings": len(r.siblings), "base_bytes": kept,
+                 "last": r.last}
+        if path:
+            with open(path, "w") as f:
+                json.dump(state, f)
+        return state
 
     @torch.no_grad()
     def tinylora_dump_weights(self, path: str) -> int:

@@ -141,9 +141,8 @@ class TinyLoRATrainer(PPOTrainerSync):
                 path = os.path.join(out, f"vllm_{r}_{s}.safetensors")
                 ray.get(server.collective_rpc.remote("tinylora_dump_weights", kwargs={"path": path}))
                 paths.append(path)
-                state = ray.get(server.collective_rpc.remote("tinylora_receiver_state"))
-                with open(os.path.join(out, f"receiver_{r}_{s}.json"), "w") as f:
-                    json.dump(state, f, default=str)
+                state_path = os.path.join(out, f"receiver_{r}_{s}.json")
+                ray.get(server.collective_rpc.remote("tinylora_receiver_state", kwargs={"path": state_path}))
         ours = load_file(trainer_path)
         worst = 0.0
         for path in paths:
