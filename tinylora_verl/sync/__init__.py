@@ -4,3 +4,11 @@
 `sync_mode: vector` sends, once, the pristine base weights and the frozen factors, and afterwards only
 v and the sync number; each rollout worker rebuilds dtype(W_base + ΔW(v)) itself (receiver.py).
 """
+
+SYNC_MODES = ("full", "vector")
+
+
+def check_sync_mode(mode: str) -> str:
+    if mode not in SYNC_MODES:
+        raise ValueError(f"tinylora.sync_mode={mode!r}: use one of {', '.join(SYNC_MODES)}")
+    return mode

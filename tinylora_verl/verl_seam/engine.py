@@ -39,7 +39,7 @@ from ..adapter import TinyLoRAConfig, TinyLoRAHandle, apply_tinylora
 from ..adapter.functional import merged_weight
 from ..adapter.layer import TinyLoRAVectors
 from ..adapter.model import CONTAINER
-from ..sync import wire
+from ..sync import check_sync_mode, wire
 from ..sync.diagnostics import rounded_away_counts
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 from .trainer_files import ADAPTER_DIR
 # vLLM fuses these HF projections into one layer; a layer must be reloaded with all of its parts.
 FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
-SYNC_MODES = ("full", "vector")
 
 
 def full(t: torch.Tensor) -> torch.Tensor:
@@ -83,9 +82,7 @@ class _IdentityCachedHandle(TinyLoRAHandle):
 class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
     def __init__(self, *args, tinylora: TinyLoRAConfig, sync_mode: str = "full", **kwargs):
         super().__init__(*args, **kwargs)
-        if sync_mode not in SYNC_MODES:
-            raise ValueError(f"tinylora.sync_mode={sync_mode!r}: use one of {SYNC_MODES}")
-        self.sync_mode = sync_mode
+        self.sync_mode = check_sync_mode(sync_mode)
         self._sync_count = 0
         self.last_sync: dict = {}
         if self.model_config.lora_rank > 0:
@@ -211,8 +208,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
     def unsharded(cls, module, tinylora: TinyLoRAConfig, sync_mode: str = "full") -> "TinyLoRAFSDPEngine":
         """The sync half of the engine over a plain, unsharded module (no verl constructor, no process
         group, no FSDP): the same streams, for benchmarks (bench/sync.py) and tests. Not for training."""
-        if sync_mode not in SYNC_MODES:
-            raise ValueError(f"tinylora.sync_mode={sync_mode!r}: use one of {SYNC_MODES}")
+        check_sync_mode(sync_mode)
         engine = object.__new__(cls)
         engine.module, engine.rank = module, 0
         engine.tinylora = apply_tinylora(module, tinylora)
