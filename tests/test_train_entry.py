@@ -43,3 +43,11 @@ def test_every_field_has_a_comment():
             if j < 0 or not lines[j].lstrip().startswith("#"):
                 missing.append(f"{path.name}:{i + 1}: {line.strip()}")
     assert not missing, "fields without a comment above them:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("override,needle", [("tinylora.sync_mode=vectr", "sync_mode='vectr'"),
+                                             ("+tinylora.rnak=2", "unknown TinyLoRA settings")])
+def test_bad_tinylora_block_is_one_line_exit_2(tmp_path, override, needle):
+    res = _run(["-m", "tinylora_verl.main", override], cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert needle in res.stderr and "Traceback" not in res.stderr

@@ -224,8 +224,8 @@ def _register_rollout() -> None:
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
     def load_cpu_vllm():
-        from tinylora_verl.rollout.vllm_replica import cpu_vllm_replica_class
-        return cpu_vllm_replica_class()
+        from tinylora_verl.rollout.vllm_replica import tinylora_vllm_replica_class
+        return tinylora_vllm_replica_class()
 
     RolloutReplicaRegistry.register("vllm", load_cpu_vllm)
 

@@ -74,8 +74,23 @@ def prepare_inputs(cfg: DictConfig) -> None:
             ensure_dataset(t.dir, op=t.op, n_train=t.n_train, n_val=t.n_val, seed=t.seed)
 
 
+def check_tinylora(cfg: DictConfig) -> None:
+    """The tinylora block is read here, in the driver, so a mistake is one line and exit 2, not a
+    traceback from a Ray worker minutes later."""
+    from .sync import check_sync_mode
+    from .verl_seam.worker import sync_mode_from, tinylora_config_from
+    block = cfg.get("tinylora")
+    try:
+        if tinylora_config_from(block) is not None:
+            check_sync_mode(sync_mode_from(block))
+    except (ValueError, TypeError) as e:  # TinyLoRAConfigError is a ValueError
+        print(f"tinylora-verl train: bad tinylora block: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def run(cfg: DictConfig) -> None:
     prepare_environment(cfg)
+    check_tinylora(cfg)
     prepare_inputs(cfg)
     OmegaConf.resolve(cfg)
 

@@ -27,14 +27,18 @@ def _hf_weights(model_dir):
 
 
 def _check_sync(run_dir, steps):
+    """vLLM's effective weights equal the trainer's merged weights bit for bit (in vLLM's dtype)."""
     for step in steps:
         d = run_dir / "sync_check" / f"step_{step}"
         ours = load_file(str(d / "trainer.safetensors"))
-        theirs = load_file(str(next(d.glob("vllm_*.safetensors"))))
+        dumps = sorted(d.glob("vllm_*.safetensors"))
+        assert dumps
         merged = {k[len("merged."):]: v for k, v in ours.items() if k.startswith("merged.")}
         assert merged
-        for name, w in merged.items():
-            assert torch.allclose(theirs[name].float(), w.float(), rtol=0, atol=1e-6), (step, name)
+        for dump in dumps:
+            theirs = load_file(str(dump))
+            for name, w in merged.items():
+                assert torch.equal(theirs[name], w.to(theirs[name].dtype)), (step, dump.name, name)
     return ours
 
 
@@ -45,10 +49,11 @@ def _reference_factor_hash(model_dir, budget=4):
     return apply_tinylora(model, TinyLoRAConfig(budget=budget)).factor_hash()
 
 
-def test_two_grpo_steps(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("one_rank")
+@pytest.mark.parametrize("sync_mode", ["full", "vector"])
+def test_two_grpo_steps(tmp_path_factory, sync_mode):
+    tmp = tmp_path_factory.mktemp(f"one_rank_{sync_mode}")
     out = run_training(tmp, ["actor_rollout_ref.actor.use_kl_loss=true",
-                             "actor_rollout_ref.actor.kl_loss_coef=0.01"])
+                             "actor_rollout_ref.actor.kl_loss_coef=0.01", f"tinylora.sync_mode={sync_mode}"])
     rows, run_dir = out["rows"], out["run"]
     assert [r["step"] for r in rows] == [1, 2]
     assert all("reward" in r for r in rows)
@@ -59,7 +64,22 @@ def test_two_grpo_steps(tmp_path_factory):
     hf = _hf_weights(out["model"])
     bases = {k[len("base."):]: t for k, t in last.items() if k.startswith("base.")}
     assert bases and all(torch.equal(hf[k], t) for k, t in bases.items()), "a base weight changed"
-    assert all(r.get("sync_max_abs_diff", 1) <= 1e-6 for r in rows)
+    assert all(r.get("sync_max_abs_diff", 1) == 0 for r in rows)
+    # diagnostics in the tracker every step
+    for r in rows:
+        for key in ("sync_bytes", "sync_s", "v_norm", "rounded_away", "logp_diff_mean", "logp_diff_max",
+                    "is_mean", "is_max", "is_trunc", "pg_clipfrac"):
+            assert key in r, (key, r)
+        assert 0 <= r["rounded_away"] <= 1 and r["logp_diff_max"] >= r["logp_diff_mean"] >= 0
+    assert rows[-1]["v_norm"] > 0
+    assert "tinylora/v_norm" in out["log"] and "tinylora/is_weight_mean" in out["log"]   # console logger
+    if sync_mode == "vector":
+        assert all(r["sync_kind"] == "vector" and r["sync_bytes"] <= 1024 for r in rows), rows
+        assert rows[0]["first_sync_bytes"] > 100_000
+        state = json.loads(next((run_dir / "sync_check" / "step_2").glob("receiver_*.json")).read_text())
+        assert state["ready"] and state["last"]["kind"] == "vector" and state["last"]["sync"] == 3, state
+    else:
+        assert all(r["sync_kind"] == "delta" and r["sync_bytes"] > 1024 for r in rows), rows
     # reference log-probs ran in the actor with the adapter off: KL is exactly 0 while v = 0 (step 1) and
     # positive once v moved (step 2)
     assert all("t_ref" in r for r in rows)

@@ -2,8 +2,8 @@
 
 First call: every HF weight, `.base_layer.` removed, no adapter container, adapted weights merged.
 Later calls: only adapted weights (and fused siblings), each equal to a float64 W + U diag(S) M V^T.
-The engine is built without verl's constructor (no process group): only the sync logic is under test;
-the e2e tests run it under FSDP2.
+The engine is `TinyLoRAFSDPEngine.unsharded` (no verl constructor, no process group; verl's stream is
+the module's state dict): only the sync logic is under test; the e2e tests run it under FSDP2.
 """
 
 import pytest
@@ -21,25 +21,14 @@ def _tiny_model():
     return Qwen2ForCausalLM(cfg).float()
 
 
-class _Super:
-    """Stands in for verl's FSDPEngine.get_per_tensor_param: the module's state dict as (name, tensor)."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def get_per_tensor_param(self, **kwargs):
-        return iter(list(self.module.state_dict().items())), None
+ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def _engine(targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")):
-    model = _tiny_model()
+def _engine(targets=ALL, sync_mode="full", model=None):
+    model = _tiny_model() if model is None else model
     base = {k: v.clone() for k, v in model.state_dict().items()}
-    engine = object.__new__(TinyLoRAFSDPEngine)
-    engine.module = model
-    engine.tinylora = apply_tinylora(model, TinyLoRAConfig(budget=3, target_modules=targets, seed=1))
-    engine._full_sync_done = False
-    engine.rank = 0
-    return engine, base
+    config = TinyLoRAConfig(budget=3, target_modules=targets, seed=1)
+    return TinyLoRAFSDPEngine.unsharded(model, config, sync_mode), base
 
 
 def _reference(engine, name, base):
@@ -50,16 +39,7 @@ def _reference(engine, name, base):
     return base[f"{name}.weight"].double() + U @ torch.diag(S) @ M @ V.T
 
 
-@pytest.fixture
-def patched_super(monkeypatch):
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
-
-    def fake(self, **kwargs):
-        return _Super(self.module).get_per_tensor_param()
-    monkeypatch.setattr(FSDPEngineWithLMHead, "get_per_tensor_param", fake)
-
-
-def test_first_then_delta(patched_super):
+def test_first_then_delta():
     engine, base = _engine()
     with torch.no_grad():
         for i, p in enumerate(engine.tinylora.vectors.v):
@@ -83,7 +63,7 @@ def test_first_then_delta(patched_super):
         assert torch.equal(delta[name], first[name])
 
 
-def test_delta_includes_fused_siblings(patched_super):
+def test_delta_includes_fused_siblings():
     engine, base = _engine(targets=("q_proj", "gate_proj"))
     list(engine.get_per_tensor_param()[0])
     names = set(dict(engine.get_per_tensor_param()[0]))
@@ -94,7 +74,7 @@ def test_delta_includes_fused_siblings(patched_super):
                        base["model.layers.0.self_attn.k_proj.weight"])
 
 
-def test_disable_adapter_is_base_model(patched_super):
+def test_disable_adapter_is_base_model():
     engine, _ = _engine()
     with torch.no_grad():
         for p in engine.tinylora.vectors.v:

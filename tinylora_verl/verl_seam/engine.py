@@ -17,6 +17,10 @@
   fused vLLM layers they belong to: q/k/v -> qkv_proj, gate/up -> gate_up_proj), each computed out of
   place from the untouched base weight. Under FSDP2 the base weight and v are all-gathered
   (`full_tensor`) in the same order on every rank.
+  With `sync_mode="vector"` (tinylora_verl/sync/) the first call instead sends the adapted weights as their
+  pristine base plus the frozen factors (a *setup* stream), and every later call sends only v and the
+  sync number; the rollout workers rebuild the merged weights themselves (sync/receiver.py).
+  Every stream is counted (`last_sync`: kind, tensors, bytes) for the trainer's diagnostics.
 * Checkpoints (`save_checkpoint`/`load_checkpoint`): verl's FSDP checkpoint (model incl. v, optimizer,
   extra), plus our tiny adapter format (`tinylora_adapter/` next to verl's files), written by rank 0.
 """
@@ -35,6 +39,8 @@ from ..adapter import TinyLoRAConfig, TinyLoRAHandle, apply_tinylora
 from ..adapter.functional import merged_weight
 from ..adapter.layer import TinyLoRAVectors
 from ..adapter.model import CONTAINER
+from ..sync import check_sync_mode, wire
+from ..sync.diagnostics import rounded_away_counts
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,18 @@ FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 def full(t: torch.Tensor) -> torch.Tensor:
     """The whole tensor: all-gathers a DTensor (a collective: call it on every rank in the same order)."""
     return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def local_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(this rank's rows of t, index of its first row): FSDP2 shards parameters along dim 0."""
+    if not isinstance(t, DTensor):
+        return t.detach(), 0
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+    local = t.to_local().detach()
+    _, offset = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
+    if any(o != 0 for o in offset[1:]):
+        raise NotImplementedError(f"TinyLoRA diagnostics expect row sharding; got placements {t.placements}")
+    return local, int(offset[0])
 
 
 class _IdentityCachedHandle(TinyLoRAHandle):
@@ -62,8 +80,11 @@ class _IdentityCachedHandle(TinyLoRAHandle):
 
 
 class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
-    def __init__(self, *args, tinylora: TinyLoRAConfig, **kwargs):
+    def __init__(self, *args, tinylora: TinyLoRAConfig, sync_mode: str = "full", **kwargs):
         super().__init__(*args, **kwargs)
+        self.sync_mode = check_sync_mode(sync_mode)
+        self._sync_count = 0
+        self.last_sync: dict = {}
         if self.model_config.lora_rank > 0:
             raise ValueError("actor_rollout_ref.model.lora_rank > 0 and a tinylora block are both set: TinyLoRA "
                              "replaces LoRA; set lora_rank=0 (or remove the tinylora block to train LoRA)")
@@ -136,13 +157,88 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
                 tensor = self._merged(module, vectors)
             yield hf_name, tensor
 
+    def _iter_setup(self, per_tensor_param):
+        """vector mode, first sync: meta, factors, every weight (adapted ones = pristine base), then v."""
+        vectors = self.full_vectors()
+        layers = self.tinylora.layers
+        siblings = [n for n in self._delta_sync_modules() if n not in layers]
+        meta = {"kind": "setup", "sync": self._sync_count, "groups": len(vectors), "u": vectors[0].numel(),
+                "modules": [[name, layer.group, layer.alpha] for name, layer in layers.items()],
+                "siblings": siblings}
+        yield wire.META, wire.encode_meta(meta)
+        for name, layer in layers.items():
+            for f in wire.FACTOR_NAMES:
+                yield wire.factor_name(name, f), getattr(layer, f"tinylora_{f}")
+        for name, tensor in per_tensor_param:
+            if name.startswith(CONTAINER + ".") or f".{CONTAINER}." in name:
+                continue
+            yield name.replace(".base_layer.", "."), tensor
+        yield wire.VECTOR, torch.stack(vectors)
+
+    def _iter_vector(self):
+        """vector mode, every later sync: the sync number and v, nothing else."""
+        yield wire.META, wire.encode_meta({"kind": "vector", "sync": self._sync_count})
+        yield wire.VECTOR, torch.stack(self.full_vectors())
+
+    def _counted(self, stream, kind: str):
+        stats = {"mode": self.sync_mode, "kind": kind, "sync": self._sync_count, "tensors": 0, "bytes": 0}
+        self.last_sync = stats
+        for name, tensor in stream:
+            stats["tensors"] += 1
+            stats["bytes"] += tensor.numel() * tensor.element_size()
+            yield name, tensor
+
     def get_per_tensor_param(self, layered_summon=False, base_sync_done=False, **kwargs):
+        vector = self.sync_mode == "vector"
+        self._sync_count += 1  # read by the streams below (meta "sync", last_sync)
         if not self._full_sync_done:
-            params, peft_config = super().get_per_tensor_param(layered_summon=layered_summon,
-                                                               base_sync_done=base_sync_done, **kwargs)
+            params, peft_config = self._verl_stream(layered_summon=layered_summon, base_sync_done=base_sync_done,
+                                                    **kwargs)
             self._full_sync_done = True
-            return self._iter_first(params), peft_config
-        return self._iter_delta(), None
+            stream, kind = (self._iter_setup(params), "setup") if vector else (self._iter_first(params), "full")
+        else:
+            stream, kind = (self._iter_vector(), "vector") if vector else (self._iter_delta(), "delta")
+        return self._counted(stream, kind), None
+
+    def _verl_stream(self, **kwargs):
+        """verl's own stream of every weight (FSDP state dict, all-gathered tensor by tensor)."""
+        return super().get_per_tensor_param(**kwargs)
+
+    @classmethod
+    def unsharded(cls, module, tinylora: TinyLoRAConfig, sync_mode: str = "full") -> "TinyLoRAFSDPEngine":
+        """The sync half of the engine over a plain, unsharded module (no verl constructor, no process
+        group, no FSDP): the same streams, for benchmarks (bench/sync.py) and tests. Not for training."""
+        check_sync_mode(sync_mode)
+        engine = object.__new__(cls)
+        engine.module, engine.rank = module, 0
+        engine.tinylora = apply_tinylora(module, tinylora)
+        engine.tinylora_config, engine.sync_mode = tinylora, sync_mode
+        engine._full_sync_done, engine._sync_count, engine.last_sync = False, 0, {}
+        engine._verl_stream = lambda **kwargs: (iter(list(module.state_dict().items())), None)
+        return engine
+
+    # ---- diagnostics ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sync_diagnostics(self) -> dict:
+        """‖v‖ and the fraction of ΔW entries below half a bf16 ulp of W (rounded away by a bf16 merge).
+
+        Each rank counts on its own FSDP shard of each base weight (no all-gather of W); the counts are
+        summed over ranks. Collective: call on every rank.
+        """
+        vectors = self.full_vectors()
+        small = total = 0
+        for layer in self.tinylora.layers.values():
+            W = layer.base_layer.weight
+            local, row0 = local_rows(W)
+            rows = slice(row0, row0 + local.shape[0])
+            s, t = rounded_away_counts(local, layer.tinylora_U[rows], layer.tinylora_S, layer.tinylora_V,
+                                       layer.tinylora_P, vectors[layer.group], layer.alpha)
+            small, total = small + s, total + t
+        counts = torch.tensor([small, total], dtype=torch.float64)
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(counts)
+        v_norm = torch.linalg.vector_norm(torch.cat([v.double() for v in vectors])).item()
+        return {"v_norm": v_norm, "rounded_away_frac": (counts[0] / counts[1]).item() if counts[1] else 0.0}
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save_adapter(self, directory: str) -> None:

@@ -9,11 +9,16 @@
   are dumped to `<default_local_dir>/sync_check/step_<n>/` (with each actor rank's factor hash and v in
   `ranks.json`) and compared; the largest difference is logged
   as `tinylora/sync_max_abs_diff` (tests assert on the files themselves);
-* one summary line per step (reward, sync seconds, trainable count, phase timings) printed and appended
-  to `<default_local_dir>/tinylora_metrics.jsonl` (the demo reads it).
+* sync diagnostics in verl's tracker every step (`tinylora/*`): the sync's mode, bytes, tensors and
+  seconds, ‖v‖, the fraction of ΔW entries below half a bf16 ulp of W; and, from the batch, mean/max
+  |log p_trainer − log p_rollout| over response tokens and the token-level IS weights (mean after
+  truncation, max, fraction truncated). verl's own `actor/pg_clipfrac` is the PPO clip fraction;
+* one summary line per step (reward, sync seconds and bytes, phase timings, diagnostics) printed and
+  appended to `<default_local_dir>/tinylora_metrics.jsonl` (the demo reads it).
 
 `TinyLoRATaskRunner` is verl's `TaskRunnerV1` that imports this module in the TaskRunner process so the
-trainer mode is registered before verl looks it up.
+trainer mode is registered before verl looks it up; with `tinylora.sync_mode: vector` it also registers
+our vLLM replica (whose workers rebuild weights from v) on GPU platforms, as the CPU platform always does.
 """
 
 from __future__ import annotations
@@ -24,13 +29,15 @@ import time
 
 import ray
 import torch
+import transfer_queue as tq
 
 from verl.trainer.main_ppo import TaskRunnerV1
 from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, tinylora_config_from
+from ..sync.diagnostics import rollout_mismatch
+from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, sync_mode_from, tinylora_config_from
 
 TRAINER_MODE = "tinylora_sync"
 from .trainer_files import METRICS_FILE
@@ -40,6 +47,10 @@ SUMMARY_KEYS = {
     "t_step": "timing_s/step", "t_gen": "timing_s/gen", "t_old_logprob": "timing_s/old_log_prob",
     "t_ref": "timing_s/ref", "t_update": "timing_s/update_actor", "t_sync": "timing_s/update_weights",
     "pg_clipfrac": "actor/pg_clipfrac", "pg_loss": "actor/pg_loss", "kl": "actor/kl_loss",
+    "sync_bytes": "tinylora/sync_bytes", "sync_s": "tinylora/sync_s", "v_norm": "tinylora/v_norm",
+    "rounded_away": "tinylora/rounded_away_frac", "logp_diff_mean": "tinylora/logp_abs_diff_mean",
+    "logp_diff_max": "tinylora/logp_abs_diff_max", "is_mean": "tinylora/is_weight_mean",
+    "is_max": "tinylora/is_weight_max", "is_trunc": "tinylora/is_truncated_frac",
 }
 
 
@@ -74,12 +85,43 @@ class TinyLoRATrainer(PPOTrainerSync):
         start = time.perf_counter()
         super().on_init_end()
         self._first_sync_s = time.perf_counter() - start
-        print(f"[tinylora] first weight sync (all tensors): {self._first_sync_s:.2f} s", flush=True)
+        stats = self._sync_stats(self._first_sync_s)
+        self._first_sync = stats
+        print(f"[tinylora] first weight sync ({getattr(self, '_last_sync_kind', '')}): "
+              f"{self._first_sync_s:.2f} s, {stats.get('tinylora/sync_bytes', float('nan')):.0f} bytes", flush=True)
+        self._pending_sync_metrics = {}
         self._verify_sync(self.global_steps)
 
     def on_step_end(self):
+        start = time.perf_counter()
         super().on_step_end()
+        stats = self._sync_stats(time.perf_counter() - start)
+        self._pending_sync_metrics = {**(getattr(self, "_pending_sync_metrics", None) or {}), **stats}
         self._verify_sync(self.global_steps)
+
+    def _sync_stats(self, seconds: float) -> dict:
+        """The sync just done (from actor rank 0) and the adapter diagnostics, as tracker metrics."""
+        if not self._tinylora_on:
+            return {}
+        raw = self.actor_rollout_wg.tinylora_sync_stats()[0]
+        out = {"tinylora/sync_s": seconds, "tinylora/sync_bytes": float(raw.get("bytes", 0)),
+               "tinylora/sync_tensors": float(raw.get("tensors", 0)), "tinylora/v_norm": raw["v_norm"],
+               "tinylora/rounded_away_frac": raw["rounded_away_frac"]}
+        self._last_sync_kind = raw.get("kind", "")  # full / delta / setup / vector (not a number: kept off the tracker)
+        return out
+
+    # ---- trainer vs rollout log-probs ------------------------------------------------------------
+    def _compute_advantage(self, batch, metrics: dict):
+        batch = super()._compute_advantage(batch, metrics)
+        if self._tinylora_on and self.config.actor_rollout_ref.rollout.calculate_log_probs:
+            fields = ["old_log_probs", "rollout_log_probs", "response_mask"]
+            data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+            data = data.to_padded_tensor()
+            corr = self.config.algorithm.get("rollout_correction", None) or {}
+            threshold = float(corr.get("rollout_is_threshold", None) or 2.0)
+            metrics.update(rollout_mismatch(data["old_log_probs"], data["rollout_log_probs"],
+                                            data["response_mask"], threshold))
+        return batch
 
     def _verify_sync(self, step: int) -> None:
         block = self.config.actor_rollout_ref.get(CONFIG_KEY)
@@ -99,6 +141,8 @@ class TinyLoRATrainer(PPOTrainerSync):
                 path = os.path.join(out, f"vllm_{r}_{s}.safetensors")
                 ray.get(server.collective_rpc.remote("tinylora_dump_weights", kwargs={"path": path}))
                 paths.append(path)
+                state_path = os.path.join(out, f"receiver_{r}_{s}.json")
+                ray.get(server.collective_rpc.remote("tinylora_receiver_state", kwargs={"path": state_path}))
         ours = load_file(trainer_path)
         worst = 0.0
         for path in paths:
@@ -122,7 +166,12 @@ class TinyLoRATrainer(PPOTrainerSync):
                 row[short] = float(value.item() if isinstance(value, torch.Tensor) else value)
         if "tinylora/sync_max_abs_diff" in metrics:
             row["sync_max_abs_diff"] = float(metrics["tinylora/sync_max_abs_diff"])
+        if self._tinylora_on:
+            row["sync_kind"] = getattr(self, "_last_sync_kind", "")
         row["first_sync_s"] = round(getattr(self, "_first_sync_s", float("nan")), 3)
+        first = getattr(self, "_first_sync", None) or {}
+        if "tinylora/sync_bytes" in first:
+            row["first_sync_bytes"] = first["tinylora/sync_bytes"]
         text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
         print(f"[tinylora] {text}", flush=True)
         os.makedirs(self.config.trainer.default_local_dir, exist_ok=True)
@@ -135,4 +184,8 @@ class TinyLoRATrainer(PPOTrainerSync):
 class TinyLoRATaskRunner(TaskRunnerV1.__ray_actor_class__):
     def run(self, config):
         from . import trainer  # noqa: F401  (registers TRAINER_MODE in this process)
+        block = config.actor_rollout_ref.get(CONFIG_KEY)
+        if tinylora_config_from(block) is not None and sync_mode_from(block) == "vector":
+            from ..rollout.vllm_replica import register_tinylora_vllm_replica
+            register_tinylora_vllm_replica()  # on CPU the platform plugin has registered it already
         return super().run(config)

@@ -8,7 +8,8 @@ off: the trainer (trainer.py) marks the reference as "in the actor", so verl ask
 `compute_log_prob(no_lora_adapter=True)`, which runs under `engine.disable_adapter()`.
 
 Extra remote methods, for tests and the demo (all ranks must call them: they all-gather v/weights):
-`tinylora_state()` (per rank: trainable count, factor hash of this rank's buffers, full v) and
+`tinylora_state()` (per rank: trainable count, factor hash of this rank's buffers, full v),
+`tinylora_sync_stats()` (the last sync's bytes/tensors and the adapter diagnostics) and
 `tinylora_dump_merged(path)` (rank 0 writes the merged and base weights of every adapted module).
 """
 
@@ -26,6 +27,8 @@ from ..adapter import TinyLoRAConfig
 from .engine import TinyLoRAFSDPEngine, full
 
 CONFIG_KEY = "tinylora"
+# keys of the tinylora block that configure the run, not the adapter
+RUN_KEYS = ("verify_sync", "sync_mode")
 
 
 def tinylora_config_from(block) -> TinyLoRAConfig | None:
@@ -35,14 +38,20 @@ def tinylora_config_from(block) -> TinyLoRAConfig | None:
     d = OmegaConf.to_container(block, resolve=True) if OmegaConf.is_config(block) else dict(block)
     if not d.pop("enable", True):
         return None
-    d.pop("verify_sync", None)
+    for key in RUN_KEYS:
+        d.pop(key, None)
     return TinyLoRAConfig.from_dict(d)
+
+
+def sync_mode_from(block) -> str:
+    """`tinylora.sync_mode` ("full" when unset)."""
+    return str(block.get("sync_mode", "full")) if block is not None else "full"
 
 
 class TinyLoRATrainingWorker(TrainingWorker):
     """verl's TrainingWorker whose engine is a TinyLoRAFSDPEngine (same configs, same mesh)."""
 
-    def __init__(self, config, tinylora: TinyLoRAConfig):
+    def __init__(self, config, tinylora: TinyLoRAConfig, sync_mode: str = "full"):
         super().__init__(config)
         strategy = self.engine_config.strategy
         if strategy not in ("fsdp", "fsdp2"):
@@ -50,7 +59,8 @@ class TinyLoRATrainingWorker(TrainingWorker):
                              "actor_rollout_ref.actor.strategy=fsdp2")
         self.engine = TinyLoRAFSDPEngine(model_config=self.model_config, engine_config=self.engine_config,
                                          optimizer_config=self.optimizer_config,
-                                         checkpoint_config=self.checkpoint_config, tinylora=tinylora)
+                                         checkpoint_config=self.checkpoint_config, tinylora=tinylora,
+                                         sync_mode=sync_mode)
 
 
 class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
@@ -58,7 +68,8 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
         super().__init__(config, role, **kwargs)
         self.tinylora_config = tinylora_config_from(config.get(CONFIG_KEY))
         if self.tinylora_config is not None and self._is_actor:
-            self.actor_worker_cls = functools.partial(TinyLoRATrainingWorker, tinylora=self.tinylora_config)
+            self.actor_worker_cls = functools.partial(TinyLoRATrainingWorker, tinylora=self.tinylora_config,
+                                                      sync_mode=sync_mode_from(config.get(CONFIG_KEY)))
 
     def _engine(self) -> TinyLoRAFSDPEngine:
         engine = self.actor.engine if self.actor is not None else None
@@ -71,6 +82,13 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
         engine = self._engine()
         return {"rank": torch.distributed.get_rank(), "num_trainable": engine.num_trainable,
                 "factor_hash": engine.tinylora.factor_hash(), "v": engine.full_vectors()}
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def tinylora_sync_stats(self) -> dict:
+        """The last sync's stream (mode, kind, tensors, bytes) and the adapter diagnostics (‖v‖, the
+        fraction of ΔW rounded away in bf16); collective (v is all-gathered, counts all-reduced)."""
+        engine = self._engine()
+        return {**engine.last_sync, **engine.sync_diagnostics()}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def tinylora_dump_merged(self, path: str) -> int:

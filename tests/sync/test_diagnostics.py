@@ -1,0 +1,74 @@
+"""Sync diagnostics against float64 references written out by hand."""
+
+import math
+
+import pytest
+import torch
+
+from tinylora_verl.sync.diagnostics import half_ulp_bf16, rollout_mismatch, rounded_away_counts
+
+
+def _half_ulp_ref(w: float) -> float:
+    """bf16 keeps 8 significant bits: numbers in [2^k, 2^(k+1)) are 2^(k-7) apart; half of that."""
+    if w == 0:
+        return 0.0
+    k = math.floor(math.log2(abs(w)))
+    return 2.0 ** (k - 7) / 2
+
+
+def test_half_ulp_hand_values():
+    W = torch.tensor([1.0, 1.5, 0.75, -3.0, 0.0, 1e-3, 2.0 ** -20, 123.456])
+    got = half_ulp_bf16(W).double().tolist()
+    assert got[:5] == [2 ** -8, 2 ** -8, 2 ** -9, 2 ** -7, 0.0]
+    for w, g in zip(W.tolist(), got):
+        assert g == _half_ulp_ref(w), w
+
+
+def test_half_ulp_is_where_bf16_rounding_happens():
+    """For bf16-representable W, moving 0.9 half-ulp away from zero rounds back to W; 1.1 does not.
+
+    (Towards zero the spacing halves at powers of two, so the threshold is taken on the outer side.)"""
+    torch.manual_seed(0)
+    W = torch.randn(2000).to(torch.bfloat16).float()
+    W = W[W != 0]
+    h = half_ulp_bf16(W) * torch.sign(W)
+    assert torch.equal((W + 0.9 * h).to(torch.bfloat16).float(), W)
+    assert not torch.equal((W + 1.1 * h).to(torch.bfloat16).float(), W)
+    assert ((W + 1.1 * h).to(torch.bfloat16).float() != W).all()
+
+
+def test_rounded_away_counts_match_float64_reference():
+    torch.manual_seed(1)
+    out_f, in_f, r, u = 7, 5, 2, 3
+    W = torch.randn(out_f, in_f)
+    U, S, V = torch.randn(out_f, r), torch.rand(r) + 0.5, torch.randn(in_f, r)
+    P = torch.randn(u, r, r)
+    v = torch.tensor([0.004, -0.002, 0.003])
+    small, total = rounded_away_counts(W, U, S, V, P, v, alpha=0.5)
+    count = 0
+    for i in range(out_f):
+        for j in range(in_f):
+            d = 0.0
+            for a in range(r):
+                for b in range(r):
+                    m = sum(float(v[k]) * float(P[k, a, b]) for k in range(u))
+                    d += float(U[i, a]) * 0.5 * float(S[a]) * m * float(V[j, b])
+            count += abs(d) < _half_ulp_ref(float(W[i, j]))
+    assert total == out_f * in_f
+    assert small == count and 0 < count < total          # the case exercises both sides
+    assert rounded_away_counts(W, U, S, V, P, torch.zeros(u))[0] == total   # v = 0: everything rounds away
+
+
+def test_rollout_mismatch_hand_example():
+    trainer = torch.tensor([[-1.0, -2.0, -0.5, -9.0], [-0.1, -3.0, -1.0, -1.0]], dtype=torch.float64)
+    rollout = torch.tensor([[-1.5, -2.0, -1.5, 0.0], [-0.2, -2.0, -1.0, -1.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    diffs = [0.5, 0.0, 1.0, 0.1, -1.0]                      # trainer - rollout on the 5 response tokens
+    weights = [math.exp(d) for d in diffs]
+    got = rollout_mismatch(trainer, rollout, mask, is_threshold=2.0)
+    assert got["tinylora/logp_abs_diff_mean"] == pytest.approx(sum(abs(d) for d in diffs) / 5, abs=1e-12)
+    assert got["tinylora/logp_abs_diff_max"] == pytest.approx(1.0, abs=1e-12)
+    assert got["tinylora/is_weight_max"] == pytest.approx(math.e, rel=1e-6)
+    assert got["tinylora/is_weight_mean"] == pytest.approx(sum(min(w, 2.0) for w in weights) / 5, rel=1e-6)
+    assert got["tinylora/is_truncated_frac"] == pytest.approx(1 / 5)
+    assert rollout_mismatch(trainer, rollout, torch.zeros_like(mask), 2.0) == {}

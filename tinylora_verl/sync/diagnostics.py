@@ -1,0 +1,52 @@
+"""Per-step diagnostics of the weight sync and of the trainer/rollout mismatch (pure torch).
+
+* `half_ulp_bf16(W)`: half the spacing of bfloat16 numbers at |W| (W = m·2^e, m in [0.5, 1): bf16 keeps
+  8 significant bits, so its spacing there is 2^(e-8)); 0 where W == 0.
+* `rounded_away_counts(...)`: how many entries of ΔW(v) are smaller than half a bf16 ulp of W — updates
+  that a bf16 merge W + ΔW can round away entirely.
+* `rollout_mismatch(...)`: |log p_trainer − log p_rollout| over response tokens (mean, max) and the
+  token-level truncated-IS weights exp(log p_trainer − log p_rollout): mean after truncation at the
+  threshold, max before it, and the fraction of tokens truncated.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..adapter.functional import delta_weight
+
+BF16_SIGNIFICANT_BITS = 8
+BF16_MIN_EXPONENT = -133  # 2^-133: the smallest bf16 subnormal
+
+
+def half_ulp_bf16(W: torch.Tensor) -> torch.Tensor:
+    _, exponent = torch.frexp(W.float())
+    e = torch.clamp(exponent - (BF16_SIGNIFICANT_BITS + 1), min=BF16_MIN_EXPONENT - 1)
+    half = torch.ldexp(torch.ones_like(W, dtype=torch.float32), e)
+    return torch.where(W == 0, torch.zeros_like(half), half)
+
+
+@torch.no_grad()
+def rounded_away_counts(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor,
+                        v: torch.Tensor, alpha: float = 1.0) -> tuple[int, int]:
+    """(#entries with |ΔW| < half a bf16 ulp of W, #entries) for rows of W and the matching rows of U."""
+    dW = delta_weight(U.float(), S.float(), V.float(), P.float(), v.detach().float(), alpha)
+    small = (dW.abs() < half_ulp_bf16(W)).sum().item()
+    return int(small), W.numel()
+
+
+@torch.no_grad()
+def rollout_mismatch(trainer_log_probs: torch.Tensor, rollout_log_probs: torch.Tensor,
+                     response_mask: torch.Tensor, is_threshold: float) -> dict:
+    mask = response_mask.bool()
+    if not mask.any():
+        return {}
+    log_ratio = (trainer_log_probs.double() - rollout_log_probs.double())[mask]
+    weights = torch.exp(log_ratio)
+    return {
+        "tinylora/logp_abs_diff_mean": log_ratio.abs().mean().item(),
+        "tinylora/logp_abs_diff_max": log_ratio.abs().max().item(),
+        "tinylora/is_weight_mean": torch.clamp(weights, max=is_threshold).mean().item(),
+        "tinylora/is_weight_max": weights.max().item(),
+        "tinylora/is_truncated_frac": (weights > is_threshold).double().mean().item(),
+    }
