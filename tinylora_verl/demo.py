@@ -30,7 +30,8 @@ from .verl_seam.trainer_files import METRICS_FILE, adapter_dirs
 DEFAULT_ROOT = Path.home() / ".cache" / "tinylora_verl" / "runs"
 COLUMNS = (("step", "step", "{:d}"), ("reward", "reward", "{:.3f}"), ("resp len", "response_len", "{:.0f}"),
            ("gen s", "t_gen", "{:.1f}"), ("logprob s", "t_old_logprob", "{:.1f}"),
-           ("update s", "t_update", "{:.1f}"), ("sync s", "t_sync", "{:.2f}"), ("step s", "t_step", "{:.1f}"))
+           ("update s", "t_update", "{:.1f}"), ("sync s", "t_sync", "{:.2f}"), ("sync bytes", "sync_bytes", "{:,.0f}"),
+           ("step s", "t_step", "{:.1f}"))
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -66,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\n==== TinyLoRA GRPO demo ====")
     print(summary_table(rows) if rows else "no step finished")
     if rows:
-        print(f"first weight sync (all tensors): {rows[0].get('first_sync_s', float('nan')):.2f} s; "
-              "later syncs send only the adapted tensors")
+        kind = rows[-1].get("sync_kind", "")
+        later = {"vector": "later syncs send only v (sync_mode=vector)",
+                 "delta": "later syncs send the adapted tensors (sync_mode=full)"}.get(kind, "")
+        print(f"first weight sync: {rows[0].get('first_sync_s', float('nan')):.2f} s, "
+              f"{rows[0].get('first_sync_bytes', float('nan')):,.0f} bytes; {later}")
     if adapters:
         final = run_dir / "adapter"
         shutil.copytree(adapters[-1], final, dirs_exist_ok=True)
