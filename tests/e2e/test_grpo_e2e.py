@@ -10,7 +10,7 @@ reach it through the FSDP2 load). The resume case SIGKILLs the job
 after the step-1 checkpoint and checks that the same command continues from the checkpointed v.
 
 Wall times measured on a 2-core machine shared with other jobs (load average 8-13): one rank 581 s,
-two ranks 413 s, SIGKILL + resume 430 s.
+two ranks 413 s, SIGKILL + resume 430 s. Later, at load average 2-3: two ranks tied 420 s, untied 233 s.
 """
 
 import json
