@@ -17,11 +17,11 @@ TOKENIZER_DIR = SHARED / "tokenizers" / "qwen2.5"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "generation_config.json")
 
 
-def tiny_qwen2_config(num_layers: int = 2, vocab_size: int = 151936, hidden: int = 64, **kw):
+def tiny_qwen2_config(num_layers: int = 2, vocab_size: int = 151936, hidden: int = 64, tie_word_embeddings=True, **kw):
     from transformers import Qwen2Config
     return Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
                        num_hidden_layers=num_layers, num_attention_heads=2, num_key_value_heads=1,
-                       max_position_embeddings=512, tie_word_embeddings=True, **kw)
+                       max_position_embeddings=512, tie_word_embeddings=tie_word_embeddings, **kw)
 
 
 def tiny_qwen2(seed: int = 0, dtype=torch.float32, **kw):

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from tests.conftest import tiny_qwen2
+from tests.conftest import tiny_qwen2, tiny_qwen2_config
 from tinylora_verl import TinyLoRAConfig, apply_tinylora
 from tinylora_verl.adapter.functional import random_projections
 from tinylora_verl.adapter.model import TinyLoRAError
@@ -204,8 +204,50 @@ def test_refusals():
     with pytest.raises(TinyLoRAError, match="below the 14 modules"):
         apply_tinylora(tiny_qwen2(), TinyLoRAConfig(budget=4, tie_mode="none"))
     from transformers import Qwen2ForCausalLM
-    from tests.conftest import tiny_qwen2_config
     with torch.device("meta"):
         meta = Qwen2ForCausalLM(tiny_qwen2_config())
     with pytest.raises(TinyLoRAError, match="meta device"):
         apply_tinylora(meta, TinyLoRAConfig(budget=4))
+
+
+def test_without_computing_factors_on_meta_weights_then_filled_like_verls_fsdp2_load(prompt_ids):
+    """compute_factors=False (a rank > 0 that verl built on the meta device, untied embeddings): same plan,
+    same factor shapes and dtypes, nothing read; once every tensor is materialised and overwritten with
+    the full-weight process's state dict and buffers (what verl's FSDP2 load broadcasts), it is that model."""
+    from transformers import Qwen2ForCausalLM
+    ids, mask = prompt_ids
+    cfg = TinyLoRAConfig(budget=4, svd_dtype="float64")
+    full = tiny_qwen2(tie_word_embeddings=False)
+    ref = apply_tinylora(full, cfg)
+    randomize(ref)
+    with torch.device("meta"):
+        meta = Qwen2ForCausalLM(tiny_qwen2_config(tie_word_embeddings=False))
+    h = apply_tinylora(meta, cfg, compute_factors=False)
+    assert h.plan == ref.plan and list(h.layers) == list(ref.layers)
+    assert [p.shape for p in h.trainable_parameters()] == [p.shape for p in ref.trainable_parameters()]
+    for name, layer in h.layers.items():
+        for b in ("tinylora_U", "tinylora_S", "tinylora_V", "tinylora_P"):
+            mine, theirs = getattr(layer, b), getattr(ref.layers[name], b)
+            assert mine.is_meta and mine.shape == theirs.shape and mine.dtype == theirs.dtype == torch.float64, b
+    meta.to_empty(device="cpu")
+    meta.load_state_dict(full.state_dict())
+    assert h.factor_hash() != ref.factor_hash()                     # factors are not in the state dict ...
+    theirs = dict(full.named_buffers())
+    with torch.no_grad():
+        for name, buf in meta.named_buffers():                      # ... they come with the buffers
+            buf.copy_(theirs[name])
+    assert h.factor_hash() == ref.factor_hash()
+    assert h.base_fingerprint() == ref.base_fingerprint()
+    assert torch.equal(logits(meta, ids, mask), logits(full, ids, mask))
+
+
+def test_without_computing_factors_keeps_shapes_and_the_seeded_P():
+    cfg = TinyLoRAConfig(budget=4)
+    ref = apply_tinylora(tiny_qwen2(), cfg)
+    h = apply_tinylora(tiny_qwen2(), cfg, compute_factors=False)
+    for name, layer in h.layers.items():
+        assert torch.equal(layer.tinylora_P, ref.layers[name].tinylora_P)
+        assert layer.tinylora_U.shape == ref.layers[name].tinylora_U.shape
+        assert layer.tinylora_V.shape == ref.layers[name].tinylora_V.shape
+    with pytest.raises(ValueError, match="frozen_rank=65"):
+        apply_tinylora(tiny_qwen2(), TinyLoRAConfig(budget=4, frozen_rank=65), compute_factors=False)

@@ -21,8 +21,8 @@ def start_training(tmp: Path, extra: list[str], log_name: str = "train.log"):
     return proc, run_dir, log_path
 
 
-def _command(tmp: Path, extra: list[str]):
-    model = build_tiny_qwen2(tmp / "model")
+def _command(tmp: Path, extra: list[str], tie_word_embeddings: bool = True):
+    model = build_tiny_qwen2(tmp / "model", tie_word_embeddings=tie_word_embeddings)
     run_dir = tmp / "run"
     overrides = [
         f"actor_rollout_ref.model.path={model}",
@@ -43,8 +43,8 @@ def _command(tmp: Path, extra: list[str]):
     return [sys.executable, "-m", "tinylora_verl.main", *overrides], env, run_dir
 
 
-def run_training(tmp: Path, extra: list[str], timeout: int = 1500) -> dict:
-    cmd, env, run_dir = _command(tmp, extra)
+def run_training(tmp: Path, extra: list[str], timeout: int = 1500, tie_word_embeddings: bool = True) -> dict:
+    cmd, env, run_dir = _command(tmp, extra, tie_word_embeddings)
     model = tmp / "model"
     start = time.time()
     log_path = tmp / "train.log"

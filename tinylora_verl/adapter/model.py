@@ -9,7 +9,10 @@
 Order of work in apply_tinylora: find the target modules (model order) -> plan the tying -> SVD each
 full, unsharded weight (float32, sign-canonical, optionally cached) -> P from (seed, module name) ->
 replace each Linear by a TinyLoRALinear -> freeze everything but v. It must run before any sharding
-(FSDP) so every rank computes identical factors from the full weights.
+(FSDP), on the full weights. Where only one process holds them (verl builds untied-embedding models on
+the meta device on ranks > 0), the others pass compute_factors=False: their layers get factor buffers of
+the right shape and dtype but no values, which the caller fills with the factors of the process that
+computed them (verl_seam/engine.py: verl's FSDP2 load broadcasts every buffer from rank 0).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .config import TinyLoRAConfig
 from .functional import delta_weight, random_projections
 from .layer import TinyLoRALinear, TinyLoRAVectors
 from .planner import Plan, plan_tying
-from .svd import FactorCache, svd_factors
+from .svd import FactorCache, empty_factors, svd_factors
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +162,15 @@ class TinyLoRAHandle:
         export_merged(self, directory)
 
 
-def apply_tinylora(model: nn.Module, config: TinyLoRAConfig | None = None) -> TinyLoRAHandle:
-    """Wrap `model`'s target Linear layers with TinyLoRA (in place) and return the handle."""
+def apply_tinylora(model: nn.Module, config: TinyLoRAConfig | None = None, *,
+                   compute_factors: bool = True) -> TinyLoRAHandle:
+    """Wrap `model`'s target Linear layers with TinyLoRA (in place) and return the handle.
+
+    compute_factors=False does not read the weights (they may be on the meta device): U, S, V are
+    uninitialised tensors of the right shape and dtype on the weights' device, to be overwritten with the
+    factors another process computed from the full weights; P (a pure function of seed and name) and
+    the zero v are set as usual. Until then the handle's factor_hash / base_fingerprint mean nothing.
+    """
     config = config or TinyLoRAConfig()
     if hasattr(model, CONTAINER):
         raise TinyLoRAError("this model already has TinyLoRA applied; use the handle you got, or load the "
@@ -171,9 +181,10 @@ def apply_tinylora(model: nn.Module, config: TinyLoRAConfig | None = None) -> Ti
         raise TinyLoRAError(f"no nn.Linear named {list(config.target_modules)} in this model; its Linear layers "
                             f"are named {linear}: set target_modules to some of those")
     for name, module in found:
-        if module.weight.device.type == "meta":
+        if compute_factors and module.weight.device.type == "meta":
             raise TinyLoRAError(f"{name}.weight is on the meta device: apply TinyLoRA to materialised, unsharded "
-                                "weights (before FSDP wraps the model)")
+                                "weights (before FSDP wraps the model), or pass compute_factors=False in a process "
+                                "that will receive the factors from one that holds the full weights")
     try:
         plan = plan_tying([n for n, _ in found], config.tie_mode, config.budget, config.projection_dim,
                           config.tie_factor)
@@ -193,7 +204,12 @@ def apply_tinylora(model: nn.Module, config: TinyLoRAConfig | None = None) -> Ti
     layers: dict[str, TinyLoRALinear] = {}
     for name, module in found:
         W = module.weight.detach()
-        f = cache.get_or_compute(W, config.frozen_rank, opts) if cache else svd_factors(W, config.frozen_rank, opts)
+        if not compute_factors:
+            f = empty_factors(W, config.frozen_rank, opts)
+        elif cache:
+            f = cache.get_or_compute(W, config.frozen_rank, opts)
+        else:
+            f = svd_factors(W, config.frozen_rank, opts)
         P = random_projections(name, config.seed, plan.projection_dim, config.frozen_rank).to(f.U.dtype)
         layer = TinyLoRALinear(module, f.U, f.S, f.V, P.to(W.device), plan.group_of[name], vectors, config.alpha)
         _set_submodule(model, name, layer)

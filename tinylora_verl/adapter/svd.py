@@ -69,21 +69,35 @@ def _exact(W: torch.Tensor, r: int) -> Factors:
     return Factors(U=U[:, :r], S=S[:r], V=Vh[:r].T)
 
 
-def svd_factors(weight: torch.Tensor, r: int, opts: SVDOptions = SVDOptions()) -> Factors:
-    """Top-r factors of `weight` [out, in] with canonical signs, in opts.dtype, on weight's device."""
-    if weight.ndim != 2:
-        raise ValueError(f"TinyLoRA needs a 2-D weight, got shape {tuple(weight.shape)}")
-    if not 1 <= r <= min(weight.shape):
-        raise ValueError(f"frozen_rank={r} must be between 1 and min(out, in)={min(weight.shape)} for a "
-                         f"weight of shape {tuple(weight.shape)}")
+def _check(shape: tuple[int, ...], r: int, opts: SVDOptions) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"TinyLoRA needs a 2-D weight, got shape {tuple(shape)}")
+    if not 1 <= r <= min(shape):
+        raise ValueError(f"frozen_rank={r} must be between 1 and min(out, in)={min(shape)} for a "
+                         f"weight of shape {tuple(shape)}")
     if opts.method not in SVD_METHODS:
         raise ValueError(f"svd method {opts.method!r} is not one of {SVD_METHODS}")
     if opts.dtype not in SVD_DTYPES:
         raise ValueError(f"svd dtype {opts.dtype!r} is not one of {tuple(SVD_DTYPES)}")
+
+
+def svd_factors(weight: torch.Tensor, r: int, opts: SVDOptions = SVDOptions()) -> Factors:
+    """Top-r factors of `weight` [out, in] with canonical signs, in opts.dtype, on weight's device."""
+    _check(tuple(weight.shape), r, opts)
     W = weight.detach().to(SVD_DTYPES[opts.dtype])
     f = _exact(W, r) if opts.method == "exact" else _randomized(W, r, opts)
     U, V = canonicalize_signs(f.U, f.V)
     return Factors(U=U.contiguous(), S=f.S.contiguous(), V=V.contiguous())
+
+
+def empty_factors(weight: torch.Tensor, r: int, opts: SVDOptions = SVDOptions()) -> Factors:
+    """Uninitialised U, S, V with the shapes and dtype svd_factors(weight, r, opts) would give, on weight's device
+    (meta included); the weight's values are not read. For a process that receives the factors from one
+    that holds the full weight."""
+    _check(tuple(weight.shape), r, opts)
+    out_f, in_f = weight.shape
+    like = dict(dtype=SVD_DTYPES[opts.dtype], device=weight.device)
+    return Factors(U=torch.empty(out_f, r, **like), S=torch.empty(r, **like), V=torch.empty(in_f, r, **like))
 
 
 def weight_digest(weight: torch.Tensor) -> str:

@@ -2,13 +2,18 @@
 
 `TinyLoRAFSDPEngine` subclasses verl's `FSDPEngineWithLMHead` and changes four hooks:
 
-* Build (`_build_lora_module`): verl calls it after loading the HF model (float32, full weights on every
-  rank for tied-embedding models) and *before* FSDP wraps it. We call `apply_tinylora` there: the SVD
-  runs on the full, unsharded weights, every base weight is frozen, and only the v vectors (in the
-  `model.tinylora` container) require grad, so verl's optimizer (built from `module.parameters()`,
-  which AdamW skips for frozen ones) trains exactly v. FSDP2's load then broadcasts all buffers from rank
-  0, so U, S, V, P are bit-identical on every rank. The adapter's identity (base fingerprint, factor
-  hash) is computed here, once, from the full weights, for the checkpoints written later.
+* Build (`_build_lora_module`): verl calls it after loading the HF model and *before* FSDP wraps it.
+  Only rank 0 surely holds the full weights there (float32): for untied-embedding models (Qwen2.5-7B)
+  verl builds the model on the meta device on ranks > 0 (`get_init_weight_context_manager`). So
+  `apply_tinylora_from_rank0` runs the SVD of the full, unsharded weights on rank 0 only; ranks > 0 get
+  factor buffers of the right shape and no values. verl's FSDP2 load (`fsdp2_load_full_state_dict`:
+  `to_empty` on ranks > 0, then the state dict and *every* named buffer, non-persistent U, S, V, P
+  included, broadcast from rank 0) gives every rank rank 0's factors bit for bit; `_build_fsdp_module`
+  then checks that each rank's factor hash is rank 0's. The adapter's identity (base fingerprint, factor
+  hash, for the checkpoints written later) is computed once on rank 0 from the full weights and
+  broadcast. Every base weight is frozen and only the v vectors (in the `model.tinylora` container)
+  require grad, so verl's optimizer (built from `module.parameters()`, which AdamW skips for frozen ones)
+  trains exactly v.
 * Reference policy (`disable_adapter`): the same module with every TinyLoRA layer switched off.
 * Rollout weights (`get_per_tensor_param`, what `ActorRolloutRefWorker.update_weights` sends to vLLM):
   the first call sends every weight under its HF name (verl's own stream of the state dict, with the
@@ -66,6 +71,32 @@ def local_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
     return local, int(offset[0])
 
 
+def apply_tinylora_from_rank0(module, config: TinyLoRAConfig) -> tuple[TinyLoRAHandle, tuple[str, str]]:
+    """`apply_tinylora` where only rank 0 is sure to hold the full weights; returns (handle, identity).
+
+    Rank 0 computes the factors and the identity (base fingerprint, factor hash) from the full weights;
+    other ranks create factor buffers without values (their weights may be on the meta device), to be
+    filled by the FSDP load's broadcast of rank 0's buffers (see `check_factors_match`). The identity is
+    broadcast to every rank (a collective when torch.distributed runs with more than one rank).
+    """
+    dist = torch.distributed
+    multi = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    rank = dist.get_rank() if multi else 0
+    handle = apply_tinylora(module, config, compute_factors=rank == 0)
+    identity = [(handle.base_fingerprint(), handle.factor_hash()) if rank == 0 else None]
+    if multi:
+        dist.broadcast_object_list(identity, src=0)
+    return handle, tuple(identity[0])
+
+
+def check_factors_match(handle: TinyLoRAHandle, identity: tuple[str, str]) -> None:
+    """Raise unless this rank's U, S, V, P hash to rank 0's factor hash (`identity[1]`)."""
+    got = handle.factor_hash()
+    if got != identity[1]:
+        raise RuntimeError(f"TinyLoRA factors on this rank (hash {got[:12]}) differ from rank 0's ({identity[1][:12]}): "
+                           "the FSDP load did not broadcast rank 0's buffers")
+
+
 class _IdentityCachedHandle(TinyLoRAHandle):
     """A handle whose base fingerprint / factor hash were computed before sharding (see save_checkpoint)."""
 
@@ -91,6 +122,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         self.tinylora_config = tinylora
         self.tinylora: TinyLoRAHandle | None = None
         self._tinylora_identity: tuple[str, str] = ("", "")
+        self.built_on_meta = False  # this rank's HF model had no weights (meta device) when TinyLoRA went in
         self._full_sync_done = False
         self._is_lora = True  # makes verl call _build_lora_module before FSDP wrapping
 
@@ -98,12 +130,17 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
     def _build_lora_module(self, module):
         if self.model_config.enable_gradient_checkpointing:
             module.enable_input_require_grads()  # frozen embeddings + checkpointing still need input grads
-        self.tinylora = apply_tinylora(module, self.tinylora_config)
-        self._tinylora_identity = (self.tinylora.base_fingerprint(), self.tinylora.factor_hash())
+        self.built_on_meta = any(p.is_meta for p in module.parameters())
+        self.tinylora, self._tinylora_identity = apply_tinylora_from_rank0(module, self.tinylora_config)
         if self.rank == 0:
             logger.warning("TinyLoRA: %d trainable parameters over %d modules (u=%d, tie %s x%d)",
                            self.tinylora.num_trainable, len(self.tinylora.layers), self.tinylora.plan.projection_dim,
                            self.tinylora.plan.tie_mode, self.tinylora.plan.tie_factor)
+        return module
+
+    def _build_fsdp_module(self, module):
+        module = super()._build_fsdp_module(module)
+        check_factors_match(self.tinylora, self._tinylora_identity)  # U, S, V, P are now rank 0's
         return module
 
     @property
@@ -214,6 +251,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         engine.tinylora = apply_tinylora(module, tinylora)
         engine.tinylora_config, engine.sync_mode = tinylora, sync_mode
         engine._full_sync_done, engine._sync_count, engine.last_sync = False, 0, {}
+        engine.built_on_meta = False
         engine._verl_stream = lambda **kwargs: (iter(list(module.state_dict().items())), None)
         return engine
 

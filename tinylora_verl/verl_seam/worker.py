@@ -8,7 +8,8 @@ off: the trainer (trainer.py) marks the reference as "in the actor", so verl ask
 `compute_log_prob(no_lora_adapter=True)`, which runs under `engine.disable_adapter()`.
 
 Extra remote methods, for tests and the demo (all ranks must call them: they all-gather v/weights):
-`tinylora_state()` (per rank: trainable count, factor hash of this rank's buffers, full v),
+`tinylora_state()` (per rank: trainable count, factor hash of this rank's buffers, whether verl built
+this rank's model on the meta device, full v),
 `tinylora_sync_stats()` (the last sync's bytes/tensors and the adapter diagnostics) and
 `tinylora_dump_merged(path)` (rank 0 writes the merged and base weights of every adapted module).
 """
@@ -81,7 +82,8 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
     def tinylora_state(self) -> dict:
         engine = self._engine()
         return {"rank": torch.distributed.get_rank(), "num_trainable": engine.num_trainable,
-                "factor_hash": engine.tinylora.factor_hash(), "v": engine.full_vectors()}
+                "factor_hash": engine.tinylora.factor_hash(), "built_on_meta": engine.built_on_meta,
+                "v": engine.full_vectors()}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def tinylora_sync_stats(self) -> dict:
