@@ -20,6 +20,7 @@ COMMANDS = {
     "eval": "Generate with vLLM on math benchmarks and score with the training rewards.",
     "sft": "Supervised fine-tuning baseline with the same adapters and budgets, then held-out evaluation.",
     "sweep": "Budget x LR x seed sweep of RL and SFT runs (+ baselines), resumable, local or as Ray jobs.",
+    "table": "Best-LR tables (Markdown, CSV) and accuracy-vs-parameters figures from a sweep's records.",
 }
 
 

@@ -184,7 +184,7 @@ def test_spec_mistakes_exit_2_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_real_local_sweep_of_two_sft_runs(tiny_model_dir, tmp_path):
+def test_a_real_local_sweep_of_two_sft_runs_then_a_table(tiny_model_dir, tmp_path):
     out = tmp_path / "sweep"
     argv = ["sweep", "--out", str(out), "--model", str(tiny_model_dir), "--arithmetic", "add", "--n-train", "8",
             "--n-val", "4", "--n-test", "4", "--methods", "sft", "--budgets", "2", "--lrs", "0.01,0.1",
@@ -201,3 +201,5 @@ def test_a_real_local_sweep_of_two_sft_runs(tiny_model_dir, tmp_path):
     logs = {n: (out / "runs" / n / "log.txt").stat().st_mtime_ns for n in recs}
     assert main(["sweep", "--out", str(out)]) == 0                         # resume: nothing left to run
     assert {n: (out / "runs" / n / "log.txt").stat().st_mtime_ns for n in recs} == logs
+    assert main(["table", str(out), "--no-figures"]) == 0
+    assert "SFT TinyLoRA 2" in (out / "table.md").read_text()
