@@ -21,6 +21,7 @@ COMMANDS = {
     "sft": "Supervised fine-tuning baseline with the same adapters and budgets, then held-out evaluation.",
     "sweep": "Budget x LR x seed sweep of RL and SFT runs (+ baselines), resumable, local or as Ray jobs.",
     "table": "Best-LR tables (Markdown, CSV) and accuracy-vs-parameters figures from a sweep's records.",
+    "surface": "2-D SFT loss surface of a 2-parameter TinyLoRA over (v1, v2), resumable, heatmap PNG.",
 }
 
 
