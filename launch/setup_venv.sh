@@ -34,7 +34,7 @@ echo "setup: installing the CPU stack into $VENV (first time: ~3 min, ~4 GB)"
 "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 "$VENV/bin/python" - <<'PY'
 import importlib, sys
-for mod in ("torch", "transformers", "peft", "vllm", "verl", "ray", "hydra", "tinylora_verl"):
+for mod in ("torch", "transformers", "peft", "vllm", "verl", "ray", "hydra", "matplotlib", "tinylora_verl"):
     importlib.import_module(mod)
 import torch
 assert torch.__version__.startswith("2.13.0"), torch.__version__

@@ -18,6 +18,10 @@ COMMANDS = {
     "prepare": "Convert a math dataset (hub or local JSONL) into verl parquet files.",
     "train": "Run GRPO training with TinyLoRA on verl (Hydra overrides follow; default: the CPU demo).",
     "eval": "Generate with vLLM on math benchmarks and score with the training rewards.",
+    "sft": "Supervised fine-tuning baseline with the same adapters and budgets, then held-out evaluation.",
+    "sweep": "Budget x LR x seed sweep of RL and SFT runs (+ baselines), resumable, local or as Ray jobs.",
+    "table": "Best-LR tables (Markdown, CSV) and accuracy-vs-parameters figures from a sweep's records.",
+    "surface": "2-D SFT loss surface of a 2-parameter TinyLoRA over (v1, v2), resumable, heatmap PNG.",
 }
 
 

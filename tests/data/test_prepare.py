@@ -68,6 +68,8 @@ def test_gsm8k_rows_follow_verls_example(prepared):
     assert row["extra_info"]["question"] == first["question"] and row["extra_info"]["split"] == "train"
     truths = frame["reward_model"].map(lambda r: r["ground_truth"]).tolist()
     assert truths == [r["answer"].split("####")[-1].strip().replace(",", "") for r in raw]
+    # the reference solution (what `sft` trains on) is the raw answer text, reasoning and "#### N" included
+    assert frame["extra_info"].map(lambda e: e["solution"]).tolist() == [r["answer"].strip() for r in raw]
 
 
 def test_math_style_rows_use_qwen_boxed(prepared):
@@ -80,6 +82,9 @@ def test_math_style_rows_use_qwen_boxed(prepared):
     assert BOXED_INSTRUCTION == "Please reason step by step, and put your final answer within \\boxed{}."
     assert frame["reward_model"].map(lambda r: r["ground_truth"]).tolist() == [r["answer"] for r in raw]
     assert frame["extra_info"].map(lambda e: e["source_id"]).tolist() == [r["unique_id"] for r in raw]
+    assert frame["extra_info"].map(lambda e: e["solution"]).tolist() == [r["solution"].strip() for r in raw]
+    aime = pd.read_parquet(root / "aime24" / "test.parquet")     # no solution field in the source: ""
+    assert set(aime["extra_info"].map(lambda e: e["solution"])) == {""}
 
 
 @pytest.mark.parametrize("name,index,answer", [

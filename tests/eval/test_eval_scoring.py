@@ -53,3 +53,14 @@ def test_mismatched_inputs_are_errors():
         score_benchmark("x", "nope", [], [])
     with pytest.raises(ValueError, match="no samples"):
         summarize("gsm8k", [])
+
+
+def test_arithmetic_accuracy_is_exact_match_without_format_credit():
+    rows = [_row(0, "42", "tinylora/arithmetic"), _row(1, "7", "tinylora/arithmetic")]
+    completions = [[Completion("#### 42", 3, "stop"), Completion("#### 41", 3, "stop")],
+                   [Completion("the answer is 7", 5, "stop"), Completion("x\n#### 7", 4, "stop")]]
+    records = score_benchmark("arithmetic_add", "arithmetic", rows, completions)
+    # the training reward gives 0.1 for "#### 41"; accuracy counts only the exact answer after ####
+    assert [r["score"] for r in records] == [1.0, 0.0, 0.0, 1.0]
+    assert [r["extracted"] for r in records] == ["42", "41", None, "7"]
+    assert summarize("arithmetic_add", records).accuracy == 0.5

@@ -5,7 +5,9 @@ A verl row (what verl's RLHFDataset reads, as in verl's own GSM8K example):
     prompt        list    chat messages [{role, content}, ...] from the chosen template
     ability       str     "math"
     reward_model  dict    {"style": "rule", "ground_truth": <final answer string>}
-    extra_info    dict    {"split", "index", "question" (original text), "source_line", "source_id"}
+    extra_info    dict    {"split", "index", "question" (original text), "source_line", "source_id",
+                           "solution" (the reference solution text: gsm8k `answer`, MATH-style `solution`;
+                           "" where the source has none) — what `tinylora-verl sft` trains on}
 
 Answers: gsm8k -> text after "####" (commas removed); MATH / minerva -> last \\boxed{} of the solution;
 math500 / aime24 -> `answer`; amc23 -> `answer` (27.0 -> "27"); olympiadbench -> `final_answer` (a list,
@@ -90,6 +92,7 @@ class SplitSource:
     example: Callable[[dict], tuple[str, str]]        # raw row -> (question, answer); ValueError if unusable
     keep: Callable[[dict], bool] | None = None        # deliberate filter (counted, not rejected)
     hub: tuple[str, str | None, str] | None = None    # (repo id, config, split) on the Hugging Face hub
+    solution_key: str | None = None                   # raw field holding the reference solution (SFT)
 
 
 @dataclass(frozen=True)
@@ -100,25 +103,29 @@ class DatasetSpec:
     expected_rows: dict[str, int]                     # rows written from the offline copies (shared/data)
 
 
-_MATH500 = SplitSource("math500/test.jsonl", "math500", _answer_field, hub=("HuggingFaceH4/MATH-500", None, "test"))
+_MATH500 = SplitSource("math500/test.jsonl", "math500", _answer_field, hub=("HuggingFaceH4/MATH-500", None, "test"),
+                       solution_key="solution")
 _MATH12K = "math/train_12k_prm800k_split.jsonl"
 
 DATASETS: dict[str, DatasetSpec] = {
     "gsm8k": DatasetSpec({
-        "train": SplitSource("gsm8k/train.jsonl", "gsm8k", _gsm8k, hub=("openai/gsm8k", "main", "train")),
-        "test": SplitSource("gsm8k/test.jsonl", "gsm8k", _gsm8k, hub=("openai/gsm8k", "main", "test")),
+        "train": SplitSource("gsm8k/train.jsonl", "gsm8k", _gsm8k, hub=("openai/gsm8k", "main", "train"),
+                             solution_key="answer"),
+        "test": SplitSource("gsm8k/test.jsonl", "gsm8k", _gsm8k, hub=("openai/gsm8k", "main", "test"),
+                            solution_key="answer"),
     }, "gsm8k", "gsm8k", {"train": 7473, "test": 1319}),
     "math": DatasetSpec({
-        "train": SplitSource(_MATH12K, "math", _boxed_solution("problem")),
+        "train": SplitSource(_MATH12K, "math", _boxed_solution("problem"), solution_key="solution"),
         "test": _MATH500,
     }, "qwen-boxed", "math", {"train": 11998, "test": 500}),      # 12,000 minus 2 with an empty \boxed{}
     "simplerl_math35": DatasetSpec({
-        "train": SplitSource(_MATH12K, "simplerl_math35", _boxed_solution("problem"), keep=_level_3_to_5),
+        "train": SplitSource(_MATH12K, "simplerl_math35", _boxed_solution("problem"), keep=_level_3_to_5,
+                             solution_key="solution"),
         "test": _MATH500,
     }, "qwen-boxed", "math", {"train": 8886, "test": 500}),       # 8,888 at level 3-5 minus the same 2
     "math500": DatasetSpec({"test": _MATH500}, "qwen-boxed", "math", {"test": 500}),
-    "minerva_math": DatasetSpec({"test": SplitSource("minerva_math/test.jsonl", "minerva_math",
-                                                     _boxed_solution("problem"))}, "qwen-boxed", "math", {"test": 272}),
+    "minerva_math": DatasetSpec({"test": SplitSource("minerva_math/test.jsonl", "minerva_math", _boxed_solution("problem"),
+                                                     solution_key="solution")}, "qwen-boxed", "math", {"test": 272}),
     "olympiadbench": DatasetSpec({"test": SplitSource("olympiadbench/test.jsonl", "olympiadbench", _olympiad)},
                                  "qwen-boxed", "math", {"test": 675}),
     "aime24": DatasetSpec({"test": SplitSource("aime24/test.jsonl", "aime24", _answer_field)},
@@ -159,12 +166,14 @@ def build_split(source: SplitSource, split: str, raw: list[RawRow], template: st
             rejected.append(Rejected(split, item.line, str(err), json.dumps(item.data, ensure_ascii=False)))
             continue
         source_id = item.data.get("unique_id", item.data.get("id", item.data.get("idx", "")))
+        solution = item.data.get(source.solution_key) if source.solution_key else None
         rows.append({
             "data_source": source.data_source,
             "prompt": render(template, question),
             "ability": "math",
             "reward_model": {"style": "rule", "ground_truth": answer},
             "extra_info": {"split": split, "index": len(rows), "question": question,
-                           "source_line": item.line, "source_id": str(source_id)},
+                           "source_line": item.line, "source_id": str(source_id),
+                           "solution": solution.strip() if isinstance(solution, str) else ""},
         })
     return SplitResult(rows, rejected, filtered)

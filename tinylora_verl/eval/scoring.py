@@ -3,6 +3,8 @@
 - Each completion is scored by the reward the benchmark uses in training (reward_fns.gsm8k for gsm8k,
   reward_fns.math for the MATH-style sets), and the extracted answer is recorded with the same
   extraction code the reward uses, so a sample's `extracted` explains its `score`.
+- The arithmetic task (tinylora/arithmetic rows) is scored by exact match of the number after "####":
+  its training reward's 0.1 format credit is a shaping signal, not accuracy.
 - Summary per benchmark: n prompts, n samples per prompt, accuracy = mean score over all samples
   (mean@n, the paper's metric at n=1), pass@n = fraction of prompts with any correct sample,
   mean response length in tokens, fraction of responses cut at the token limit. A final "average"
@@ -16,11 +18,19 @@ import csv
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+from reward_fns import arithmetic as arithmetic_reward
 from reward_fns import gsm8k as gsm8k_reward
 from reward_fns import math as math_reward
 
-REWARDS = {"gsm8k": gsm8k_reward, "math": math_reward}
+
+def _arithmetic_exact(data_source, solution_str, ground_truth, extra_info=None) -> float:
+    return 1.0 if arithmetic_reward.compute_score(data_source, solution_str, ground_truth, extra_info) == 1.0 else 0.0
+
+
+REWARDS = {"gsm8k": gsm8k_reward, "math": math_reward,
+           "arithmetic": SimpleNamespace(extract_answer=arithmetic_reward.extract_answer, compute_score=_arithmetic_exact)}
 SUMMARY_FIELDS = ("benchmark", "n_prompts", "n_samples", "accuracy", "pass_at_n", "mean_response_tokens",
                   "truncated")
 

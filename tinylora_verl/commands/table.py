@@ -1,0 +1,37 @@
+"""tinylora-verl table RUNS_DIR [--out DIR] [--select-on val]
+
+Reads every result.json under RUNS_DIR (a sweep directory, or any tree of `sft`/sweep runs) and writes
+DIR/table.md, DIR/table.csv (best LR per method/adapter/budget on the validation metric, mean ± std over
+seeds per eval set), DIR/table_all_lrs.csv and one figure per eval set, DIR/accuracy_vs_params_<set>.png
+(accuracy vs trainable parameters, log x, base-model and full-fine-tune lines). DIR defaults to RUNS_DIR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(p) -> None:
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="directory searched (recursively) for result.json files")
+    p.add_argument("--out", default=None, help="where the tables and figures go (default: RUNS_DIR)")
+    p.add_argument("--select-on", default="val", help="eval set whose mean accuracy picks the best LR (default val)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+
+
+def run(args) -> int:
+    from ..experiments.figures import write_figures
+    from ..experiments.table import eval_sets, load_records, summarize, write_tables
+
+    runs = Path(args.runs_dir)
+    if not runs.is_dir():
+        raise FileNotFoundError(f"{runs}: no such directory")
+    records, failed = load_records(runs)
+    if not records:
+        raise ValueError(f"no finished result.json under {runs} ({failed} failed); run `tinylora-verl sweep` first")
+    out = Path(args.out) if args.out else runs
+    paths = write_tables(records, out, args.select_on)
+    figures = [] if args.no_figures else write_figures(summarize(records, args.select_on)[0], eval_sets(records), out)
+    print(paths["md"].read_text())
+    print(f"{len(records)} finished runs ({failed} failed, left out); wrote {paths['md']}, {paths['csv']}, "
+          f"{paths['all_csv']}" + "".join(f", {f}" for f in figures))
+    return 0

@@ -1,0 +1,163 @@
+"""A sweep: budget x learning rate x seed for RL and/or SFT, plus baselines, as a validated spec.
+
+YAML (every key optional but `model` and `task`; defaults below):
+
+    model: smollm2                  # HF directory, hub id, or "smollm2" (the local SmolLM2-135M-Instruct)
+    task: {kind: arithmetic, op: add}          # or {kind: files, train: .., val: .., tests: {gsm8k: ..}}
+    methods: [rl, sft]
+    budgets: [1, 13, 120, 1000, 10000]         # TinyLoRA trainable parameters
+    lrs: [1.0e-7, 5.0e-7, 1.0e-6, 5.0e-6, 1.0e-5, 1.0e-4, 2.0e-4]   # the paper's grid
+    seeds: [0, 1, 2]
+    baselines: [lora, full]        # rank-1 LoRA, full fine-tune (each over baseline_lrs x seeds)
+    baseline_lrs: null             # null = lrs
+    base_eval: true                # one run that only evaluates the untrained model (the figure's base line)
+    tinylora: {tie_mode: tiled, frozen_rank: 2}
+    sft: {steps: .., batch_size: .., ...}      # experiments/sft.py SFTConfig fields
+    rl: {config_name: cpu_demo, overrides: [trainer.total_training_steps=6]}   # Hydra (tinylora-verl train)
+    eval: {backend: auto, temperature: 1.0, top_p: 0.95, max_tokens: 4096}  # experiments/evaluate.py
+
+Runs and their directory names (deterministic, from the parameters):
+    base                          untrained model, evaluated only
+    <method>-tinylora<B>-lr<LR>-s<SEED>     e.g. sft-tinylora13-lr0.0001-s0
+    <method>-lora1-lr<LR>-s<SEED>           rank-1 LoRA (RL: verl's lora_rank=1; SFT: peft)
+    <method>-full-lr<LR>-s<SEED>            full fine-tune (RL: tinylora.enable=false)
+A run's settings (everything it depends on) go to its run.json; a later sweep refuses to reuse a run
+directory whose settings differ, so a finished result is never silently attributed to other settings.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, fields
+
+from .evaluate import EvalConfig
+from .sft import SFTConfig
+from .tasks import check_task
+
+METHODS = ("rl", "sft")
+BASELINES = ("lora", "full")
+PAPER_LRS = [1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4, 2e-4]
+DEFAULTS = {
+    "methods": ["rl", "sft"], "budgets": [1, 13, 120, 1000, 10000], "lrs": PAPER_LRS, "seeds": [0, 1, 2],
+    "baselines": [], "baseline_lrs": None, "base_eval": True,
+    "tinylora": {"tie_mode": "tiled", "frozen_rank": 2},
+    "sft": {}, "rl": {"config_name": "cpu_demo", "overrides": []}, "eval": {},
+}
+TOP_KEYS = ("model", "task", *DEFAULTS)
+# SFTConfig fields set per run by the sweep, not in the spec's sft block
+PER_RUN_SFT = ("kind", "budget", "lr", "seed", "tie_mode", "frozen_rank")
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str                # "rl" | "sft" | "base"
+    kind: str                  # "tinylora" | "lora" | "full" | "base"
+    budget: int | None = None
+    lr: float | None = None
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        if self.method == "base":
+            return "base"
+        what = {"tinylora": f"tinylora{self.budget}", "lora": "lora1", "full": "full"}[self.kind]
+        return f"{self.method}-{what}-lr{self.lr:g}-s{self.seed}"
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _number_list(spec: dict, key: str, kind, positive: bool, errors: list[str]) -> None:
+    values = spec.get(key)
+    if not isinstance(values, list) or not values:
+        errors.append(f"{key} must be a non-empty list, got {values!r}")
+        return
+    for v in values:
+        ok = _is_int(v) if kind is int else (isinstance(v, (int, float)) and not isinstance(v, bool))
+        if not ok or (positive and v <= 0):
+            errors.append(f"{key}: {v!r} is not a {'positive ' if positive else ''}{kind.__name__}")
+    if len(set(values)) != len(values):
+        errors.append(f"{key} has repeated values {values}")
+
+
+def validate(spec: dict) -> dict:
+    """Fill defaults and check everything at once; ValueError lists every problem."""
+    errors = [f"unknown key {k!r} (valid: {', '.join(TOP_KEYS)})" for k in spec if k not in TOP_KEYS]
+    full = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(spec)}
+    full["tinylora"] = {**DEFAULTS["tinylora"], **(spec.get("tinylora") or {})}
+    full["rl"] = {**DEFAULTS["rl"], **(spec.get("rl") or {})}
+    if not isinstance(full.get("model"), str) or not full["model"]:
+        errors.append("model is required (an HF model directory, a hub id, or 'smollm2')")
+    if "task" not in spec:
+        errors.append("task is required, e.g. {kind: arithmetic, op: add}")
+    else:
+        errors += check_task(full["task"])
+    if full["baseline_lrs"] is None:
+        full["baseline_lrs"] = list(full["lrs"])
+    _number_list(full, "budgets", int, True, errors)
+    _number_list(full, "lrs", float, True, errors)
+    _number_list(full, "baseline_lrs", float, True, errors)
+    _number_list(full, "seeds", int, False, errors)
+    for m in full["methods"] if isinstance(full["methods"], list) else [full["methods"]]:
+        if m not in METHODS:
+            errors.append(f"methods: {m!r} is not one of {METHODS}")
+    for b in full["baselines"] if isinstance(full["baselines"], list) else [full["baselines"]]:
+        if b not in BASELINES:
+            errors.append(f"baselines: {b!r} is not one of {BASELINES}")
+    extra = sorted(set(full["tinylora"]) - {"tie_mode", "frozen_rank"})
+    errors += [f"tinylora.{k} is not a sweep setting (valid: tie_mode, frozen_rank)" for k in extra]
+    errors += [f"sft.{k} is set per run by the sweep; remove it" for k in PER_RUN_SFT if k in full["sft"]]
+    if not errors:
+        for label, check in (("sft", lambda: SFTConfig.from_dict({**full["sft"], "budget": 1})),
+                             ("eval", lambda: EvalConfig.from_dict(full["eval"]))):
+            try:
+                check()
+            except (ValueError, TypeError) as err:
+                errors.append(f"{label}: {err}")
+    extra = sorted(set(full["rl"]) - {"config_name", "overrides"})
+    errors += [f"rl.{k} is unknown (valid: config_name, overrides)" for k in extra]
+    if not isinstance(full["rl"].get("overrides"), list):
+        errors.append("rl.overrides must be a list of Hydra overrides (key=value)")
+    if errors:
+        raise ValueError("invalid sweep spec: " + "; ".join(errors))
+    return full
+
+
+def expand(spec: dict) -> list[Run]:
+    """Every run of a validated spec: base first, then per method TinyLoRA budgets, then baselines."""
+    runs = [Run("base", "base")] if spec["base_eval"] else []
+    for method in spec["methods"]:
+        for budget in spec["budgets"]:
+            runs += [Run(method, "tinylora", budget, float(lr), seed) for lr in spec["lrs"] for seed in spec["seeds"]]
+        for kind in spec["baselines"]:
+            runs += [Run(method, kind, None, float(lr), seed) for lr in spec["baseline_lrs"] for seed in spec["seeds"]]
+    return runs
+
+
+def run_settings(spec: dict, run: Run, task_files: dict) -> dict:
+    """Everything `run` depends on (its run.json): a run is reused only when this is unchanged."""
+    settings = {"name": run.name, "method": run.method, "kind": run.kind, "budget": run.budget, "lr": run.lr,
+                "seed": run.seed, "model": spec["model"], "task": spec["task"], "data": task_files,
+                "eval": asdict(EvalConfig.from_dict(spec["eval"]))}
+    if run.kind == "tinylora":
+        settings["tinylora"] = dict(spec["tinylora"])
+    if run.method == "sft":
+        settings["sft"] = dict(spec["sft"])
+    if run.method == "rl":
+        settings["rl"] = {"config_name": spec["rl"]["config_name"], "overrides": list(spec["rl"]["overrides"])}
+    return settings
+
+
+def sft_config(settings: dict) -> SFTConfig:
+    """The SFTConfig of an sft run's settings."""
+    tiny = settings.get("tinylora") or {}
+    return SFTConfig.from_dict({**settings.get("sft", {}), "kind": settings["kind"], "budget": settings["budget"],
+                                "lr": settings["lr"], "seed": settings["seed"],
+                                **({k: tiny[k] for k in ("tie_mode", "frozen_rank") if k in tiny})})
+
+
+def spec_fields() -> dict[str, list[str]]:
+    """Valid keys of the nested blocks (for help texts)."""
+    return {"sft": [f.name for f in fields(SFTConfig) if f.name not in PER_RUN_SFT],
+            "eval": [f.name for f in fields(EvalConfig)]}
