@@ -18,6 +18,7 @@ def test_sft_command_trains_evaluates_and_writes_a_table_record(tiny_model_dir, 
     assert rec["status"] == "finished" and rec["name"] == "sft-tinylora5-lr0.05-s0"
     assert rec["params"] == {"method": "sft", "kind": "tinylora", "budget": 5, "lr": 0.05, "seed": 0}
     assert rec["trainable_params"] == 5 and rec["train"]["steps"] == 2
+    assert rec["train"]["config"]["batch_size"] == 4 and rec["train"]["config"]["max_grad_norm"] == 1.0
     assert {k: v["n_prompts"] for k, v in rec["eval"].items()} == {"val": 3, "arithmetic_add": 5}
     assert read_metadata(out / "adapter")["plan"]["num_trainable"] == 5
     assert len((out / "sft_metrics.jsonl").read_text().splitlines()) == 2

@@ -87,7 +87,7 @@ def run_base(settings: dict, run_dir: Path, model_path: str, log) -> dict:
 
 def run_sft(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     from ..hf import load_causal_lm
-    from .sft import prepare_trainable, save_trainable, train_sft
+    from .sft import prepare_trainable, save_trainable, settings_dict, train_sft
     cfg, ev_cfg = sft_config(settings), EvalConfig.from_dict(settings["eval"])
     model, tok = load_causal_lm(model_path, dtype=cfg.dtype, device=_device()), _tokenizer(model_path)
     trainable = prepare_trainable(model, cfg)
@@ -95,6 +95,7 @@ def run_sft(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     log(f"sft: {trainable.kind}, {n_trainable} trainable parameters, lr {cfg.lr}, seed {cfg.seed}")
     train = train_sft(trainable, tok, read_rows(settings["data"]["train"]), cfg,
                       val_rows=read_rows(settings["data"]["val"]), metrics_path=run_dir / "sft_metrics.jsonl", log=log)
+    train["config"] = settings_dict(cfg)                 # every SFT setting, defaults included
     saved = save_trainable(trainable, run_dir, tokenizer=tok)
     log(f"sft: saved {saved}")
     if ev_cfg.resolved_backend() == "hf":
