@@ -12,7 +12,7 @@ import pytest
 
 from tinylora_verl.cli import main
 from tinylora_verl.experiments import records
-from tinylora_verl.experiments.backends import LocalBackend, RayJobsBackend
+from tinylora_verl.experiments.backends import LocalBackend, PendingRun, RayJobsBackend
 from tinylora_verl.experiments.spec import PAPER_LRS, Run, expand, validate
 from tinylora_verl.experiments.sweep import plan, run_sweep
 
@@ -171,6 +171,11 @@ def test_ray_jobs_backend_submits_one_job_per_run_with_its_entrypoint_and_env(tm
     failed = records.read_result(tmp_path / "runs" / "rl-tinylora1-lr0.1-s0")
     assert failed["status"] == "failed" and "ended FAILED" in failed["error"] and "out of memory" in failed["error"]
     assert summary.counts() == {"finished": 3, "failed": 1}
+    line = RayJobsBackend("http://head:8265", client=client, python="python3").describe(
+        PendingRun("sft-tinylora1-lr0.01-s0", "sft", run_dir, 1))
+    assert line.startswith("ray job submit --address http://head:8265 --submission-id tinylora-")
+    assert "--runtime-env-json '{\"env_vars\": {\"PYTHONUNBUFFERED\": \"1\"}}'" in line
+    assert line.endswith(f"--entrypoint-num-gpus 1.0 -- python3 -m tinylora_verl.experiments.run_one {run_dir}")
     assert "out of memory" in (tmp_path / "runs" / "rl-tinylora1-lr0.1-s0" / "log.txt").read_text()
 
 

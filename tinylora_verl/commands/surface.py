@@ -55,7 +55,9 @@ def run(args) -> int:
     examples, dropped = build_examples(tok, read_rows(files.train, args.n_examples), args.max_length)
     if not examples:
         raise ValueError(f"none of the first {args.n_examples} training rows fits --max-length {args.max_length}")
-    handle = surface.surface_adapter(load_causal_lm(model_path), seed=args.seed, frozen_rank=args.frozen_rank)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    handle = surface.surface_adapter(load_causal_lm(model_path, device=device), seed=args.seed,
+                                     frozen_rank=args.frozen_rank)
     print(f"surface: {len(examples)} examples ({dropped} too long), {args.grid}x{args.grid} grid over "
           f"[-{args.extent}, {args.extent}]^2, {len(handle.layers)} modules share v = (v1, v2)", flush=True)
     torch.set_grad_enabled(False)

@@ -18,6 +18,7 @@ as failed with the log's tail (finish_without_record).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import subprocess
@@ -108,9 +109,13 @@ class RayJobsBackend:
         return kwargs
 
     def describe(self, run: PendingRun) -> str:
+        """The `ray job submit` command line equivalent to this run's submission."""
         s = self.submission(run)
-        extra = f" --entrypoint-num-gpus {s['entrypoint_num_gpus']}" if "entrypoint_num_gpus" in s else ""
-        return f"ray job submit --submission-id {s['submission_id']}{extra} -- {s['entrypoint']}"
+        args = ["ray", "job", "submit", *(["--address", self.address] if self.address else []),
+                "--submission-id", s["submission_id"], "--runtime-env-json", json.dumps(s["runtime_env"])]
+        if "entrypoint_num_gpus" in s:
+            args += ["--entrypoint-num-gpus", str(s["entrypoint_num_gpus"])]
+        return shlex.join(args) + " -- " + s["entrypoint"]
 
     def run_all(self, runs: list[PendingRun], on_done) -> None:
         queue, active = list(runs), {}

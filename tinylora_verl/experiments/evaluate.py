@@ -6,13 +6,13 @@ rollout and `tinylora-verl eval` render them), same scoring and output files:
   first, as `tinylora-verl eval --adapter` does). The paper's path; what GPUs should use.
 - "hf": transformers `generate` on the model already in memory (the adapter applied, nothing merged or
   written), left-padded batches. On CPU with a small model this skips vLLM's ~30 s engine start per run.
-"auto" picks vllm when CUDA is available, else hf.
-Writes OUT/samples/<set>.jsonl, OUT/summary.csv and OUT/summary.md; returns {set: summary dict}.
+"auto" picks vllm when CUDA is available, else hf. run_one.py chooses the model (and, for vLLM, writes the
+servable copy and frees the training model first). evaluate() writes OUT/samples/<set>.jsonl,
+OUT/summary.csv and OUT/summary.md and returns {set: summary dict}.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -119,16 +119,3 @@ def evaluate(eval_sets: dict[str, str], cfg: EvalConfig, out_dir, generate_fn) -
         summary.append(summarize(name, records))
     write_summary(out_dir, summary, title="Held-out evaluation")
     return {row.benchmark: asdict(row) for row in summary}
-
-
-def evaluate_model(model, tokenizer, eval_sets: dict[str, str], cfg: EvalConfig, out_dir,
-                   model_dir_fn=None) -> dict[str, dict]:
-    """evaluate() with the configured backend: `model` in memory (hf), or model_dir_fn() -> a context manager
-    yielding a servable directory (vllm)."""
-    if cfg.resolved_backend() == "hf":
-        return evaluate(eval_sets, cfg, out_dir, lambda prompts: generate_hf(model, tokenizer, prompts, cfg))
-    if model_dir_fn is None:
-        raise ValueError("the vllm eval backend needs a model directory")
-    with model_dir_fn() as model_dir:
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        return evaluate(eval_sets, cfg, out_dir, lambda prompts: generate_vllm(model_dir, prompts, cfg))

@@ -1,19 +1,23 @@
 """Execute one run of a sweep and write its result record: `python -m tinylora_verl.experiments.run_one RUN_DIR`.
 
 Reads RUN_DIR/run.json (spec.run_settings) and, by method:
-- base: load the model, evaluate it;
-- sft:  load the model, make the adapter's parameters trainable (sft.py), train, save the adapter (or
-        LoRA / model), evaluate the trained model (the same object, no reload);
+- base: evaluate the model;
+- sft:  load the model (on CUDA when there is one), make the adapter's parameters trainable (sft.py),
+        train, save the adapter (or LoRA / model), evaluate the trained model;
 - rl:   run the Hydra entry point (rl.py) as a child process (its output in RUN_DIR/train.log), then load
         the base model + the final adapter (TinyLoRA) or verl's merged checkpoint (lora / full), evaluate.
-Evaluation: evaluate.py on the validation set and every test set. The record (records.py) is written
+Evaluation: evaluate.py on the validation set and every test set. hf backend: the model in memory (the
+SFT model as trained, no reload). vllm backend: a directory vLLM serves — the adapter merged into a
+temporary copy (TinyLoRA), peft's merge (LoRA), or the saved model — written first, then the training
+model is dropped and memory freed before vLLM starts (it sizes its cache from free GPU memory).
+The record (records.py) is written
 once, whatever happens: "finished" with metrics, or "failed" with the error. This is the entrypoint of
 both sweep backends (a local child process, or a Ray job) and of `tinylora-verl sft`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import subprocess
 import sys
 import tempfile
@@ -22,11 +26,24 @@ import traceback
 from pathlib import Path
 
 from . import records
-from .evaluate import EvalConfig, evaluate_model
+from .evaluate import EvalConfig, evaluate, generate_hf, generate_vllm
 from .spec import sft_config
 from .tasks import read_rows
 
 EVAL_DIR = "eval"
+
+
+def _device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _release() -> None:
+    """Free what the caller dropped before vLLM takes the GPU (it sizes its cache from free memory)."""
+    import torch
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _tokenizer(model_path: str):
@@ -34,29 +51,14 @@ def _tokenizer(model_path: str):
     return AutoTokenizer.from_pretrained(model_path)
 
 
-def _merged_dir(handle, model_path: str):
-    """A context manager yielding a temporary HF directory with the adapter merged (for vLLM)."""
-    @contextlib.contextmanager
-    def make():
-        from ..adapter.export import export_merged
-        with tempfile.TemporaryDirectory(prefix="tinylora-merged-") as tmp:
-            export_merged(handle, tmp, tokenizer_dir=model_path if Path(model_path).is_dir() else None)
-            yield tmp
-    return make
+def _eval(settings: dict, run_dir: Path, generate_fn) -> dict:
+    return evaluate(settings["data_eval"], EvalConfig.from_dict(settings["eval"]), run_dir / EVAL_DIR, generate_fn)
 
 
-def _fixed_dir(path: str):
-    return lambda: contextlib.nullcontext(str(path))
-
-
-def _peft_merged_dir(peft_model, tokenizer):
-    @contextlib.contextmanager
-    def make():
-        with tempfile.TemporaryDirectory(prefix="tinylora-lora-merged-") as tmp:
-            peft_model.merge_and_unload().save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            yield tmp
-    return make
+def _export_merged(handle, model_path: str, out: str) -> str:
+    from ..adapter.export import export_merged
+    export_merged(handle, out, tokenizer_dir=model_path if Path(model_path).is_dir() else None)
+    return out
 
 
 def count_params(model_path: str, kind: str, lora_rank: int = 1) -> int:
@@ -74,29 +76,44 @@ def count_params(model_path: str, kind: str, lora_rank: int = 1) -> int:
 
 def run_base(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     from ..hf import load_causal_lm
-    model, tok = load_causal_lm(model_path), _tokenizer(model_path)
-    ev = evaluate_model(model, tok, settings["data_eval"], EvalConfig.from_dict(settings["eval"]),
-                        run_dir / EVAL_DIR, _fixed_dir(model_path))
-    return {"trainable_params": 0, "train": {}, "eval": ev}
+    cfg, tok = EvalConfig.from_dict(settings["eval"]), _tokenizer(model_path)
+    if cfg.resolved_backend() == "vllm":
+        return {"trainable_params": 0, "train": {},
+                "eval": _eval(settings, run_dir, lambda p: generate_vllm(model_path, p, cfg))}
+    model = load_causal_lm(model_path, device=_device())
+    return {"trainable_params": 0, "train": {},
+            "eval": _eval(settings, run_dir, lambda p: generate_hf(model, tok, p, cfg))}
 
 
 def run_sft(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     from ..hf import load_causal_lm
-    from .sft import prepare_trainable, save_trainable, train_sft
-    cfg = sft_config(settings)
-    model, tok = load_causal_lm(model_path), _tokenizer(model_path)
+    from .sft import prepare_trainable, save_trainable, settings_dict, train_sft
+    cfg, ev_cfg = sft_config(settings), EvalConfig.from_dict(settings["eval"])
+    model, tok = load_causal_lm(model_path, dtype=cfg.dtype, device=_device()), _tokenizer(model_path)
     trainable = prepare_trainable(model, cfg)
-    log(f"sft: {trainable.kind}, {trainable.num_trainable} trainable parameters, lr {cfg.lr}, seed {cfg.seed}")
+    n_trainable = trainable.num_trainable
+    log(f"sft: {trainable.kind}, {n_trainable} trainable parameters, lr {cfg.lr}, seed {cfg.seed}")
     train = train_sft(trainable, tok, read_rows(settings["data"]["train"]), cfg,
                       val_rows=read_rows(settings["data"]["val"]), metrics_path=run_dir / "sft_metrics.jsonl", log=log)
+    train["config"] = settings_dict(cfg)                 # every SFT setting, defaults included
     saved = save_trainable(trainable, run_dir, tokenizer=tok)
     log(f"sft: saved {saved}")
-    model_dir_fn = {"tinylora": lambda: _merged_dir(trainable.handle, model_path),
-                    "lora": lambda: _peft_merged_dir(trainable.model, tok),
-                    "full": lambda: _fixed_dir(saved)}[trainable.kind]()
-    ev = evaluate_model(trainable.model, tok, settings["data_eval"], EvalConfig.from_dict(settings["eval"]),
-                        run_dir / EVAL_DIR, model_dir_fn)
-    return {"trainable_params": trainable.num_trainable, "train": train, "eval": ev}
+    if ev_cfg.resolved_backend() == "hf":
+        ev = _eval(settings, run_dir, lambda p: generate_hf(trainable.model, tok, p, ev_cfg))
+        return {"trainable_params": n_trainable, "train": train, "eval": ev}
+    with tempfile.TemporaryDirectory(prefix="tinylora-servable-") as tmp:
+        if trainable.kind == "tinylora":          # vLLM serves plain weights: merge the adapter into a copy
+            served = _export_merged(trainable.handle, model_path, tmp)
+        elif trainable.kind == "lora":
+            trainable.model.merge_and_unload().save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            served = tmp
+        else:
+            served = str(saved)
+        del trainable, model
+        _release()
+        ev = _eval(settings, run_dir, lambda p: generate_vllm(served, p, ev_cfg))
+    return {"trainable_params": n_trainable, "train": train, "eval": ev}
 
 
 def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
@@ -112,19 +129,26 @@ def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
         raise RuntimeError(f"verl training exited with status {rc}; last lines of {train_log}:\n"
                            + records.log_tail(train_log, 1500))
     tok, cfg = _tokenizer(model_path), EvalConfig.from_dict(settings["eval"])
+    vllm = cfg.resolved_backend() == "vllm"
+    result = {"train": rl.train_metrics(run_dir)}
     if settings["kind"] == "tinylora":
         adapter = rl.final_adapter(run_dir)
-        handle = load_adapter(load_causal_lm(model_path), adapter)
+        handle = load_adapter(load_causal_lm(model_path, device="cpu" if vllm else _device()), adapter)
+        result["trainable_params"] = handle.num_trainable
         log(f"rl: evaluating adapter {adapter} ({handle.num_trainable} parameters)")
-        ev = evaluate_model(handle.model, tok, settings["data_eval"], cfg, run_dir / EVAL_DIR,
-                            _merged_dir(handle, model_path))
-        trainable = handle.num_trainable
-    else:
-        merged = rl.merged_model_dir(run_dir, train_log)
-        ev = evaluate_model(load_causal_lm(str(merged)), tok, settings["data_eval"], cfg, run_dir / EVAL_DIR,
-                            _fixed_dir(merged))
-        trainable = count_params(model_path, settings["kind"])
-    return {"trainable_params": trainable, "train": rl.train_metrics(run_dir), "eval": ev}
+        if not vllm:
+            return {**result, "eval": _eval(settings, run_dir, lambda p: generate_hf(handle.model, tok, p, cfg))}
+        with tempfile.TemporaryDirectory(prefix="tinylora-servable-") as tmp:
+            served = _export_merged(handle, model_path, tmp)
+            del handle
+            _release()
+            return {**result, "eval": _eval(settings, run_dir, lambda p: generate_vllm(served, p, cfg))}
+    merged = str(rl.merged_model_dir(run_dir, train_log))
+    result["trainable_params"] = count_params(model_path, settings["kind"])
+    if vllm:
+        return {**result, "eval": _eval(settings, run_dir, lambda p: generate_vllm(merged, p, cfg))}
+    model = load_causal_lm(merged, device=_device())
+    return {**result, "eval": _eval(settings, run_dir, lambda p: generate_hf(model, tok, p, cfg))}
 
 
 RUNNERS = {"base": run_base, "sft": run_sft, "rl": run_rl}

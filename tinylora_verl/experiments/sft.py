@@ -49,6 +49,7 @@ class SFTConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping (None: off)"})
     seed: int = field(default=0, metadata={"help": "data order and TinyLoRA's P"})
+    dtype: str = field(default="float32", metadata={"help": "model dtype: float32, bfloat16 or float16"})
 
     def __post_init__(self) -> None:
         errors = []
@@ -65,6 +66,8 @@ class SFTConfig:
         for name in ("batch_size", "micro_batch_size", "max_length", "lora_rank", "frozen_rank"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 errors.append(f"{name}={getattr(self, name)!r} must be a positive integer")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            errors.append(f"dtype={self.dtype!r} must be float32, bfloat16 or float16")
         if not 0.0 <= self.warmup_ratio < 1.0:
             errors.append(f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1)")
         if errors:
