@@ -65,9 +65,7 @@ def run(model_dir: str, steps: int, log=print) -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cfg = TinyLoRAConfig(budget=13, frozen_rank=2, tie_mode="tiled")
     engines = {"full": TinyLoRAFSDPEngine.unsharded(model, cfg, "full")}
-    vector = object.__new__(TinyLoRAFSDPEngine)        # same module and adapter, its own sync state
-    vector.__dict__.update(engines["full"].__dict__)
-    vector.sync_mode, vector._full_sync_done, vector._sync_count, vector.last_sync = "vector", False, 0, {}
+    vector = engines["full"].unsharded_twin("vector")     # same module and adapter, its own sync state
     engines["vector"] = vector
     handle = engines["full"].tinylora
     adapted = sum(layer.base_layer.weight.numel() for layer in handle.layers.values())

@@ -35,9 +35,7 @@ def test_full_and_vector_leave_vllm_bit_identical(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cfg = TinyLoRAConfig(budget=4)
     full = TinyLoRAFSDPEngine.unsharded(model, cfg, "full")
-    vector = object.__new__(TinyLoRAFSDPEngine)          # the same module and adapter, its own sync state
-    vector.__dict__.update(full.__dict__)
-    vector.sync_mode, vector._full_sync_done, vector._sync_count, vector.last_sync = "vector", False, 0, {}
+    vector = full.unsharded_twin("vector")     # same module and adapter, its own sync state
     prompt = ["Hello there, how are"]
     outputs = set()
     for step in range(4):

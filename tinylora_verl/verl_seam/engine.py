@@ -255,6 +255,15 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         engine._verl_stream = lambda **kwargs: (iter(list(module.state_dict().items())), None)
         return engine
 
+    def unsharded_twin(self, sync_mode: str) -> "TinyLoRAFSDPEngine":
+        """Another `unsharded` engine over the same module and adapter with its own sync state (a fresh
+        first sync), e.g. to feed one rollout engine both modes with the same v (bench, tests)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.sync_mode = check_sync_mode(sync_mode)
+        twin._full_sync_done, twin._sync_count, twin.last_sync = False, 0, {}
+        return twin
+
     # ---- diagnostics ----------------------------------------------------------------------------
     @torch.no_grad()
     def sync_diagnostics(self) -> dict:
