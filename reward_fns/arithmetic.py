@@ -1,26 +1,28 @@
 """Exact-match reward for the arithmetic demo task (verl's custom_reward_function signature).
 
-score = 1.0 when the last "#### <integer>" in the response equals the ground truth; FORMAT_CREDIT (0.1)
-when the response ends its answer with "#### <integer>" but the integer is wrong; 0.0 otherwise (no
-"####", or only a number elsewhere in the text). The answer is read strictly after "####" (DESIGN.md §5).
+score = 1.0 when the last number in the response equals the ground truth, else 0.0 (no number, or a
+wrong last number). The prompt asks for only the number; a response that works it out ("7 * 8 = 56")
+is scored by its final number, so hedging ("56 or 54") or restating the question ("... 7 * 8") after
+the answer scores 0. Thousands separators are dropped ("1,042"); a decimal counts when it is equal
+("56.0").
 
-Why the format credit: measured on SmolLM2-135M-Instruct at T=1 with 80-token responses, a strict 0/1
-score was 0 for all 32 samples of the first step (format compliance is the bottleneck), so every GRPO
-advantage — and the update — was exactly zero. 0.1 for the format makes samples of a group differ
-while a correct answer is still worth 10 times more.
+Why not "#### <answer>" with 0.1 format credit (the first version): measured on SmolLM2-135M-Instruct
+at T=1, almost no sample used the format, so the reward was the format credit on a few samples and
+stayed flat for 6 GRPO steps. With the last number, single-digit multiplication scores ~20% at T=1
+(tinylora_verl/data/arithmetic.py), so the samples of a GRPO group differ without partial credit.
 """
 
 from __future__ import annotations
 
 import re
 
-_ANSWER = re.compile(r"####\s*(-?\d[\d,]*)")
-FORMAT_CREDIT = 0.1
+# a leading "-" is a sign unless it follows a digit ("7-8" is 7 and 8); commas only as thousands separators
+_NUMBER = re.compile(r"(?<!\d)-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def extract_answer(text: str) -> str | None:
-    """The integer after the last '####' (commas removed), or None."""
-    found = _ANSWER.findall(text or "")
+    """The last number in the text (commas removed), or None."""
+    found = _NUMBER.findall(text or "")
     return found[-1].replace(",", "") if found else None
 
 
@@ -29,6 +31,6 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None) -> f
     if answer is None:
         return 0.0
     try:
-        return 1.0 if int(answer) == int(str(ground_truth).strip()) else FORMAT_CREDIT
+        return 1.0 if float(answer) == float(str(ground_truth).strip()) else 0.0
     except ValueError:
-        return FORMAT_CREDIT
+        return 0.0

@@ -47,15 +47,17 @@ def summary_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinylora_verl.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6, help="GRPO steps (default 6)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="GRPO steps (default: trainer.total_training_steps of config/cpu_demo.yaml, 8)")
     parser.add_argument("--out", help=f"run directory (default {DEFAULT_ROOT}/demo-<time>)")
     args, overrides = parser.parse_known_args(argv)
     run_dir = Path(args.out) if args.out else DEFAULT_ROOT / time.strftime("demo-%Y%m%d-%H%M%S")
     if run_dir.exists() and any(run_dir.iterdir()):
         print(f"demo: {run_dir} is not empty; give a new --out (verl would resume from it)", file=sys.stderr)
         return 2
+    steps = [f"trainer.total_training_steps={args.steps}"] if args.steps else []
     cmd = [sys.executable, "-m", "tinylora_verl.main", f"trainer.default_local_dir={run_dir}",
-           "trainer.experiment_name=demo", f"trainer.total_training_steps={args.steps}", *overrides]
+           "trainer.experiment_name=demo", *steps, *overrides]
     print("demo:", " ".join(cmd), flush=True)
     start = time.time()
     rc = subprocess.call(cmd)
