@@ -48,7 +48,7 @@ def summary_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinylora_verl.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None,
-                        help="GRPO steps (default: trainer.total_training_steps of config/cpu_demo.yaml, 8)")
+                        help="GRPO steps (default: trainer.total_training_steps of config/cpu_demo.yaml, 6)")
     parser.add_argument("--out", help=f"run directory (default {DEFAULT_ROOT}/demo-<time>)")
     args, overrides = parser.parse_known_args(argv)
     run_dir = Path(args.out) if args.out else DEFAULT_ROOT / time.strftime("demo-%Y%m%d-%H%M%S")
