@@ -5,12 +5,12 @@ a one-line system prompt, then the question), `ability`, `reward_model: {style: 
 `extra_info: {split, index, a, b, op}`. reward_fns/arithmetic.py scores the last number of the response.
 Problems come from a seeded RNG; train and validation problems are disjoint.
 
-Why this prompt and "mul" (measured with vLLM on SmolLM2-135M-Instruct, 64 tokens, 4 samples per
-prompt): asking for the answer after "####" gave 1-3% exact answers at T=1 (the model rarely uses the
-format), so GRPO groups were almost all-equal and the reward stayed flat. With "Reply with only the
-number" and the last number as the answer, two-digit addition is still 1-4% at T=1, single-digit
-multiplication 20% at T=1 (44 of 64 groups not all-equal), 48% at T=0.7, 62% greedy: a task the
-model can do but samples badly, which is what a 13-parameter update can improve.
+Why this prompt and "mul" (measured with vLLM on SmolLM2-135M-Instruct, 64-token responses): asking
+for the answer after "####" gave 1-3% exact answers at T=1 (the model rarely uses the format), so GRPO
+groups were almost all-equal and the reward stayed flat. With "Reply with only the number" and the last
+number as the answer, two-digit addition is 1-4% at T=1 and 11-12% at T=0.7 (48 problems x 4 samples);
+single-digit multiplication is 17% at T=1, 42% at T=0.7 (all 64 problems x 16 samples) and 62% greedy:
+a task the model can do but samples badly, and at T=0.7 most groups of 4 samples mix right and wrong.
 """
 
 from __future__ import annotations
