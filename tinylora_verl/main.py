@@ -71,7 +71,7 @@ def prepare_inputs(cfg: DictConfig) -> None:
         if cfg.get("task") is not None:
             from .data.arithmetic import ensure_dataset
             t = cfg.task
-            ensure_dataset(t.dir, op=t.op, n_train=t.n_train, n_val=t.n_val, seed=t.seed)
+            ensure_dataset(t.dir, op=t.op, n_train=t.n_train, n_val=t.n_val, seed=t.seed, style=t.get("style", "hash"))
 
 
 def check_tinylora(cfg: DictConfig) -> None:
