@@ -28,6 +28,9 @@ What it does, one fix per blocker of DESIGN.md §5 that has no config key (the o
       the prefix cache (`clear_kv_cache`).
   #11 `device_module.get_device_name()` returns "CPU" for verl's FLOPs counter.
 Ray: `ray_resource_name() == "GPU"`, backed by logical GPUs (`ray_kwargs.ray_init.num_gpus`).
+Threads: Ray gives every actor that reserves no CPU one torch thread (OMP_NUM_THREADS=1). A verl training
+rank (recognised by verl's backend string above) takes the usable cores divided among the node's training
+ranks instead, or $TINYLORA_CPU_THREADS; the vLLM processes keep vLLM's own CPU thread binding.
 """
 
 from __future__ import annotations
@@ -88,10 +91,42 @@ def _patch_init_process_group() -> None:
     original = dist.init_process_group
 
     def init_process_group(backend=None, *args, **kwargs):
-        return original(_normalize_backend(backend), *args, **kwargs)
+        normalized = _normalize_backend(backend)
+        result = original(normalized, *args, **kwargs)
+        if normalized != backend:  # verl's own backend string: this process is a verl training rank
+            _claim_training_threads()
+        return result
 
     init_process_group._tinylora_cpu = True
     dist.init_process_group = init_process_group
+
+
+# ---- training ranks: intra-op threads ---------------------------------------------------------------
+THREADS_ENV = "TINYLORA_CPU_THREADS"
+
+
+def training_threads(environ=os.environ) -> int:
+    """Intra-op threads for one verl training rank: $TINYLORA_CPU_THREADS, else this process's usable cores
+    divided among the node's training ranks (Ray's RAY_LOCAL_WORLD_SIZE, else LOCAL_WORLD_SIZE), at least 1."""
+    explicit = environ.get(THREADS_ENV)
+    if explicit:
+        try:
+            value = int(explicit)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"{THREADS_ENV}={explicit!r} must be a positive integer (threads per training rank)")
+        return value
+    ranks = int(environ.get("RAY_LOCAL_WORLD_SIZE") or environ.get("LOCAL_WORLD_SIZE") or 1)
+    return max(1, len(os.sched_getaffinity(0)) // max(1, ranks))
+
+
+def _claim_training_threads() -> None:
+    """Ray forces OMP_NUM_THREADS=1 (one torch thread) on actors that reserve no CPU, which verl's workers
+    do not: on the 2-core demo machine the actor's log-prob and update passes ran at 100% of one core
+    while the other idled (generation and training alternate, they do not overlap)."""
+    import torch
+    torch.set_num_threads(training_threads())
 
 
 # ---- #4/#11: the device module verl calls get_torch_device().<fn>() on ----------------------------

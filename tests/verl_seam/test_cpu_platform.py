@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tinylora_verl.cpu_platform import _normalize_backend
+from tinylora_verl.cpu_platform import THREADS_ENV, _normalize_backend, training_threads
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,3 +73,45 @@ def test_cpu_platform_fixes():
 def test_not_loaded_without_the_switch():
     out = _probe(None)
     assert out["platform"] != "PlatformCPU"
+
+
+def test_training_threads_rule():
+    cores = len(os.sched_getaffinity(0))
+    assert training_threads({}) == cores
+    assert training_threads({"RAY_LOCAL_WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "1"}) == max(1, cores // 2)
+    assert training_threads({"LOCAL_WORLD_SIZE": str(cores * 4)}) == 1
+    assert training_threads({THREADS_ENV: "3", "RAY_LOCAL_WORLD_SIZE": "8"}) == 3
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(ValueError, match=THREADS_ENV):
+            training_threads({THREADS_ENV: bad})
+
+
+THREADS_PROBE = r"""
+import json, os, socket, torch
+import verl  # loads the plugin
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1")
+before = torch.get_num_threads()
+if os.environ["WHO"] == "verl":
+    from verl.utils.distributed import initialize_global_process_group_ray
+    initialize_global_process_group_ray()
+else:  # what vLLM's CPU worker does: a plain gloo group
+    torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+print("PROBE" + json.dumps({"before": before, "after": torch.get_num_threads()}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("who", ["verl", "vllm"])
+def test_training_rank_claims_threads(who):
+    """Under Ray (OMP_NUM_THREADS=1) a verl training rank takes $TINYLORA_CPU_THREADS threads; a process that
+    opens its own gloo group (vLLM's worker) keeps what it had."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_LOCAL_WORLD_SIZE", "LOCAL_WORLD_SIZE")}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]), VERL_PLATFORM="cpu",
+               OMP_NUM_THREADS="1", WHO=who, **{THREADS_ENV: "3"})
+    res = subprocess.run([sys.executable, "-c", THREADS_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    line = [x for x in res.stdout.splitlines() if x.startswith("PROBE")]
+    assert line, res.stdout[-2000:] + res.stderr[-3000:]
+    out = json.loads(line[-1][5:])
+    assert out["before"] == 1
+    assert out["after"] == (3 if who == "verl" else 1)
