@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from .verl_seam.trainer_files import METRICS_FILE, adapter_dirs
+from .verl_seam.trainer_files import METRICS_FILE, VAL_FILE, adapter_dirs
 
 DEFAULT_ROOT = Path.home() / ".cache" / "tinylora_verl" / "runs"
 COLUMNS = (("step", "step", "{:d}"), ("reward", "reward", "{:.3f}"), ("resp len", "response_len", "{:.0f}"),
@@ -51,6 +51,16 @@ def summary_table(rows: list[dict]) -> str:
             cells.append((fmt.format(value) if value is not None else "-").rjust(len(name)))
         lines.append(" | ".join(cells))
     return "\n".join(lines)
+
+
+def validation_lines(rows: list[dict]) -> list[str]:
+    """One line per headline validation metric: its value at every validation, by step (held-out prompts)."""
+    names = sorted({k for row in rows for k in row if k != "step"})
+    out = []
+    for name in names:
+        points = ", ".join(f"step {row['step']}: {row[name]:.3f}" for row in rows if name in row)
+        out.append(f"held-out {name}: {points}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                  "delta": "later syncs send the adapted tensors (sync_mode=full)"}.get(kind, "")
         print(f"first weight sync: {rows[0].get('first_sync_s', float('nan')):.2f} s, "
               f"{rows[0].get('first_sync_bytes', float('nan')):,.0f} bytes; {later}")
+    val_file = run_dir / VAL_FILE
+    val_rows = [json.loads(x) for x in val_file.read_text().splitlines()] if val_file.exists() else []
+    for line in validation_lines(val_rows):
+        print(line)
     if adapters:
         final = run_dir / "adapter"
         shutil.copytree(adapters[-1], final, dirs_exist_ok=True)

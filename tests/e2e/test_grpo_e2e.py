@@ -74,6 +74,9 @@ def test_two_grpo_steps(tmp_path_factory, sync_mode):
             assert key in r, (key, r)
         assert 0 <= r["rounded_away"] <= 1 and r["logp_diff_max"] >= r["logp_diff_mean"] >= 0
     assert rows[-1]["v_norm"] > 0
+    # the demo config's held-out check: verl validated before step 1 and after step 2, recorded by our trainer
+    val = [json.loads(x) for x in (run_dir / "tinylora_val.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in val] == [0, 2] and all(any(k.startswith("val-core/") for k in r) for r in val)
     assert "tinylora/v_norm" in out["log"] and "tinylora/is_weight_mean" in out["log"]   # console logger
     if sync_mode == "vector":
         assert all(r["sync_kind"] == "vector" and r["sync_bytes"] <= 1024 for r in rows), rows

@@ -24,6 +24,22 @@ def test_arithmetic_splits_are_disjoint_and_carry_solutions():
     assert bad == ["task.n_train=0 must be a positive integer"]
 
 
+def test_number_style_rows_ask_for_the_number_and_score_the_last_number():
+    from tinylora_verl.data.arithmetic import SYSTEM
+    from tinylora_verl.eval.scoring import score_benchmark
+    rows = arithmetic_rows({"kind": "arithmetic", "op": "mul", "n_train": 20, "n_val": 4, "n_test": 8,
+                            "seed": 1, "style": "number"})
+    r = rows["test"][0]
+    a, b = r["extra_info"]["a"], r["extra_info"]["b"]
+    assert r["prompt"][0] == {"role": "system", "content": SYSTEM}
+    assert r["extra_info"]["question"] == f"What is {a} * {b}?" and r["extra_info"]["solution"] == str(a * b)
+    texts = [f"{a} * {b} = {a * b}.", f"#### {a * b} is not {a * b + 1}"]
+    scored = score_benchmark("arithmetic_mul", "arithmetic", [r, r], [[Completion(texts[0], 8)], [Completion(texts[1], 9)]])
+    assert [s["score"] for s in scored] == [1.0, 0.0]
+    assert check_task({"kind": "arithmetic", "style": "words"}) == [
+        "task.style='words' must be one of ('hash', 'number')"]
+
+
 def test_materialise_writes_three_parquet_files_once(tmp_path):
     files = materialise(TASK, tmp_path)
     assert list(files.eval_sets()) == ["val", "arithmetic_add"]

@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tinylora_verl.adapter import TinyLoRAConfigError
-from tinylora_verl.demo import summary_table
+from tinylora_verl.demo import summary_table, validation_lines
 from tinylora_verl.verl_seam.trainer_files import adapter_dirs
 
 
@@ -35,3 +35,12 @@ def test_summary_table():
     lines = text.splitlines()
     assert lines[0].startswith("step | reward") and len(lines) == 4
     assert "0.250" in lines[2] and "0.50" in lines[2] and "-" in lines[3]
+
+
+def test_validation_lines():
+    rows = [{"step": 0, "val-core/a/reward/mean@8": 0.1875},
+            {"step": 12, "val-core/a/reward/mean@8": 0.5, "val-core/b/acc/mean@8": 0.25}]
+    assert validation_lines(rows) == [
+        "held-out val-core/a/reward/mean@8: step 0: 0.188, step 12: 0.500",
+        "held-out val-core/b/acc/mean@8: step 12: 0.250"]
+    assert validation_lines([]) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from ..data.arithmetic import STYLES
 from .tasks import ARITH_DEFAULTS
 
 
@@ -15,6 +16,9 @@ def add_task_arguments(p) -> None:
     g.add_argument("--n-val", type=int, default=ARITH_DEFAULTS["n_val"], help="arithmetic validation problems")
     g.add_argument("--n-test", type=int, default=ARITH_DEFAULTS["n_test"], help="arithmetic test problems")
     g.add_argument("--task-seed", type=int, default=ARITH_DEFAULTS["seed"], help="seed of the arithmetic problems")
+    g.add_argument("--task-style", choices=STYLES, default=ARITH_DEFAULTS["style"],
+                   help="how the answer is asked for and scored: 'hash' (#### 42) or 'number' (the CPU demo's "
+                        "calculator prompt, scored by the last number)")
     g.add_argument("--train", default=None, help="training parquet (verl rows; SFT needs extra_info.solution)")
     g.add_argument("--val", default=None, help="validation parquet (model selection)")
     g.add_argument("--test", action="append", default=[], metavar="NAME=FILE", help="test parquet (repeatable)")
@@ -26,7 +30,7 @@ def task_from_args(args, required: bool = True) -> dict | None:
         raise ValueError("give either --arithmetic OP or --train/--val/--test files, not both")
     if args.arithmetic:
         return {"kind": "arithmetic", "op": args.arithmetic, "n_train": args.n_train, "n_val": args.n_val,
-                "n_test": args.n_test, "seed": args.task_seed}
+                "n_test": args.n_test, "seed": args.task_seed, "style": args.task_style}
     if args.train or args.val or args.test:
         if not (args.train and args.val):
             raise ValueError("file tasks need both --train FILE and --val FILE (the validation set picks the LR)")

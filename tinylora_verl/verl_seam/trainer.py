@@ -40,7 +40,7 @@ from ..sync.diagnostics import rollout_mismatch
 from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, sync_mode_from, tinylora_config_from
 
 TRAINER_MODE = "tinylora_sync"
-from .trainer_files import METRICS_FILE
+from .trainer_files import METRICS_FILE, VAL_FILE
 # metric keys (verl's names) shown in the per-step summary
 SUMMARY_KEYS = {
     "reward": "critic/score/mean", "acc": "critic/rewards/mean", "response_len": "response_length/mean",
@@ -52,6 +52,14 @@ SUMMARY_KEYS = {
     "logp_diff_max": "tinylora/logp_abs_diff_max", "is_mean": "tinylora/is_weight_mean",
     "is_max": "tinylora/is_weight_max", "is_trunc": "tinylora/is_truncated_frac",
 }
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @register_trainer(TRAINER_MODE)
@@ -155,6 +163,19 @@ class TinyLoRATrainer(PPOTrainerSync):
         pending["tinylora/sync_max_abs_diff"] = worst
         self._pending_sync_metrics = pending
         print(f"[tinylora] step {step}: vLLM weights vs trainer merged weights, max |diff| = {worst:.3g}", flush=True)
+
+    # ---- held-out validation ---------------------------------------------------------------------
+    def _validate(self):
+        """verl's validation; its headline metrics (val-core/...) also go to tinylora_val.jsonl with the step."""
+        metrics = super()._validate()
+        row = {"step": self.global_steps,
+               **{k: float(v) for k, v in metrics.items() if k.startswith("val-core/") and _is_number(v)}}
+        text = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step")
+        print(f"[tinylora] validation step={row['step']} {text}", flush=True)
+        os.makedirs(self.config.trainer.default_local_dir, exist_ok=True)
+        with open(os.path.join(self.config.trainer.default_local_dir, VAL_FILE), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return metrics
 
     # ---- per-step summary -----------------------------------------------------------------------
     def _compute_metrics(self, batch, metrics, timing_raw, **kwargs):
