@@ -38,7 +38,7 @@ def test_summary_table():
 
 
 def test_validation_lines():
-    rows = [{"step": 0, "val-core/a/reward/mean@8": 0.1875},
+    rows = [{"step": 0, "val-core/a/reward/mean@8": 0.1875, "val-core/a/reward/best@8/std": 0.2},
             {"step": 12, "val-core/a/reward/mean@8": 0.5, "val-core/b/acc/mean@8": 0.25}]
     assert validation_lines(rows) == [
         "held-out val-core/a/reward/mean@8: step 0: 0.188, step 12: 0.500",
