@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from .verl_seam.trainer_files import METRICS_FILE, VAL_FILE, adapter_dirs
+from .verl_seam.trainer_files import METRICS_FILE, VAL_FILE, adapter_dirs, read_rows
 
 DEFAULT_ROOT = Path.home() / ".cache" / "tinylora_verl" / "runs"
 COLUMNS = (("step", "step", "{:d}"), ("reward", "reward", "{:.3f}"), ("resp len", "response_len", "{:.0f}"),
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     rc = subprocess.call(cmd)
     wall = time.time() - start
-    metrics = run_dir / METRICS_FILE
-    rows = [json.loads(x) for x in metrics.read_text().splitlines()] if metrics.exists() else []
+    rows = read_rows(run_dir / METRICS_FILE)
     adapters = adapter_dirs(run_dir)
     print("\n==== TinyLoRA GRPO demo ====")
     print(summary_table(rows) if rows else "no step finished")
@@ -94,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                  "delta": "later syncs send the adapted tensors (sync_mode=full)"}.get(kind, "")
         print(f"first weight sync: {rows[0].get('first_sync_s', float('nan')):.2f} s, "
               f"{rows[0].get('first_sync_bytes', float('nan')):,.0f} bytes; {later}")
-    val_file = run_dir / VAL_FILE
-    val_rows = [json.loads(x) for x in val_file.read_text().splitlines()] if val_file.exists() else []
-    for line in validation_lines(val_rows):
+    for line in validation_lines(read_rows(run_dir / VAL_FILE)):
         print(line)
     if adapters:
         final = run_dir / "adapter"

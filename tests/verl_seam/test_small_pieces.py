@@ -44,3 +44,18 @@ def test_validation_lines():
         "held-out val-core/a/reward/mean@8: step 0: 0.188, step 12: 0.500",
         "held-out val-core/b/acc/mean@8: step 12: 0.250"]
     assert validation_lines([]) == []
+
+
+def test_run_rows_round_trip(tmp_path):
+    from tinylora_verl.experiments.rl import train_metrics
+    from tinylora_verl.verl_seam.trainer_files import METRICS_FILE, append_row, read_rows
+    run = tmp_path / "run" / "verl"
+    assert read_rows(run / METRICS_FILE) == [] and train_metrics(tmp_path / "run") == {}
+    append_row(run, METRICS_FILE, {"step": 1, "reward": 0.25, "t_step": 10.0})
+    with open(run / METRICS_FILE, "a") as f:
+        f.write("\n")
+    append_row(run, METRICS_FILE, {"step": 2, "reward": 0.5, "acc": 0.5, "t_step": 30.0})
+    assert read_rows(run / METRICS_FILE) == [{"step": 1, "reward": 0.25, "t_step": 10.0},
+                                             {"step": 2, "reward": 0.5, "acc": 0.5, "t_step": 30.0}]
+    assert train_metrics(tmp_path / "run") == {"steps": 2, "first_reward": 0.25, "final_reward": 0.5,
+                                               "final_acc": 0.5, "mean_step_s": 20.0}

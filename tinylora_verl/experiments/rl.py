@@ -18,13 +18,12 @@ step, turned into a Hugging Face directory by verl's own `python -m verl.model_m
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from ..verl_seam.trainer_files import METRICS_FILE, adapter_dirs
+from ..verl_seam.trainer_files import METRICS_FILE, adapter_dirs, read_rows
 
 VERL_DIR = "verl"
 
@@ -111,10 +110,7 @@ def merged_model_dir(run_dir, log_path, python: str = sys.executable) -> Path:
 
 def train_metrics(run_dir) -> dict:
     """The last step's row of <run>/verl/tinylora_metrics.jsonl (reward, timings), plus the step count."""
-    path = Path(run_dir) / VERL_DIR / METRICS_FILE
-    if not path.exists():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_rows(Path(run_dir) / VERL_DIR / METRICS_FILE)
     if not rows:
         return {}
     first, last = rows[0], rows[-1]

@@ -40,7 +40,7 @@ from ..sync.diagnostics import rollout_mismatch
 from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, sync_mode_from, tinylora_config_from
 
 TRAINER_MODE = "tinylora_sync"
-from .trainer_files import METRICS_FILE, VAL_FILE
+from .trainer_files import METRICS_FILE, VAL_FILE, append_row
 # metric keys (verl's names) shown in the per-step summary
 SUMMARY_KEYS = {
     "reward": "critic/score/mean", "acc": "critic/rewards/mean", "response_len": "response_length/mean",
@@ -172,9 +172,7 @@ class TinyLoRATrainer(PPOTrainerSync):
                **{k: float(v) for k, v in metrics.items() if k.startswith("val-core/") and _is_number(v)}}
         text = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step")
         print(f"[tinylora] validation step={row['step']} {text}", flush=True)
-        os.makedirs(self.config.trainer.default_local_dir, exist_ok=True)
-        with open(os.path.join(self.config.trainer.default_local_dir, VAL_FILE), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(self.config.trainer.default_local_dir, VAL_FILE, row)
         return metrics
 
     # ---- per-step summary -----------------------------------------------------------------------
@@ -195,9 +193,7 @@ class TinyLoRATrainer(PPOTrainerSync):
             row["first_sync_bytes"] = first["tinylora/sync_bytes"]
         text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
         print(f"[tinylora] {text}", flush=True)
-        os.makedirs(self.config.trainer.default_local_dir, exist_ok=True)
-        with open(os.path.join(self.config.trainer.default_local_dir, METRICS_FILE), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(self.config.trainer.default_local_dir, METRICS_FILE, row)
         return result
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -24,3 +25,18 @@ def adapter_dirs(run_dir) -> list[Path]:
         if m and (d / "tinylora_config.json").is_file():
             found.append((int(m.group(1)), d))
     return [d for _, d in sorted(found)]
+
+
+def append_row(run_dir, name: str, row: dict) -> None:
+    """Append one JSON row to <run_dir>/<name> (METRICS_FILE, VAL_FILE), creating the directory."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(run_dir) / name, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_rows(path) -> list[dict]:
+    """The JSON rows of a file append_row wrote (blank lines skipped); [] when it does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
