@@ -182,6 +182,26 @@ def test_slurm_dry_run(tmp_path):
     assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-Math-7B"
 
 
+def _srun_commands(out: str) -> list[list[str]]:
+    """Every srun command line a dry run prints (the Ray starts and the head-address lookup)."""
+    return [shlex.split(line[line.index("srun "):].rstrip(" &)")) for line in out.splitlines() if "srun " in line]
+
+
+def test_slurm_srun_passes_cpus_per_task():
+    """Slurm >= 22.05: srun does not inherit --cpus-per-task from sbatch, so every srun passes it."""
+    res = run("slurm.sbatch", "--dry-run", **SLURM)
+    assert res.returncode == 0, res.stderr[-3000:]
+    sruns = _srun_commands(res.stdout)
+    assert len(sruns) == 4, res.stdout   # the address lookup and three `ray start`s
+    assert all("--cpus-per-task=64" in s[:s.index("-w")] for s in sruns), sruns   # srun's option, not ray's
+    # without SLURM_CPUS_PER_TASK srun keeps its default; Ray still gets the node's CPUs
+    res = run("slurm.sbatch", "--dry-run", **{**SLURM, "SLURM_CPUS_PER_TASK": "", "SLURM_CPUS_ON_NODE": "32"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    sruns = _srun_commands(res.stdout)
+    assert len(sruns) == 4 and not any(a.startswith("--cpus-per-task") for s in sruns for a in s), sruns
+    assert all("--num-cpus=32" in s for s in sruns if "start" in s), sruns
+
+
 @pytest.mark.parametrize("env,args,fragments", [
     ({}, [], ["not inside a Slurm allocation"]),
     ({**SLURM, "SLURM_GPUS_PER_TASK": ""}, [], ["--gpus-per-node"]),
