@@ -1,7 +1,8 @@
 """launch/local.sh, launch/ray_job.sh and launch/slurm.sbatch: their dry runs print the command they
 would run and the config it resolves to (composed for real, offline); the real paths of local.sh and
-ray_job.sh run (Hydra's --cfg job; a stand-in `ray` that records its arguments); user mistakes give one
-line on stderr and exit 2; shellcheck finds nothing.
+ray_job.sh run (Hydra's --cfg job; a stand-in `ray` that records its arguments); slurm.sbatch's srun
+steps pass --cpus-per-task, and its Ray head address skips loopback (stand-in `hostname`, `ip`, `srun`);
+user mistakes give one line on stderr and exit 2; shellcheck finds nothing.
 """
 
 from __future__ import annotations
@@ -200,6 +201,82 @@ def test_slurm_srun_passes_cpus_per_task():
     sruns = _srun_commands(res.stdout)
     assert len(sruns) == 4 and not any(a.startswith("--cpus-per-task") for s in sruns for a in s), sruns
     assert all("--num-cpus=32" in s for s in sruns if "start" in s), sruns
+
+
+def _address_stubs(tmp_path, by_name: str, all_addresses: str, route: str | None = None) -> str:
+    """A PATH whose `hostname` and `ip` only print the given text (no network): hostname --ip-address ->
+    by_name, hostname -I -> all_addresses, ip route get -> route (None: the error for no route)."""
+    (tmp_path / "hostname").write_text(
+        f'#!/bin/sh\ncase "$1" in\n  --ip-address|-i) echo "{by_name}" ;;\n  -I) echo "{all_addresses}" ;;\n'
+        f'  *) echo node1 ;;\nesac\n')
+    ip = ("echo 'RTNETLINK answers: Network is unreachable' >&2; exit 2" if route is None else
+          f"printf '%s\\n    cache\\n' '{route}'")
+    (tmp_path / "ip").write_text(f"#!/bin/sh\n{ip}\n")
+    for name in ("hostname", "ip"):
+        (tmp_path / name).chmod(0o755)
+    return f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+
+
+@pytest.mark.parametrize("by_name,all_addresses,route,want", [
+    ("127.0.1.1", "127.0.1.1 10.1.2.3", None, "10.1.2.3"),     # Debian's /etc/hosts, no route: hostname -I
+    ("127.0.1.1", "10.1.2.3", "1.1.1.1 via 10.0.0.1 dev ib0 src 10.0.0.7 uid 1000", "10.0.0.7"),  # the route's src
+    ("127.0.1.1 fe80::1 10.0.0.5", "10.1.2.3", None, "10.0.0.5"),   # several addresses: the first usable one
+    ("169.254.3.4", "fd00::2 172.16.0.9", None, "172.16.0.9"),      # link-local and IPv6 skipped too
+])
+def test_slurm_head_ip_skips_loopback(tmp_path, by_name, all_addresses, route, want):
+    """What the script runs on the head (srun ... slurm.sbatch --head-ip), with stand-in hostname and ip."""
+    res = run("slurm.sbatch", "--head-ip", PATH=_address_stubs(tmp_path, by_name, all_addresses, route))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"{want}\n"
+
+
+def test_slurm_head_ip_only_loopback_is_an_error(tmp_path):
+    res = run("slurm.sbatch", "--head-ip", PATH=_address_stubs(tmp_path, "127.0.1.1", "127.0.1.1"))
+    one_line_error(res, "no address for the Ray head on node1", "'127.0.1.1'", "set RAY_HEAD_IP")
+
+
+def test_slurm_head_ip_override(tmp_path):
+    """RAY_HEAD_IP wins: over the picker on the node, and in the job (no lookup step at all)."""
+    path = _address_stubs(tmp_path, "10.0.0.5", "10.0.0.5")
+    res = run("slurm.sbatch", "--head-ip", PATH=path, RAY_HEAD_IP="10.9.9.9")
+    assert res.returncode == 0 and res.stdout == "10.9.9.9\n", res.stderr
+    res = run("slurm.sbatch", "--dry-run", PATH=path, RAY_HEAD_IP="10.9.9.9", **SLURM)
+    assert res.returncode == 0, res.stderr[-3000:]
+    sruns = _srun_commands(res.stdout)
+    assert len(sruns) == 3 and all("start" in s for s in sruns), sruns   # the three Ray starts only
+    assert "--node-ip-address=10.9.9.9" in sruns[0]
+    assert all("--address=10.9.9.9:6379" in s for s in sruns[1:]), sruns
+    assert dry_run_parts(res.stdout)[0][0] == "RAY_ADDRESS=10.9.9.9:6379"
+
+
+def test_slurm_dry_run_looks_up_the_head_address_on_the_head():
+    res = run("slurm.sbatch", "--dry-run", **SLURM)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lookup = next(line for line in res.stdout.splitlines() if line.startswith("HEAD_IP=$("))
+    argv = shlex.split(lookup[len("HEAD_IP=$("):-1])
+    assert argv[0] == "srun" and argv[argv.index("-w") + 1] == "gpu07"
+    assert argv[argv.index("-w") + 2:] == ["bash", str(LAUNCH / "slurm.sbatch"), "--head-ip"]
+
+
+def test_slurm_real_path_picks_the_head_address_through_srun(tmp_path):
+    """Without --dry-run, against a stand-in srun (records its arguments, runs the command here) and ray
+    (prints and exits); RAY_WAIT_S=0 stops the script at the first wait, before the job."""
+    path = _address_stubs(tmp_path, "127.0.1.1", "127.0.1.1 10.1.2.3")
+    log = tmp_path / "srun.log"
+    (tmp_path / "srun").write_text(f'#!/usr/bin/env bash\necho "$*" >> {shlex.quote(str(log))}\n'
+                                   'while [ $# -gt 0 ]; do case $1 in -w) shift 2; break ;; *) shift ;; esac; done\n'
+                                   'exec "$@"\n')
+    (tmp_path / "ray").write_text("#!/bin/sh\nexit 0\n")
+    for name in ("srun", "ray"):
+        (tmp_path / name).chmod(0o755)
+    res = run("slurm.sbatch", PATH=path, RAY=str(tmp_path / "ray"), RAY_WAIT_S="0", **SLURM)
+    assert res.returncode == 2 and "only 0 of 1 Ray nodes joined" in res.stderr, res.stderr
+    assert "the Ray head's address: 10.1.2.3" in res.stderr
+    # the lookup ran on the head, through srun (the Ray start runs in the background: its echo, not the log)
+    lookup = log.read_text().splitlines()[0]
+    assert lookup == f"--nodes=1 --ntasks=1 --cpus-per-task=64 -w gpu07 bash {LAUNCH / 'slurm.sbatch'} --head-ip"
+    head = next(line for line in res.stderr.splitlines() if " ray start " in line or "/ray start " in line)
+    assert "--cpus-per-task=64 -w gpu07 " in head and "--node-ip-address=10.1.2.3" in head, head
 
 
 @pytest.mark.parametrize("env,args,fragments", [
