@@ -389,7 +389,8 @@ def check_receiver_memory(dev: torch.device, shape_name: str, shape: dict, layer
               + ("" if ok else " [outputs WRONG: count/shape/dtype/finite]"))
     return {"pass": ok, "figure": ratio, "detail": detail, "shapes": shape_name, "layers": layers,
             "modules": count, "finish_returns": kind, "peak_extra_bytes": peak,
-            "largest_module_fp32_bytes": largest_fp32, "peak_over_largest_fp32": ratio, "merged_bytes_total": out_bytes, "merge_seconds": merge_s,
+            "largest_module_fp32_bytes": largest_fp32, "peak_over_largest_fp32": ratio,
+            "merged_bytes_total": out_bytes, "merge_seconds": merge_s,
             "merge_seconds_per_layer": merge_s / layers,
             "merge_seconds_projected_28_layers": merge_s / layers * 28 if shape_name == "qwen2.5-7b" else None,
             "setup_seconds": setup_s, "outputs_finite": finite,
