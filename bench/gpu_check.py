@@ -169,7 +169,7 @@ def engine_full(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if isinstance(t, DTensor) else t
 
 
-def check_fsdp2(dev: torch.device, offload: bool) -> dict:
+def check_fsdp2(dev: torch.device, offload: bool, probe: bool = True) -> dict:
     CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard = _fsdp2()
     from torch.distributed.device_mesh import init_device_mesh
     init_process_group(dev)
@@ -228,7 +228,7 @@ def check_fsdp2(dev: torch.device, offload: bool) -> dict:
         finite &= bool(torch.isfinite(m).all())
         equal &= m.dtype == ref.dtype and torch.equal(m, ref)
     engine_as_written = None
-    if offload:
+    if offload and probe:
         layer = handle.layers[names[0]]
         try:
             W = engine_full(layer.base_layer.weight.detach())
@@ -470,7 +470,7 @@ def check_ratio(dev: torch.device, shape_name: str, shape: dict, batch: int, seq
 
 # ---- driver ----------------------------------------------------------------------------------------------------
 
-def run_check(results: dict, key: str, label: str, fn, *args) -> None:
+def run_check(results: dict, key: str, label: str, fn, *args, on_result=None) -> None:
     log(f"[{key}] {label} ...")
     t0 = time.perf_counter()
     try:
@@ -483,6 +483,8 @@ def run_check(results: dict, key: str, label: str, fn, *args) -> None:
     res["label"] = label
     res["wall_seconds"] = time.perf_counter() - t0
     results[key] = res
+    if on_result:
+        on_result(results)
     log(f"[{key}] {'PASS' if res['pass'] else 'FAIL'} in {res['wall_seconds']:.1f}s: {res['detail']}")
 
 
@@ -513,11 +515,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="(d) batch; default 4 (cuda) / 2 (cpu)")
     ap.add_argument("--seq", type=int, default=None, help="(d) sequence length; default 512 (cuda) / 64 (cpu)")
     ap.add_argument("--rounds", type=int, default=None, help="(d) timed rounds; default 50 (cuda) / 5 (cpu)")
-    ap.add_argument("--skip", default="", help="comma-separated checks to skip: a,b,c,d")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated checks to skip: a,b,c,d; 'probe' skips a2's engine.full probe")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     report = {"device": args.device, "torch": torch.__version__, "python": platform.python_version(),
-              "argv": sys.argv[1:]}
+              "argv": sys.argv[1:] if argv is None else list(argv)}
 
     def write(report):
         if args.out:
@@ -543,10 +546,15 @@ def main(argv=None) -> int:
         f"transformers {transformers.__version__}, shapes {shape_name}")
 
     results: dict[str, dict] = {}
+
+    def check(key, label, fn, *fn_args):   # the JSON is rewritten after every check: a hang loses only one
+        run_check(results, key, label, fn, *fn_args,
+                  on_result=lambda r: write({**report, "checks": r, "complete": False}))
+
     if "a" not in skip:
-        run_check(results, "a1", "FSDP2 bf16-mixed, no offload", check_fsdp2, dev, False)
-        run_check(results, "a2", "FSDP2 bf16-mixed, CPU offload" + ("" if cuda else " (nominal on cpu)"),
-                  check_fsdp2, dev, True)
+        check("a1", "FSDP2 bf16-mixed, no offload", check_fsdp2, dev, False)
+        check("a2", "FSDP2 bf16-mixed, CPU offload" + ("" if cuda else " (nominal on cpu)"),
+              check_fsdp2, dev, True, "probe" not in skip)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     if "b" not in skip:
@@ -554,17 +562,17 @@ def main(argv=None) -> int:
             for tag, targets in (("7/7", ALL7), ("5/7", PARTIAL5)):
                 dn = str(dtype).replace("torch.", "")
                 key = f"b-{'bf16' if dtype == torch.bfloat16 else 'fp32'}-{tag[0]}"
-                run_check(results, key, f"receiver == trainer merge, {dn}, {tag} adapted",
-                          check_receiver, dev, dtype, targets)
+                check(key, f"receiver == trainer merge, {dn}, {tag} adapted",
+                      check_receiver, dev, dtype, targets)
     if "c" not in skip:
-        run_check(results, "c", f"receiver peak / largest fp32 module, {args.layers} layer(s) {shape_name}",
-                  check_receiver_memory, dev, shape_name, shape, args.layers)
+        check("c", f"receiver peak / largest fp32 module, {args.layers} layer(s) {shape_name}",
+              check_receiver_memory, dev, shape_name, shape, args.layers)
     if "d" not in skip:
-        run_check(results, "d", f"fwd+bwd tinylora / frozen, 7 projections {shape_name} bf16",
-                  check_ratio, dev, shape_name, shape, batch, seq, rounds, 5 if cuda else 1)
+        check("d", f"fwd+bwd tinylora / frozen, 7 projections {shape_name} bf16",
+              check_ratio, dev, shape_name, shape, batch, seq, rounds, 5 if cuda else 1)
 
     all_pass = all(r["pass"] for r in results.values())
-    report.update(checks=results, all_pass=all_pass, wall_seconds=time.perf_counter() - start,
+    report.update(checks=results, complete=True, all_pass=all_pass, wall_seconds=time.perf_counter() - start,
                   imported={m: m in sys.modules and sys.modules[m] is not None for m in WATCHED})
     print()
     print(table(results))

@@ -27,7 +27,7 @@ def test_cpu_small_mode_passes_every_check(tmp_path):
     proc = _run(["--device", "cpu", "--small", "--out", str(out)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     r = json.loads(out.read_text())
-    assert r["all_pass"] is True and r["device"] == "cpu"
+    assert r["all_pass"] is True and r["complete"] is True and r["device"] == "cpu"
     assert r["imported"] == {"verl": False, "vllm": False, "ray": False, "omegaconf": False, "hydra": False}
     checks = r["checks"]
     assert set(checks) == {"a1", "a2", "b-bf16-7", "b-bf16-5", "b-fp32-7", "b-fp32-5", "c", "d"}
