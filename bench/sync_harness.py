@@ -27,14 +27,16 @@ def _prepare_env() -> None:
 
 
 class VLLMSyncTarget:
-    def __init__(self, model_dir: str, dtype: str = "float32", kv_cache_bytes: int = 64 << 20):
+    def __init__(self, model_dir: str, dtype: str = "float32", kv_cache_bytes: int = 64 << 20,
+                 enable_sleep_mode: bool = False):
         _prepare_env()
         import torch
         from vllm import LLM
 
         from tinylora_verl.rollout.vllm_replica import EXTENSION
         kwargs = dict(model=str(model_dir), dtype=dtype, worker_extension_cls=EXTENSION, max_model_len=256,
-                      enforce_eager=True, seed=0, kv_cache_memory_bytes=kv_cache_bytes)
+                      enforce_eager=True, seed=0, kv_cache_memory_bytes=kv_cache_bytes,
+                      enable_sleep_mode=enable_sleep_mode)
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = 0.5
         self.use_shm = not torch.cuda.is_available()
@@ -62,6 +64,18 @@ class VLLMSyncTarget:
         if errors:
             raise errors[0]
         return time.perf_counter() - start
+
+    def sleep(self, level: int) -> None:
+        """vLLM's sleep, as verl's server calls it between rollouts (on CPU: tinylora_verl/rollout/cpu_sleep.py)."""
+        self.llm.sleep(level=level)
+
+    def wake_up(self) -> None:
+        self.llm.wake_up()
+        self.llm.reset_prefix_cache()
+
+    def verified(self) -> dict:
+        """The figures of the last verify stream the engine compared (rollout/verify.py)."""
+        return self.receiver_state()["verified"]
 
     def dump(self, path: str) -> None:
         self.llm.collective_rpc("tinylora_dump_weights", kwargs={"path": str(path)})
