@@ -33,16 +33,13 @@ def _step_v(engine, step):
 
 
 class _Rollout:
-    """A rollout engine's weight table; `vector=True` puts a VectorSyncReceiver in front of it."""
+    """A rollout engine's weight table behind a VectorSyncReceiver (as in our vLLM worker, for both modes)."""
 
     def __init__(self, vector: bool):
         self.weights: dict[str, torch.Tensor] = {}
-        self.receiver = VectorSyncReceiver() if vector else None
+        self.receiver = VectorSyncReceiver()
 
     def sync(self, stream, rng):
-        if self.receiver is None:
-            self.weights.update((n, t.clone()) for n, t in stream)
-            return
         self.receiver.begin()
         for bucket in _buckets(stream, rng):
             self.weights.update((n, t.clone()) for n, t in self.receiver.consume(bucket))
@@ -142,7 +139,7 @@ def test_plain_stream_passes_through():
     r.begin()
     t = torch.randn(3)
     assert r.consume([("model.norm.weight", t)]) == [("model.norm.weight", t)]
-    assert r.finish() == []
+    assert list(r.finish()) == []
 
 
 def test_meta_roundtrip_and_version():
@@ -153,6 +150,74 @@ def test_meta_roundtrip_and_version():
     with pytest.raises(ValueError, match="version 9"):
         wire.decode_meta(torch.tensor(list(raw), dtype=torch.uint8))
     with pytest.raises(ValueError, match="kind"):
-        wire.encode_meta({"kind": "delta"})
+        wire.encode_meta({"kind": "partial"})
     assert wire.split_factor_name(wire.factor_name("model.layers.0.mlp.up_proj", "V")) == \
         ("model.layers.0.mlp.up_proj", "V")
+
+
+@pytest.mark.parametrize("mode", ["full", "vector"])
+def test_partial_stream_after_discard_is_refused(mode):
+    """After a level-2 sleep (weights discarded) the receiver refuses delta/vector streams before loading
+    anything, accepts a complete one, and accepts partial streams again after it."""
+    engine, _ = _engine(ALL, mode)
+    rollout, rng = _Rollout(mode == "vector"), random.Random(0)
+    _step_v(engine, 1)
+    rollout.sync(engine.get_per_tensor_param()[0], rng)              # complete (full / setup)
+    _step_v(engine, 2)
+    rollout.sync(engine.get_per_tensor_param()[0], rng)              # partial, on kept weights: fine
+    assert engine.last_sync["kind"] == ("vector" if mode == "vector" else "delta")
+    rollout.receiver.weights_discarded()
+    _step_v(engine, 3)
+    partial = list(engine.get_per_tensor_param()[0])
+    before = {k: v.clone() for k, v in rollout.weights.items()}
+    with pytest.raises(RuntimeError, match="level-2 sleep"):
+        rollout.sync(partial, rng)
+    assert before.keys() == rollout.weights.keys() and all(torch.equal(before[k], rollout.weights[k]) for k in before)
+    engine._full_sync_done = False                                    # the next stream is complete again
+    rollout.sync(engine.get_per_tensor_param()[0], rng)
+    assert not rollout.receiver.discarded
+    _step_v(engine, 4)
+    rollout.sync(engine.get_per_tensor_param()[0], rng)              # partial streams accepted again
+
+
+def test_plain_stream_clears_discard():
+    r = VectorSyncReceiver()
+    r.weights_discarded()
+    r.begin()
+    r.consume([("model.norm.weight", torch.ones(2))])   # verl's own stream: every weight, no meta
+    assert list(r.finish()) == [] and not r.discarded
+
+
+def test_sleep_rule():
+    from tinylora_verl.sync.sleep import rollout_discards_weights, sleep_level
+    assert sleep_level("full") == 2 and sleep_level("vector") == 1
+    on = {"enable_sleep_mode": True, "free_cache_engine": True}
+    assert rollout_discards_weights(on, "full") and not rollout_discards_weights(on, "vector")
+    assert not rollout_discards_weights({**on, "free_cache_engine": False}, "full")
+    assert not rollout_discards_weights({**on, "enable_sleep_mode": False}, "full")
+    with pytest.raises(ValueError, match="sync_mode"):
+        sleep_level("delta")
+
+
+def test_finish_checks_first_then_builds_one_module_at_a_time(monkeypatch):
+    """finish() validates before yielding and merges lazily: the caller loads each module before the next
+    one is built (the rollout side's memory bound; bench/receiver_memory.py measures it)."""
+    import tinylora_verl.sync.receiver as R
+    engine, _ = _engine(ALL, "vector")
+    r = VectorSyncReceiver()
+    r.begin()
+    r.consume(list(engine.get_per_tensor_param()[0]))
+    list(r.finish())
+    _step_v(engine, 1)
+    r.begin()
+    r.consume(list(engine.get_per_tensor_param()[0]))
+    calls = []
+    real = R.merged_weight
+    monkeypatch.setattr(R, "merged_weight", lambda *a, **k: calls.append(1) or real(*a, **k))
+    it = r.finish()
+    assert calls == []
+    next(it)
+    assert len(calls) == 1
+    next(it)
+    assert len(calls) == 2
+    assert len(list(it)) + 2 == len(r.modules) + len(r.siblings) and len(calls) == len(r.modules)

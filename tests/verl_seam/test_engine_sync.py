@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tinylora_verl import TinyLoRAConfig, apply_tinylora
+from tinylora_verl.sync import wire
 from tinylora_verl.verl_seam.engine import TinyLoRAFSDPEngine
 
 
@@ -47,6 +48,7 @@ def test_first_then_delta():
     first, peft = engine.get_per_tensor_param()
     first = dict(first)
     assert peft is None
+    assert wire.decode_meta(first.pop(wire.META))["kind"] == "full"  # the receiver's guard reads the kind
     assert set(first) == set(base)                                   # all HF names, nothing else
     adapted = [f"{n}.weight" for n in engine.tinylora.layers]
     for name in adapted:
@@ -58,15 +60,32 @@ def test_first_then_delta():
 
     delta, _ = engine.get_per_tensor_param()
     delta = dict(delta)
+    assert wire.decode_meta(delta.pop(wire.META))["kind"] == "delta"
     assert set(delta) == set(adapted)                                # only adapted tensors after the first
     for name in adapted:
         assert torch.equal(delta[name], first[name])
 
 
+def test_resend_all_makes_every_sync_complete():
+    """When the rollout discards its weights between syncs (level-2 sleep), every sync carries every weight."""
+    engine, base = _engine()
+    engine.resend_all = True
+    for step in range(3):
+        with torch.no_grad():
+            for p in engine.tinylora.vectors.v:
+                p.fill_(0.1 * (step + 1))
+        stream = dict(engine.get_per_tensor_param()[0])
+        assert wire.decode_meta(stream.pop(wire.META))["kind"] == "full" and engine.last_sync["kind"] == "full"
+        assert set(stream) == set(base), step
+        name = next(iter(engine.tinylora.layers))
+        want = _reference(engine, name, base)
+        assert torch.allclose(stream[f"{name}.weight"].double(), want, atol=1e-5)
+
+
 def test_delta_includes_fused_siblings():
     engine, base = _engine(targets=("q_proj", "gate_proj"))
     list(engine.get_per_tensor_param()[0])
-    names = set(dict(engine.get_per_tensor_param()[0]))
+    names = set(dict(engine.get_per_tensor_param()[0])) - {wire.META}
     want = {f"model.layers.{i}.{m}.weight" for i in range(2)
             for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj")}
     assert names == want

@@ -32,6 +32,7 @@ HF parts with the model's `packed_modules_mapping`; other parameters are read di
 from __future__ import annotations
 
 import logging
+import traceback
 
 import torch
 
@@ -69,12 +70,31 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
         vector.begin()
         pending: list[tuple[str, torch.Tensor]] = []
         loaded = 0
+        verifier = None
+        refused: list[tuple] = []   # an error mid-stream: raised after the sender has finished
 
         def on_bucket(weights, is_last):
-            nonlocal loaded
+            if refused:   # drain the rest of the stream: the sender must finish, or it waits forever
+                return
+            try:
+                load_bucket(weights)
+            except Exception as e:  # noqa: BLE001 (re-raised once the stream has ended)
+                # keep no traceback: its frames hold views of the transfer buffer, which must be released
+                refused.append((type(e), str(e), traceback.format_exc()))
+
+        def load_bucket(weights):
+            nonlocal loaded, verifier
             plain = vector.consume(weights)
+            if vector.kind == "verify":   # compare, never load
+                if verifier is None:
+                    from .verify import WeightVerifier
+                    verifier = WeightVerifier(self.model_runner.model, self._tied_embeddings())
+                for name, tensor in plain:
+                    verifier.consume(name, tensor)
+                return
             if on_cpu:  # one reload_weights call at the end (fused layers must be loaded whole)
                 pending.extend((name, tensor.detach().clone()) for name, tensor in plain)
+                loaded += len(plain)
             elif plain:  # verl's per-bucket load (the bucket buffer is reused afterwards)
                 self._update_weights(plain, peft_config=None, base_sync_done=True)
                 loaded += len(plain)
@@ -84,17 +104,43 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
                 patch_vllm_moe_model_weight_loader(model)
         receiver = BucketedWeightReceiver(zmq_handle=self._get_zmq_handle(), device=device, use_shm=use_shm)
         receiver.receive_weights(on_bucket_received=on_bucket)
-        rebuilt = vector.finish(device)
+        if refused:
+            cls, message, trace = refused[0]
+            logger.error("tinylora: sync refused, nothing loaded:\n%s", trace)
+            raise (cls if issubclass(cls, (RuntimeError, ValueError)) else RuntimeError)(message)
+        rebuilt = vector.finish(device)   # checks first; then one merged module at a time
+        if vector.kind == "verify":
+            self._tinylora_verified = verifier.result() if verifier is not None else {"verify_tensors": 0}
+            logger.info("tinylora: verified %s", self._tinylora_verified)
+            return
+        n_rebuilt = 0
         if on_cpu:
-            self.reload_weights(weights_iterator=iter(pending + rebuilt), is_checkpoint_format=True)
+            def everything():
+                nonlocal n_rebuilt
+                yield from pending
+                pending.clear()
+                for item in rebuilt:
+                    n_rebuilt += 1
+                    yield item
+            self.reload_weights(weights_iterator=everything(), is_checkpoint_format=True)
         else:
-            if rebuilt:
-                self._update_weights(rebuilt, peft_config=None, base_sync_done=True)
+            for item in rebuilt:   # load each merged module before the next one is built
+                self._update_weights([item], peft_config=None, base_sync_done=True)
+                n_rebuilt += 1
             from vllm.model_executor.model_loader.utils import process_weights_after_loading
             for model, model_config in self._iter_all_models_with_config():
                 process_weights_after_loading(model, model_config, self.device)
         logger.info("tinylora: loaded %d received + %d rebuilt tensors into vLLM (%s)",
-                    len(pending) + loaded, len(rebuilt), vector.last if rebuilt else "plain stream")
+                    loaded, n_rebuilt, vector.last or "plain stream")
+
+    def _tied_embeddings(self) -> bool:
+        hf = getattr(self.model_runner.model_config, "hf_config", None)
+        text = getattr(hf, "get_text_config", lambda: hf)()
+        return bool(getattr(text, "tie_word_embeddings", False))
+
+    def tinylora_weights_discarded(self) -> None:
+        """Called by our vLLM server after a level-2 sleep: the weights are gone until a complete sync."""
+        self.tinylora_receiver.weights_discarded()
 
     def _special_load_path(self) -> bool:
         """Quantized / QAT models keep verl's own loading (their pre/post-load steps); no vector sync there."""
@@ -108,8 +154,13 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
         r = self.tinylora_receiver
         kept = sum(t.numel() * t.element_size() for t, _ in r.base.values())
         state = {"ready": r.ready, "modules": len(r.modules), "siblings": len(r.siblings), "base_bytes": kept,
-                 "last": r.last}
+                 "last": r.last, "discarded": r.discarded, "verified": getattr(self, "_tinylora_verified", None),
+                 "sleeps": getattr(self, "tinylora_sleeps", None)}
         if path:
+            from .verify import _tp
+            rank, size = _tp()
+            if size > 1:   # every tensor-parallel worker writes its own file
+                path = f"{path[:-len('.json')]}.tp{rank}.json" if path.endswith(".json") else f"{path}.tp{rank}"
             with open(path, "w") as f:
                 json.dump(state, f)
         return state
@@ -118,31 +169,7 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
     def tinylora_dump_weights(self, path: str) -> int:
         """Write the engine's effective weights (HF names) to `path` (safetensors); returns the count."""
         from safetensors.torch import save_file
-        from vllm.model_executor.layers.linear import LinearBase
-
-        model = self.model_runner.model
-        packed = getattr(model, "packed_modules_mapping", {}) or {}
-        out: dict[str, torch.Tensor] = {}
-        linear_params = set()
-        for mod_name, module in model.named_modules():
-            if not isinstance(module, LinearBase) or getattr(module, "quant_method", None) is None:
-                continue
-            linear_params.update(f"{mod_name}.{p}" for p, _ in module.named_parameters(recurse=False))
-            k = module.input_size_per_partition
-            dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
-            eye = torch.eye(k, dtype=dtype)                         # [K, K]
-            w = module.quant_method.apply(module, eye, bias=None).t().contiguous()  # [N, K]
-            leaf = mod_name.rsplit(".", 1)[-1]
-            parts = packed.get(leaf)
-            sizes = getattr(module, "output_partition_sizes", None)
-            if parts and sizes and len(parts) == len(sizes):
-                prefix = mod_name[: -len(leaf)]
-                for part, chunk in zip(parts, torch.split(w, list(sizes), dim=0)):
-                    out[f"{prefix}{part}.weight"] = chunk.clone()
-            else:
-                out[f"{mod_name}.weight"] = w
-        for name, param in model.named_parameters():
-            if name not in linear_params and param.numel() > 0:
-                out[name] = param.detach().clone().contiguous()
+        from .vllm_weights import effective_weights
+        out = {name: t.to("cpu").clone().contiguous() for name, t in effective_weights(self.model_runner.model)}
         save_file(out, path)
         return len(out)

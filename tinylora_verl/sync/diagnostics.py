@@ -30,7 +30,7 @@ def half_ulp_bf16(W: torch.Tensor) -> torch.Tensor:
 def rounded_away_counts(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor,
                         v: torch.Tensor, alpha: float = 1.0) -> tuple[int, int]:
     """(#entries with |ΔW| < half a bf16 ulp of W, #entries) for rows of W and the matching rows of U."""
-    dW = delta_weight(U.float(), S.float(), V.float(), P.float(), v.detach().float(), alpha)
+    dW = delta_weight(*(t.detach().to(device=W.device, dtype=torch.float32) for t in (U, S, V, P, v)), alpha)
     small = (dW.abs() < half_ulp_bf16(W)).sum().item()
     return int(small), W.numel()
 

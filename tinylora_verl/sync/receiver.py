@@ -9,7 +9,13 @@ to load unchanged and keeps the TinyLoRA ones), then loads what `finish()` retur
 * vector stream: only v arrives; `finish()` recomputes dtype(W_base + ΔW(v)) for every adapted module
   with the trainer's own function (`adapter.functional.merged_weight`, same inputs, same dtype), so the
   result is bit-identical to what `sync_mode: full` sends. Full HF tensors are produced and vLLM's own
-  weight loaders shard them, so tensor-parallel workers each keep the slice they own.
+  weight loaders shard them, so tensor-parallel workers each keep the slice they own. `finish()` checks
+  everything first, then yields one merged module at a time: the caller loads each before the next is
+  built, so the extra memory is one module's merge, not the model's (bench/receiver_memory.py).
+
+It also guards the engine's weights across vLLM's sleep: after a level-2 sleep (which discards every
+weight; `weights_discarded()` is called by the server or the CPU sleep emulation) a partial stream
+(`delta`, `vector`) is refused — only a complete one (`full`, `setup`, or a plain verl stream) may follow.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class VectorSyncReceiver:
         self._v: torch.Tensor | None = None
         self._kept_names: set[str] = set()
         self.last: dict = {}
+        self.discarded = False       # a level-2 sleep discarded the engine's weights; no complete sync since
 
     @property
     def ready(self) -> bool:
@@ -52,6 +59,10 @@ class VectorSyncReceiver:
 
     def begin(self) -> None:
         self._meta, self._v = None, None
+
+    def weights_discarded(self) -> None:
+        """The engine's weights were discarded (vLLM level-2 sleep): only a complete stream may load next."""
+        self.discarded = True
 
     def consume(self, bucket) -> list[tuple[str, torch.Tensor]]:
         """Keep the TinyLoRA tensors of one received bucket; return the others (to be loaded as they are)."""
@@ -74,50 +85,71 @@ class VectorSyncReceiver:
         return passthrough
 
     @property
+    def kind(self) -> str | None:
+        """The current stream's kind (None for a plain verl stream)."""
+        return (self._meta or {}).get("kind")
+
+    @property
     def _is_setup(self) -> bool:
         return self._meta is not None and self._meta["kind"] == "setup"
 
     def _start(self, meta: dict) -> None:
         self._meta = meta
+        if meta["kind"] in wire.PARTIAL_KINDS and self.discarded:
+            raise RuntimeError(f"TinyLoRA {meta['kind']} sync refused: this rollout engine's weights were discarded "
+                               "by a level-2 sleep, and a partial stream would leave every other weight as garbage. "
+                               "The trainer must send a complete stream (full/setup) after a level-2 sleep, or the "
+                               "engine must sleep at level 1 (tinylora_verl/sync/sleep.py)")
         if meta["kind"] == "setup":
             self.modules = [(m, int(g), float(a)) for m, g, a in meta["modules"]]
             self.siblings = list(meta["siblings"])
             self.base, self.factors = {}, {}
             self._kept_names = {f"{m}.weight" for m, _, _ in self.modules} | {f"{s}.weight" for s in self.siblings}
-        elif not self.ready:
+        elif meta["kind"] == "vector" and not self.ready:
             raise RuntimeError("TinyLoRA vector sync: this rollout worker holds no base weights/factors (it was "
                                "restarted or never received a setup sync); restart the job from its checkpoint, "
                                "which sends a setup sync first")
 
-    @torch.no_grad()
-    def finish(self, device: torch.device | str = "cpu") -> list[tuple[str, torch.Tensor]]:
-        """The tensors to load for this sync: merged adapted weights and their siblings' base weights.
+    def finish(self, device: torch.device | str = "cpu"):
+        """The tensors still to load for this sync, as an iterator (one module built at a time): for a vector
+        stream the merged adapted weights and their siblings' base weights; empty for other streams.
 
-        Empty for a plain (non-TinyLoRA) stream.
+        Every check runs here, before anything is yielded; a complete stream clears `discarded`.
         """
-        if self._meta is None:
-            return []
-        start = time.perf_counter()
-        if self._v is None:
+        kind = (self._meta or {}).get("kind")
+        if kind in (None, *wire.COMPLETE_KINDS):
+            self.discarded = False   # a plain verl stream, like full/setup, rewrites every weight
+        if kind is None:
+            return iter(())
+        if self._v is None and kind in ("setup", "vector"):
             raise ValueError("TinyLoRA sync stream ended without tinylora_sync.v")
+        if kind not in ("setup", "vector"):
+            if kind != "verify":
+                self.last = {"kind": kind, "sync": self._meta.get("sync")}
+            return iter(())
         missing = [m for m, _, _ in self.modules if f"{m}.weight" not in self.base or len(self.factors.get(m, {})) != 4]
         if missing:
             raise ValueError(f"TinyLoRA setup stream incomplete: no base weight or factors for {missing[:3]} "
                              f"({len(missing)} modules)")
         groups, u = self._v.shape
-        out = []
         for module, group, alpha in self.modules:
             if not 0 <= group < groups or self.factors[module]["P"].shape[0] != u:
                 raise ValueError(f"v has shape {tuple(self._v.shape)} but module {module} expects group {group} "
                                  f"and u={self.factors[module]['P'].shape[0]}")
-            stored, dtype = self.base[f"{module}.weight"]
-            f = {k: t.to(device) for k, t in self.factors[module].items()}
-            W = stored.to(device).to(dtype)
-            out.append((f"{module}.weight", merged_weight(W, f["U"], f["S"], f["V"], f["P"],
-                                                          self._v[group].to(device), alpha)))
+        return self._rebuild(device, kind)
+
+    @torch.no_grad()
+    def _rebuild(self, device, kind: str):
+        start = time.perf_counter()
+        for module, group, alpha in self.modules:
+            stored, dtype = self.base[f"{module}.weight"]   # stored may be the lossless bf16 of a float32 W
+            f = self.factors[module]
+            merged = merged_weight(stored.to(device), f["U"], f["S"], f["V"], f["P"], self._v[group], alpha,
+                                   out_dtype=dtype)
+            yield f"{module}.weight", merged
+            del merged
         for sibling in self.siblings:
             stored, dtype = self.base[f"{sibling}.weight"]
-            out.append((f"{sibling}.weight", stored.to(device).to(dtype)))
-        self.last = {"kind": self._meta["kind"], "sync": self._meta.get("sync"), "modules": len(self.modules),
+            yield f"{sibling}.weight", stored.to(device).to(dtype)
+        self.last = {"kind": kind, "sync": self._meta.get("sync"), "modules": len(self.modules),
                      "merge_s": time.perf_counter() - start}
-        return out

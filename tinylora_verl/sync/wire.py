@@ -12,6 +12,12 @@ A *setup* stream (the first sync, and the first after a checkpoint load) is: met
 adapted modules in model order with their group and alpha, and the unadapted siblings that vLLM fuses
 with them), the factors, the model's weights with the adapted ones as their pristine base (not merged),
 then v. A *vector* stream is meta (kind "vector", sync number) then v: 2 tensors, ~100 bytes.
+
+`sync_mode: full` streams start with a meta tensor too (kind "full": every weight, adapted ones merged;
+kind "delta": only the adapted weights and their fused siblings), so a rollout worker knows whether the
+stream rewrites every weight — a partial stream must never land on weights a level-2 sleep discarded.
+A *verify* stream (meta kind "verify", then every weight as a full stream has it) is compared with the
+engine's weights and never loaded (tinylora_verl/rollout/verify.py).
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ VECTOR = PREFIX + "v"
 FACTOR = PREFIX + "factor."
 FACTOR_NAMES = ("U", "S", "V", "P")
 VERSION = 1
-KINDS = ("setup", "vector")
+KINDS = ("setup", "vector", "full", "delta", "verify")
+# streams that rewrite every weight of the model (safe after a level-2 sleep), and those that do not
+COMPLETE_KINDS = ("setup", "full")
+PARTIAL_KINDS = ("vector", "delta")
 
 
 def encode_meta(meta: dict) -> torch.Tensor:

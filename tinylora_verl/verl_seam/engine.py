@@ -20,7 +20,9 @@
   `.base_layer.` infix removed, the v container dropped and each adapted weight replaced by
   W_base + ΔW(v)); every later call sends only the adapted weights (plus the unadapted members of the
   fused vLLM layers they belong to: q/k/v -> qkv_proj, gate/up -> gate_up_proj), each computed out of
-  place from the untouched base weight. Under FSDP2 the base weight and v are all-gathered
+  place from the untouched base weight — unless the rollout engines discard their weights between syncs
+  (vLLM level-2 sleep, `resend_all`), when every sync is the complete stream (sync/sleep.py). Every full-mode
+  stream starts with a meta tensor naming its kind ("full" / "delta") for the receiver's guard. Under FSDP2 the base weight and v are all-gathered
   (`full_tensor`) in the same order on every rank.
   With `sync_mode="vector"` (tinylora_verl/sync/) the first call instead sends the adapted weights as their
   pristine base plus the frozen factors (a *setup* stream), and every later call sends only v and the
@@ -54,9 +56,14 @@ from .trainer_files import ADAPTER_DIR
 FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
-def full(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor: all-gathers a DTensor (a collective: call it on every rank in the same order)."""
-    return t.full_tensor() if isinstance(t, DTensor) else t
+def full(t: torch.Tensor, device=None) -> torch.Tensor:
+    """The whole tensor: all-gathers a DTensor (a collective: call it on every rank in the same order).
+
+    The shard moves to `device` (the compute device) first, as verl's own stream does: with FSDP2 CPU
+    offload the shards live on the host, and NCCL cannot gather host tensors."""
+    if isinstance(t, DTensor):
+        return (t.to(device) if device is not None else t).full_tensor()
+    return t
 
 
 def local_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -111,9 +118,12 @@ class _IdentityCachedHandle(TinyLoRAHandle):
 
 
 class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
-    def __init__(self, *args, tinylora: TinyLoRAConfig, sync_mode: str = "full", **kwargs):
+    def __init__(self, *args, tinylora: TinyLoRAConfig, sync_mode: str = "full", resend_all: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.sync_mode = check_sync_mode(sync_mode)
+        # the rollout engines discard their weights between syncs (vLLM level-2 sleep): every sync complete
+        self.resend_all = resend_all
         self._sync_count = 0
         self.last_sync: dict = {}
         if self.model_config.lora_rank > 0:
@@ -152,14 +162,26 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         return self.tinylora.disabled()
 
     # ---- weights for the rollout ----------------------------------------------------------------
+    _compute_device: torch.device | None = None   # set by `unsharded`: the plain module's device
+
+    @property
+    def compute_device(self):
+        """Where shards are gathered and merges computed (verl's current device; "cpu" on the CPU platform)."""
+        if self._compute_device is not None:
+            return self._compute_device
+        from verl.utils.device import get_device_id, get_device_name
+        dev = get_device_id()
+        return torch.device(dev) if isinstance(dev, str) else torch.device(get_device_name(), dev)
+
     def full_vectors(self) -> list[torch.Tensor]:
         """v of every group, unsharded, detached (collective under FSDP2)."""
-        return [full(p.detach()).clone() for p in self.tinylora.vectors.v]
+        device = self.compute_device
+        return [full(p.detach(), device).clone() for p in self.tinylora.vectors.v]
 
     def _merged(self, name: str, vectors: list[torch.Tensor]) -> torch.Tensor:
         layer = self.tinylora.layers[name]
-        return merged_weight(full(layer.base_layer.weight.detach()), layer.tinylora_U, layer.tinylora_S,
-                             layer.tinylora_V, layer.tinylora_P, vectors[layer.group], layer.alpha)
+        return merged_weight(full(layer.base_layer.weight.detach(), self.compute_device), layer.tinylora_U,
+                             layer.tinylora_S, layer.tinylora_V, layer.tinylora_P, vectors[layer.group], layer.alpha)
 
     def adapted_weight_names(self) -> list[str]:
         return [f"{n}.weight" for n in self.tinylora.layers]
@@ -177,13 +199,19 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
 
     def _iter_delta(self):
         vectors = self.full_vectors()
+        yield wire.META, wire.encode_meta({"kind": "delta", "sync": self._sync_count})
         for name in self._delta_sync_modules():
             if name in self.tinylora.layers:
                 yield f"{name}.weight", self._merged(name, vectors)
             else:
-                yield f"{name}.weight", full(self.module.get_submodule(name).weight.detach())
+                yield f"{name}.weight", full(self.module.get_submodule(name).weight.detach(), self.compute_device)
 
     def _iter_first(self, per_tensor_param):
+        yield wire.META, wire.encode_meta({"kind": "full", "sync": self._sync_count})
+        yield from self._iter_weights(per_tensor_param)
+
+    def _iter_weights(self, per_tensor_param):
+        """Every weight under its HF name, adapted ones merged (a complete stream without its meta)."""
         vectors = self.full_vectors()
         for name, tensor in per_tensor_param:
             if name.startswith(CONTAINER + ".") or f".{CONTAINER}." in name:
@@ -193,6 +221,13 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
             if module in self.tinylora.layers and hf_name.endswith(".weight"):
                 tensor = self._merged(module, vectors)
             yield hf_name, tensor
+
+    def verify_stream(self):
+        """What the rollout engines should hold now, as a *verify* stream (compared there, never loaded):
+        every weight, adapted ones merged, all-gathered tensor by tensor (collective: every rank)."""
+        params, _ = self._verl_stream()
+        yield wire.META, wire.encode_meta({"kind": "verify", "sync": self._sync_count})
+        yield from self._iter_weights(params)
 
     def _iter_setup(self, per_tensor_param):
         """vector mode, first sync: meta, factors, every weight (adapted ones = pristine base), then v."""
@@ -228,7 +263,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
     def get_per_tensor_param(self, layered_summon=False, base_sync_done=False, **kwargs):
         vector = self.sync_mode == "vector"
         self._sync_count += 1  # read by the streams below (meta "sync", last_sync)
-        if not self._full_sync_done:
+        if not self._full_sync_done or self.resend_all:
             params, peft_config = self._verl_stream(layered_summon=layered_summon, base_sync_done=base_sync_done,
                                                     **kwargs)
             self._full_sync_done = True
@@ -251,7 +286,8 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         engine.tinylora = apply_tinylora(module, tinylora)
         engine.tinylora_config, engine.sync_mode = tinylora, sync_mode
         engine._full_sync_done, engine._sync_count, engine.last_sync = False, 0, {}
-        engine.built_on_meta = False
+        engine.built_on_meta, engine.resend_all = False, False
+        engine._compute_device = next(module.parameters()).device
         engine._verl_stream = lambda **kwargs: (iter(list(module.state_dict().items())), None)
         return engine
 
@@ -277,6 +313,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         for layer in self.tinylora.layers.values():
             W = layer.base_layer.weight
             local, row0 = local_rows(W)
+            local = local.to(self.compute_device)   # offloaded shards live on the host
             rows = slice(row0, row0 + local.shape[0])
             s, t = rounded_away_counts(local, layer.tinylora_U[rows], layer.tinylora_S, layer.tinylora_V,
                                        layer.tinylora_P, vectors[layer.group], layer.alpha)

@@ -4,11 +4,11 @@
 * the actor/rollout role served by `TinyLoRAActorRolloutRefWorker` (worker.py), and, when a tinylora
   block is set, the reference policy computed *in the actor* with the adapter off (`ref_in_actor`), so
   no second model copy is built;
-* after each weight sync (`on_init_end`: first, full sync; `on_step_end`: adapted tensors only), if
-  `tinylora.verify_sync` is true: the trainer's merged weights and the vLLM engine's effective weights
-  are dumped to `<default_local_dir>/sync_check/step_<n>/` (with each actor rank's factor hash and v in
-  `ranks.json`) and compared; the largest difference is logged
-  as `tinylora/sync_max_abs_diff` (tests assert on the files themselves);
+* after each weight sync (`on_init_end`, `on_step_end`), if `tinylora.verify_sync` is true: every weight
+  the trainer holds (adapted ones merged) is streamed to the rollout workers, which compare it with the
+  weights vLLM computes with (rollout/verify.py); each worker's figures and each actor rank's state
+  (factor hash, v, base-weight hashes) go to `<default_local_dir>/sync_check/step_<n>/`, the totals to
+  the tracker as `tinylora/verify_tensors` and `tinylora/verify_max_abs_diff`;
 * sync diagnostics in verl's tracker every step (`tinylora/*`): the sync's mode, bytes, tensors and
   seconds, ‖v‖, the fraction of ΔW entries below half a bf16 ulp of W; and, from the batch, mean/max
   |log p_trainer − log p_rollout| over response tokens and the token-level IS weights (mean after
@@ -17,8 +17,9 @@
   appended to `<default_local_dir>/tinylora_metrics.jsonl` (the demo reads it).
 
 `TinyLoRATaskRunner` is verl's `TaskRunnerV1` that imports this module in the TaskRunner process so the
-trainer mode is registered before verl looks it up; with `tinylora.sync_mode: vector` it also registers
-our vLLM replica (whose workers rebuild weights from v) on GPU platforms, as the CPU platform always does.
+trainer mode is registered before verl looks it up; when a tinylora block is on it also registers our vLLM
+replica (rollout/vllm_replica.py: workers that read TinyLoRA streams, and the sync mode's sleep level,
+sync/sleep.py), on every platform.
 """
 
 from __future__ import annotations
@@ -132,37 +133,36 @@ class TinyLoRATrainer(PPOTrainerSync):
         return batch
 
     def _verify_sync(self, step: int) -> None:
+        """Every vLLM weight vs the trainer's (adapted ones merged), streamed and compared in the rollout
+        workers; per-rank state and each worker's figures go to `<default_local_dir>/sync_check/step_<n>/`,
+        the totals to the tracker (`tinylora/verify_tensors`, `tinylora/verify_max_abs_diff`)."""
         block = self.config.actor_rollout_ref.get(CONFIG_KEY)
         if not self._tinylora_on or not block.get("verify_sync", False):
             return
-        from safetensors.torch import load_file
         out = os.path.join(self.config.trainer.default_local_dir, "sync_check", f"step_{step}")
         os.makedirs(out, exist_ok=True)
-        trainer_path = os.path.join(out, "trainer.safetensors")
-        self.actor_rollout_wg.tinylora_dump_merged(trainer_path)
+        ray.get(self.actor_rollout_wg.tinylora_verify_sync())
         ranks = [{**s, "v": [v.tolist() for v in s["v"]]} for s in self.actor_rollout_wg.tinylora_state()]
         with open(os.path.join(out, "ranks.json"), "w") as f:
             json.dump(ranks, f)
-        paths = []
+        states = []
         for r, replica in enumerate(self.checkpoint_manager.replicas):
             for s, server in enumerate(replica.servers):
-                path = os.path.join(out, f"vllm_{r}_{s}.safetensors")
-                ray.get(server.collective_rpc.remote("tinylora_dump_weights", kwargs={"path": path}))
-                paths.append(path)
-                state_path = os.path.join(out, f"receiver_{r}_{s}.json")
-                ray.get(server.collective_rpc.remote("tinylora_receiver_state", kwargs={"path": state_path}))
-        ours = load_file(trainer_path)
-        worst = 0.0
-        for path in paths:
-            theirs = load_file(path)
-            for key, merged in ours.items():
-                if key.startswith("merged."):
-                    got = theirs[key[len("merged."):]]
-                    worst = max(worst, (got.float() - merged.to(got.dtype).float()).abs().max().item())
-        pending = getattr(self, "_pending_sync_metrics", None) or {}
-        pending["tinylora/sync_max_abs_diff"] = worst
-        self._pending_sync_metrics = pending
-        print(f"[tinylora] step {step}: vLLM weights vs trainer merged weights, max |diff| = {worst:.3g}", flush=True)
+                path = os.path.join(out, f"receiver_{r}_{s}.json")
+                ray.get(server.collective_rpc.remote("tinylora_receiver_state", kwargs={"path": path}))
+        for name in sorted(os.listdir(out)):
+            if name.startswith("receiver_"):
+                with open(os.path.join(out, name)) as f:
+                    states.append(json.load(f).get("verified") or {})
+        tensors = sum(int(v.get("verify_tensors", 0)) for v in states)
+        worst = max((float(v.get("verify_max_abs_diff", float("inf"))) for v in states), default=float("inf"))
+        gaps = sum(int(v.get("verify_n_missing", 0)) + int(v.get("verify_n_uncovered", 0)) for v in states)
+        if gaps:
+            worst = float("inf")   # a weight that was not compared counts as wrong
+        pending = self._pending_sync_metrics
+        pending.update({"tinylora/verify_tensors": float(tensors), "tinylora/verify_max_abs_diff": worst})
+        print(f"[tinylora] step {step}: verified {tensors} vLLM tensors over {len(states)} worker(s), "
+              f"max |diff| = {worst:.3g}" + (f", {gaps} not compared" if gaps else ""), flush=True)
 
     # ---- held-out validation ---------------------------------------------------------------------
     def _validate(self):
@@ -183,8 +183,9 @@ class TinyLoRATrainer(PPOTrainerSync):
             if key in metrics:
                 value = metrics[key]
                 row[short] = float(value.item() if isinstance(value, torch.Tensor) else value)
-        if "tinylora/sync_max_abs_diff" in metrics:
-            row["sync_max_abs_diff"] = float(metrics["tinylora/sync_max_abs_diff"])
+        for key in ("verify_tensors", "verify_max_abs_diff"):
+            if f"tinylora/{key}" in metrics:
+                row[key] = float(metrics[f"tinylora/{key}"])
         if self._tinylora_on:
             row["sync_kind"] = getattr(self, "_last_sync_kind", "")
         row["first_sync_s"] = round(getattr(self, "_first_sync_s", float("nan")), 3)
@@ -202,7 +203,8 @@ class TinyLoRATaskRunner(TaskRunnerV1.__ray_actor_class__):
     def run(self, config):
         from . import trainer  # noqa: F401  (registers TRAINER_MODE in this process)
         block = config.actor_rollout_ref.get(CONFIG_KEY)
-        if tinylora_config_from(block) is not None and sync_mode_from(block) == "vector":
+        if tinylora_config_from(block) is not None:
             from ..rollout.vllm_replica import register_tinylora_vllm_replica
-            register_tinylora_vllm_replica()  # on CPU the platform plugin has registered it already
+            from ..sync.sleep import sleep_level
+            register_tinylora_vllm_replica(sleep_level(sync_mode_from(block)))
         return super().run(config)

@@ -7,11 +7,11 @@ log-probs, PPO update, checkpoints — is verl's code. The reference policy is t
 off: the trainer (trainer.py) marks the reference as "in the actor", so verl asks this worker for
 `compute_log_prob(no_lora_adapter=True)`, which runs under `engine.disable_adapter()`.
 
-Extra remote methods, for tests and the demo (all ranks must call them: they all-gather v/weights):
+Extra remote methods (all ranks must call them: they all-gather v/weights):
 `tinylora_state()` (per rank: trainable count, factor hash of this rank's buffers, whether verl built
-this rank's model on the meta device, full v),
+this rank's model on the meta device, full v, exact hash of the base weights),
 `tinylora_sync_stats()` (the last sync's bytes/tensors and the adapter diagnostics) and
-`tinylora_dump_merged(path)` (rank 0 writes the merged and base weights of every adapted module).
+`tinylora_verify_sync()` (every weight streamed to the rollout workers for comparison, not loading).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from verl.single_controller.base.decorator import Dispatch, register
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
 from ..adapter import TinyLoRAConfig
+from ..sync.sleep import rollout_discards_weights
 from .engine import TinyLoRAFSDPEngine, full
 
 CONFIG_KEY = "tinylora"
@@ -49,19 +50,25 @@ def sync_mode_from(block) -> str:
     return str(block.get("sync_mode", "full")) if block is not None else "full"
 
 
+def tensor_sha256(t: torch.Tensor) -> str:
+    """sha256 of a tensor's values as float32 bytes (exact; the e2e tests compare it with the HF file's)."""
+    import hashlib
+    return hashlib.sha256(t.detach().to("cpu", torch.float32).contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
 class TinyLoRATrainingWorker(TrainingWorker):
     """verl's TrainingWorker whose engine is a TinyLoRAFSDPEngine (same configs, same mesh)."""
 
-    def __init__(self, config, tinylora: TinyLoRAConfig, sync_mode: str = "full"):
+    def __init__(self, config, tinylora: TinyLoRAConfig, sync_mode: str = "full", resend_all: bool = False):
         super().__init__(config)
         strategy = self.engine_config.strategy
-        if strategy not in ("fsdp", "fsdp2"):
+        if strategy != "fsdp2":
             raise ValueError(f"TinyLoRA runs on verl's FSDP engine; actor strategy is {strategy!r}: set "
                              "actor_rollout_ref.actor.strategy=fsdp2")
         self.engine = TinyLoRAFSDPEngine(model_config=self.model_config, engine_config=self.engine_config,
                                          optimizer_config=self.optimizer_config,
                                          checkpoint_config=self.checkpoint_config, tinylora=tinylora,
-                                         sync_mode=sync_mode)
+                                         sync_mode=sync_mode, resend_all=resend_all)
 
 
 class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
@@ -69,8 +76,10 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
         super().__init__(config, role, **kwargs)
         self.tinylora_config = tinylora_config_from(config.get(CONFIG_KEY))
         if self.tinylora_config is not None and self._is_actor:
+            mode = sync_mode_from(config.get(CONFIG_KEY))
             self.actor_worker_cls = functools.partial(TinyLoRATrainingWorker, tinylora=self.tinylora_config,
-                                                      sync_mode=sync_mode_from(config.get(CONFIG_KEY)))
+                                                      sync_mode=mode,
+                                                      resend_all=rollout_discards_weights(config.rollout, mode))
 
     def _engine(self) -> TinyLoRAFSDPEngine:
         engine = self.actor.engine if self.actor is not None else None
@@ -80,10 +89,17 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def tinylora_state(self) -> dict:
+        """Per rank: trainable count, factor hash, whether verl built this rank's model on the meta device, full
+        v, and an exact sha256 of the adapted modules' base weights (all-gathered one at a time; collective)."""
         engine = self._engine()
+        base = {}
+        for name, layer in engine.tinylora.layers.items():
+            w = full(layer.base_layer.weight.detach(), engine.compute_device)
+            base[f"{name}.weight"] = tensor_sha256(w)
+            del w
         return {"rank": torch.distributed.get_rank(), "num_trainable": engine.num_trainable,
                 "factor_hash": engine.tinylora.factor_hash(), "built_on_meta": engine.built_on_meta,
-                "v": engine.full_vectors()}
+                "v": engine.full_vectors(), "base_sha256": base}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def tinylora_sync_stats(self) -> dict:
@@ -92,17 +108,10 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
         engine = self._engine()
         return {**engine.last_sync, **engine.sync_diagnostics()}
 
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def tinylora_dump_merged(self, path: str) -> int:
-        from safetensors.torch import save_file
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
+    async def tinylora_verify_sync(self) -> None:
+        """Send the engine's verify stream (every weight, adapted ones merged) to this rank's rollout worker,
+        which compares it with the weights it computes with and loads nothing (rollout/verify.py). The same
+        transport as a sync, tensor by tensor: no rank holds a copy of the model. Collective."""
         engine = self._engine()
-        vectors = engine.full_vectors()
-        out = {}
-        for name, layer in engine.tinylora.layers.items():
-            out[f"merged.{name}.weight"] = engine._merged(name, vectors).contiguous()
-            out[f"base.{name}.weight"] = full(layer.base_layer.weight.detach()).clone().contiguous()
-        for g, v in enumerate(vectors):
-            out[f"v.{g}"] = v.contiguous()
-        if torch.distributed.get_rank() == 0:
-            save_file(out, path)
-        return len(out)
+        await self.rollout.update_weights(engine.verify_stream(), peft_config=None, base_sync_done=True)
