@@ -82,6 +82,23 @@ def test_merged_weight_is_out_of_place_and_keeps_dtype():
     assert not torch.equal(merged, W)                    # the delta is visible in bf16 here
 
 
+def test_merged_weight_in_row_blocks_and_out_dtype(monkeypatch):
+    """Blocks of rows (the memory bound) give the float64 sum; a bf16-stored W with out_dtype float32 (the
+    rollout receiver's compact copy of a float32 W) gives the same bits as the float32 W itself."""
+    import tinylora_verl.adapter.functional as F
+    U, S, V, P, v = (t.float() for t in _random_case(9, 5, 2, 3, seed=4))
+    W = torch.randn(9, 5).to(torch.bfloat16).float()     # exactly representable in bf16
+    whole = merged_weight(W, U, S, V, P, v, 0.7)
+    monkeypatch.setattr(F, "MERGE_BLOCK_ELEMENTS", 10)    # 2 rows a block: 5 blocks, the last one short
+    blocked = F.merged_weight(W, U, S, V, P, v, 0.7)
+    ref = W.double() + torch.tensor(hand_delta(U.tolist(), S.tolist(), V.tolist(), P.tolist(), v.tolist(), 0.7),
+                                    dtype=torch.float64)
+    torch.testing.assert_close(blocked.double(), ref, rtol=1e-6, atol=1e-6)
+    assert torch.equal(blocked, whole)
+    compact = F.merged_weight(W.to(torch.bfloat16), U, S, V, P, v, 0.7, out_dtype=torch.float32)
+    assert compact.dtype == torch.float32 and torch.equal(compact, blocked)
+
+
 def test_projections_are_deterministic_and_keyed_by_name_and_seed():
     a = random_projections("model.layers.0.self_attn.q_proj", seed=0, u=4, r=2)
     assert a.shape == (4, 2, 2) and a.dtype == torch.float32

@@ -88,13 +88,34 @@ def lowrank_delta(x: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Te
     return z @ U.T                                  # [..., out]
 
 
-def merged_weight(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor,
-                  v: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """dtype(W + Delta W), computed out of place from the untouched W (float32 or wider arithmetic).
+# rows of W + Delta W computed at once by `merged_weight` (bounds each of its temporaries to 16 MB of float32)
+MERGE_BLOCK_ELEMENTS = 1 << 22
 
-    Never `W += delta`: repeated in-place add/subtract drifts in bf16. W itself is not modified.
+
+def merged_weight(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor,
+                  v: torch.Tensor, alpha: float = 1.0, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """out_dtype(W + Delta W) (default: W's dtype), computed out of place from the untouched W in float32
+    (or wider) arithmetic.
+
+    Never `W += delta`: repeated in-place add/subtract drifts in bf16. W itself is not modified. Memory:
+    the result plus a few blocks of rows (`MERGE_BLOCK_ELEMENTS`), not float32 copies of W, Delta W and
+    their sum (0.8 GB at Qwen2.5-7B's gate_proj). Delta W is summed as r outer products in a fixed order
+    (elementwise ops only), so the bits depend on the inputs alone — not on the block size or on which
+    matmul kernel a shape picks: trainer and rollout, with the same inputs, get the same result.
     """
-    acc = torch.promote_types(W.dtype, U.dtype)
-    acc = torch.promote_types(acc, torch.float32)
-    dW = delta_weight(U.to(acc), S.to(acc), V.to(acc), P.to(acc), v.detach().to(acc), alpha)
-    return (W.detach().to(acc) + dW).to(W.dtype)
+    out_dtype = W.dtype if out_dtype is None else out_dtype
+    acc = torch.promote_types(torch.promote_types(W.dtype, U.dtype), torch.promote_types(out_dtype, torch.float32))
+    dev = W.device   # factors may sit elsewhere (buffers vs offloaded parameters under FSDP2)
+    U, S, V, P, v = (t.detach().to(device=dev, dtype=acc) for t in (U, S, V, P, v))
+    US = (U * (alpha * S)) @ mix(v, P)             # [out, r]: U diag(alpha S) M
+    Vt = V.T                                       # [r, in]
+    W = W.detach()
+    out = torch.empty(W.shape, dtype=out_dtype, device=dev)
+    step = max(1, MERGE_BLOCK_ELEMENTS // max(1, W.shape[1]))
+    for i in range(0, W.shape[0], step):
+        rows = slice(i, i + step)
+        delta = US[rows, 0:1] * Vt[0]
+        for k in range(1, Vt.shape[0]):
+            delta += US[rows, k:k + 1] * Vt[k]
+        out[rows] = W[rows].to(acc) + delta        # one rounding to out_dtype, per entry
+    return out
