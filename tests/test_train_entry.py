@@ -45,8 +45,15 @@ def test_every_field_has_a_comment():
     assert not missing, "fields without a comment above them:\n" + "\n".join(missing)
 
 
-@pytest.mark.parametrize("override,needle", [("tinylora.sync_mode=vectr", "sync_mode='vectr'"),
-                                             ("+tinylora.rnak=2", "unknown TinyLoRA settings")])
+@pytest.mark.parametrize("override,needle", [
+    ("tinylora.sync_mode=vectr", "sync_mode='vectr'"),
+    ("+tinylora.rnak=2", "unknown TinyLoRA settings"),
+    # FSDP1 is refused, not run into a device error later
+    ("actor_rollout_ref.actor.strategy=fsdp", "actor_rollout_ref.actor.strategy=fsdp: TinyLoRA runs on FSDP2 only"),
+    # verl's sync trainer forces the colocated 'naive' sync: another backend would be silently ignored
+    ("actor_rollout_ref.rollout.checkpoint_engine.backend=nccl", "checkpoint_engine.backend=nccl"),
+    ("actor_rollout_ref.rollout.checkpoint_engine.custom_backend_module=my.mod", "custom_backend_module=my.mod"),
+])
 def test_bad_tinylora_block_is_one_line_exit_2(tmp_path, override, needle):
     res = _run(["-m", "tinylora_verl.main", override], cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-3000:]

@@ -76,16 +76,34 @@ def prepare_inputs(cfg: DictConfig) -> None:
 
 def check_tinylora(cfg: DictConfig) -> None:
     """The tinylora block is read here, in the driver, so a mistake is one line and exit 2, not a
-    traceback from a Ray worker minutes later."""
+    traceback from a Ray worker minutes later. Settings TinyLoRA cannot honour are refused, not ignored."""
     from .sync import check_sync_mode
     from .verl_seam.worker import sync_mode_from, tinylora_config_from
     block = cfg.get("tinylora")
     try:
         if tinylora_config_from(block) is not None:
             check_sync_mode(sync_mode_from(block))
+            check_run_settings(cfg)
     except (ValueError, TypeError) as e:  # TinyLoRAConfigError is a ValueError
         print(f"tinylora-verl train: bad tinylora block: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """Refuse verl settings a TinyLoRA run would silently not honour (ValueError naming the fix)."""
+    arr = cfg.actor_rollout_ref
+    for key in ("actor.strategy", "actor.fsdp_config.strategy"):
+        value = OmegaConf.select(arr, key)
+        if value is not None and str(value) != "fsdp2":
+            raise ValueError(f"actor_rollout_ref.{key}={value}: TinyLoRA runs on FSDP2 only (its merged weights, "
+                             f"diagnostics and syncs gather DTensor shards); set actor_rollout_ref.{key}=fsdp2")
+    backend = OmegaConf.select(arr, "rollout.checkpoint_engine.backend")
+    custom = OmegaConf.select(arr, "rollout.checkpoint_engine.custom_backend_module")
+    if (backend is not None and str(backend) != "naive") or custom:
+        raise ValueError(f"actor_rollout_ref.rollout.checkpoint_engine.backend={backend}"
+                         f"{f' (custom_backend_module={custom})' if custom else ''}: TinyLoRA runs in verl's synchronous "
+                         "trainer, which always syncs its colocated rollout engines directly ('naive') and would ignore "
+                         "this; remove the setting (disaggregated rollouts are not supported with TinyLoRA)")
 
 
 def run(cfg: DictConfig) -> None:
