@@ -27,8 +27,7 @@ a. FSDP2 + TinyLoRA on one rank, bf16 mixed precision (param_dtype bf16, reduce_
    on the all-gathered base weight and v, with the CPU-offloaded shard first moved to the device, as
    verl's own weight stream does `param.to(device).full_tensor()`) are finite and equal (torch.equal)
    to the merge of a copy of the weight taken before sharding, and the projections computed with bf16
-   weights (a forward pre-hook reads the dtype). With offload it also records, as
-   information, what `engine.full(w)` exactly as written today (no move to the device) does there.
+   weights (a forward pre-hook reads the dtype). The engine's `full(t, device)` does the same move.
    In --device cpu mode (gloo, a cpu mesh) both cases run, but the offload one is nominal: the policy's
    code path (unpinned, since pinning needs an accelerator) with nothing to move.
 b. Rollout-side merge (sync/receiver.py `VectorSyncReceiver`, device cuda) vs the trainer's merged
@@ -163,13 +162,7 @@ def full_on(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
     return t.to(dev)
 
 
-def engine_full(t: torch.Tensor) -> torch.Tensor:
-    """verl_seam/engine.py's `full`, verbatim (that module cannot be imported without verl)."""
-    from torch.distributed.tensor import DTensor
-    return t.full_tensor() if isinstance(t, DTensor) else t
-
-
-def check_fsdp2(dev: torch.device, offload: bool, probe: bool = True) -> dict:
+def check_fsdp2(dev: torch.device, offload: bool) -> dict:
     CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard = _fsdp2()
     from torch.distributed.device_mesh import init_device_mesh
     init_process_group(dev)
@@ -227,16 +220,6 @@ def check_fsdp2(dev: torch.device, offload: bool, probe: bool = True) -> dict:
                             layer.tinylora_P, vectors[layer.group], layer.alpha)
         finite &= bool(torch.isfinite(m).all())
         equal &= m.dtype == ref.dtype and torch.equal(m, ref)
-    engine_as_written = None
-    if offload and probe:
-        layer = handle.layers[names[0]]
-        try:
-            W = engine_full(layer.base_layer.weight.detach())
-            merged_weight(W, layer.tinylora_U, layer.tinylora_S, layer.tinylora_V, layer.tinylora_P,
-                          vectors[layer.group], layer.alpha)
-            engine_as_written = f"ok (full_tensor of the offloaded shard is on {W.device})"
-        except Exception as err:  # noqa: BLE001 (information, not a check)
-            engine_as_written = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
     only_v = set(with_grad) == v_names
     bf16 = seen.get("compute_dtype") == "torch.bfloat16"
     ok = only_v and grad_ok and v_moved and finite and equal and bf16 and math.isfinite(loss.item())
@@ -248,7 +231,7 @@ def check_fsdp2(dev: torch.device, offload: bool, probe: bool = True) -> dict:
             "v_grad_finite_nonzero": grad_ok, "v_changed_by_step": v_moved, "merged_finite": finite,
             "merged_equal_pre_shard": equal, "modules": len(names), "compute_dtype": seen.get("compute_dtype"),
             "v_grad_dtype": grad_dtype, "step_seconds": step_s,
-            "offload": offload, **placement, "engine_full_as_written_on_offloaded_shard": engine_as_written}
+            "offload": offload, **placement}
 
 
 # ---- b. receiver vs trainer ----------------------------------------------------------------------------
@@ -516,7 +499,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seq", type=int, default=None, help="(d) sequence length; default 512 (cuda) / 64 (cpu)")
     ap.add_argument("--rounds", type=int, default=None, help="(d) timed rounds; default 50 (cuda) / 5 (cpu)")
     ap.add_argument("--skip", default="",
-                    help="comma-separated checks to skip: a,b,c,d; 'probe' skips a2's engine.full probe")
+                    help="comma-separated checks to skip: a,b,c,d")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     report = {"device": args.device, "torch": torch.__version__, "python": platform.python_version(),
@@ -554,7 +537,7 @@ def main(argv=None) -> int:
     if "a" not in skip:
         check("a1", "FSDP2 bf16-mixed, no offload", check_fsdp2, dev, False)
         check("a2", "FSDP2 bf16-mixed, CPU offload" + ("" if cuda else " (nominal on cpu)"),
-              check_fsdp2, dev, True, "probe" not in skip)
+              check_fsdp2, dev, True)
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     if "b" not in skip:

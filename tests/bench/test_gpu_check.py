@@ -39,7 +39,6 @@ def test_cpu_small_mode_passes_every_check(tmp_path):
         assert a["params_with_grad"] == ["tinylora.v.0"] and a["v_grad_dtype"] == "torch.float32"
         assert a["compute_dtype"] == "torch.bfloat16"
         assert a["merged_finite"] and a["merged_equal_pre_shard"] and a["modules"] == 14
-    assert checks["a2"]["engine_full_as_written_on_offloaded_shard"]
 
     for key, siblings in (("b-bf16-7", 0), ("b-bf16-5", 4), ("b-fp32-7", 0), ("b-fp32-5", 4)):
         b = checks[key]
