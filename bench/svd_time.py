@@ -125,6 +125,16 @@ def time_setting(weights: dict[str, torch.Tensor], method: str, threads: int, fr
             "loadavg_1min": [load_before, load_after]}
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def settings(quick: bool, methods: tuple[str, ...]) -> list[tuple[str, int]]:
     cores = len(os.sched_getaffinity(0))
     threads = [1] if quick or cores == 1 else [1, cores]
@@ -157,8 +167,8 @@ def run(shape_name: str, quick: bool, methods: tuple[str, ...], budget_s: float,
     return {"shape": shape_name, "layers": layers, "modules_per_layer": len(weights), "modules": layers * len(weights),
             "projections": {n: list(w.shape) for n, w in weights.items()}, "dtype": "float32",
             "frozen_rank": frozen_rank, "cores": len(os.sched_getaffinity(0)), "timeouts_s": TIMEOUTS_S,
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "torch": torch.__version__, "python": platform.python_version()},
+            "machine": {"platform": platform.platform(), "cpu": cpu_model(), "torch": torch.__version__,
+                        "python": platform.python_version()},
             "wall_s": time.perf_counter() - start, "settings": rows, "skipped": skipped}
 
 
