@@ -94,6 +94,7 @@ def test_unset_key_leaves_verl_default_and_bad_values_are_refused(monkeypatch):
     monkeypatch.setattr("tinylora_verl.verl_seam.worker.verl_distributed.initialize_global_process_group_ray",
                         lambda timeout_second=None: calls.append(timeout_second))
     monkeypatch.setattr("torch.distributed.is_initialized", lambda: False)
+    monkeypatch.setattr("torch.distributed.get_rank", lambda: 0)
     assert init_training_process_group({}) is None and calls == [None]
     assert init_training_process_group({"nccl_timeout": 7200}) == 7200 and calls == [None, 7200]
     with pytest.raises(ValueError, match="nccl_timeout"):

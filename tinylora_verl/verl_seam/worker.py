@@ -73,6 +73,9 @@ def init_training_process_group(config) -> int | None:
         logger.warning("process group already initialised: actor_rollout_ref.%s=%s not applied", TIMEOUT_KEY, timeout)
         return None
     verl_distributed.initialize_global_process_group_ray(timeout_second=timeout)
+    if torch.distributed.get_rank() == 0:
+        logger.warning("TinyLoRA worker: training process group timeout %s (actor_rollout_ref.%s)",
+                       f"{timeout} s" if timeout is not None else "torch's default", TIMEOUT_KEY)
     return timeout
 
 
