@@ -26,6 +26,16 @@ SHAPES = {
     "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_attention_heads=28, num_key_value_heads=4,
                        rope_theta=1_000_000.0),
 }
+# decoder layers of each entry (not in SHAPES: run_shapes builds a 1-layer model from those keys)
+NUM_LAYERS = {"qwen2.5-7b": 28}
+
+
+def projection_shapes(shape: dict) -> list[tuple[str, int, int]]:
+    """(name, out_features, in_features) of the 7 TinyLoRA targets of one Llama/Qwen2 decoder layer."""
+    hidden, inter = shape["hidden_size"], shape["intermediate_size"]
+    kv = shape["num_key_value_heads"] * (hidden // shape["num_attention_heads"])
+    return [("q_proj", hidden, hidden), ("k_proj", kv, hidden), ("v_proj", kv, hidden), ("o_proj", hidden, hidden),
+            ("gate_proj", inter, hidden), ("up_proj", inter, hidden), ("down_proj", hidden, inter)]
 
 
 def _sync(device: torch.device) -> None:

@@ -20,6 +20,7 @@ from tinylora_verl.main import CONFIG_DIR
 
 CONFIG = Path(CONFIG_DIR)
 PARITY = REPO / "docs" / "parity.md"
+PERFORMANCE_SVD = REPO / "docs" / "performance_svd.md"
 PRESETS = sorted(p.stem for p in (CONFIG / "experiment").glob("*.yaml"))
 ENV = {"TINYLORA_DATA": "/data", "TINYLORA_RUNS": "/runs"}
 
@@ -157,6 +158,35 @@ def test_preset_budget_is_13_on_qwen25_7b(composed, preset):
     plan = plan_tying(qwen_module_names(28), tie_mode=tl.tie_mode, budget=tl.budget)
     assert (plan.num_trainable, plan.projection_dim, plan.tie_factor, plan.exact) == (13, 1, 16, True)
     assert tl.frozen_rank == 2 and tl.alpha == 1.0
+
+
+def documented_svd_projection_s() -> float:
+    """The largest one-thread 28-layer projection in docs/performance_svd.md's first figures table
+    (`bench/svd_time.py`: rank 0's factors for all 196 Qwen2.5-7B modules, per SVD method). One thread is
+    what a verl GPU worker gets from Ray (OMP_NUM_THREADS=1 in actors that reserve no CPU)."""
+    lines = PERFORMANCE_SVD.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| method | threads |"))
+    head = [c.strip() for c in lines[start].strip().strip("|").split("|")]
+    col = next(i for i, c in enumerate(head) if c.startswith("x28 layers"))
+    values = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[head.index("threads")] == "1":
+            values.append(float(cells[col].replace(",", "")))
+    assert len(values) == 2, "docs/performance_svd.md: want a one-thread row per SVD method in the first table"
+    return max(values)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_timeout_covers_rank0_svd(composed, preset):
+    """Rank 0 computes every factor while the other ranks wait in a collective: the process group's timeout
+    (actor_rollout_ref.nccl_timeout, applied by our worker) must exceed the documented projection of the
+    slowest SVD setting with a 2x margin."""
+    cfg, _ = composed[(f"experiment/{preset}", ())]
+    projection = documented_svd_projection_s()
+    assert cfg.actor_rollout_ref.nccl_timeout >= 2 * projection, (cfg.actor_rollout_ref.nccl_timeout, projection)
 
 
 def test_parity_table_covers_every_preset_and_section1_setting():

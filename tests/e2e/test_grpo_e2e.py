@@ -122,6 +122,8 @@ def test_two_ranks_identical_factors_and_v(tmp_path_factory, tied):
     ranks.sort(key=lambda r: r["rank"])
     assert [r["rank"] for r in ranks] == [0, 1]
     assert [r["built_on_meta"] for r in ranks] == [False, not tied]   # untied: rank 1 had no weights to SVD
+    # our worker made the process group with the CPU platform's actor_rollout_ref.nccl_timeout
+    assert "training process group timeout 1800 s" in out["log"]
     want = _reference_factor_hash(out["model"])
     assert all(r["factor_hash"] == want for r in ranks)
     assert ranks[0]["v"] == ranks[1]["v"] and any(x != 0 for vec in ranks[0]["v"] for x in vec)

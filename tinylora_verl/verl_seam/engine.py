@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import torch
 from torch.distributed.tensor import DTensor
@@ -141,11 +142,14 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         if self.model_config.enable_gradient_checkpointing:
             module.enable_input_require_grads()  # frozen embeddings + checkpointing still need input grads
         self.built_on_meta = any(p.is_meta for p in module.parameters())
+        t0 = time.perf_counter()
         self.tinylora, self._tinylora_identity = apply_tinylora_from_rank0(module, self.tinylora_config)
         if self.rank == 0:
-            logger.warning("TinyLoRA: %d trainable parameters over %d modules (u=%d, tie %s x%d)",
-                           self.tinylora.num_trainable, len(self.tinylora.layers), self.tinylora.plan.projection_dim,
-                           self.tinylora.plan.tie_mode, self.tinylora.plan.tie_factor)
+            # the other ranks waited in a collective meanwhile: compare with actor_rollout_ref.nccl_timeout
+            logger.warning("TinyLoRA: %d trainable parameters over %d modules (u=%d, tie %s x%d); factors (%s SVD) "
+                           "on rank 0 in %.1f s", self.tinylora.num_trainable, len(self.tinylora.layers),
+                           self.tinylora.plan.projection_dim, self.tinylora.plan.tie_mode,
+                           self.tinylora.plan.tie_factor, self.tinylora_config.svd_method, time.perf_counter() - t0)
         return module
 
     def _build_fsdp_module(self, module):

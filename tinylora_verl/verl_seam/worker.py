@@ -12,16 +12,24 @@ Extra remote methods (all ranks must call them: they all-gather v/weights):
 this rank's model on the meta device, full v, exact hash of the base weights),
 `tinylora_sync_stats()` (the last sync's bytes/tensors and the adapter diagnostics) and
 `tinylora_verify_sync()` (every weight streamed to the rollout workers for comparison, not loading).
+
+Process group timeout: verl 0.9.1's `TrainingWorker` creates the training ranks' process group with no
+timeout (`initialize_global_process_group_ray(timeout_second=None)`), so verl's own key
+`actor_rollout_ref.nccl_timeout` reaches no process group and torch's default applies. `init_model` here
+creates the group first, through the same verl function, with that key's value (`init_training_process_group`);
+verl's call then finds it made. The GPU presets raise it to cover rank 0's SVD (docs/performance_svd.md).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 from omegaconf import OmegaConf
 
 from verl.single_controller.base.decorator import Dispatch, register
+from verl.utils import distributed as verl_distributed
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
 from ..adapter import TinyLoRAConfig
@@ -31,6 +39,10 @@ from .engine import TinyLoRAFSDPEngine, full
 CONFIG_KEY = "tinylora"
 # keys of the tinylora block that configure the run, not the adapter
 RUN_KEYS = ("verify_sync", "sync_mode")
+# verl's actor_rollout_ref key for the process group's collective timeout, in seconds (ppo_trainer.yaml: 600)
+TIMEOUT_KEY = "nccl_timeout"
+
+logger = logging.getLogger(__name__)
 
 
 def tinylora_config_from(block) -> TinyLoRAConfig | None:
@@ -43,6 +55,29 @@ def tinylora_config_from(block) -> TinyLoRAConfig | None:
     for key in RUN_KEYS:
         d.pop(key, None)
     return TinyLoRAConfig.from_dict(d)
+
+
+def init_training_process_group(config) -> int | None:
+    """Create this process's default process group with `config.nccl_timeout` seconds as its timeout.
+
+    `config` is the worker's `actor_rollout_ref` section. Uses verl's own
+    `initialize_global_process_group_ray` (same backend string, same init method) with the timeout verl
+    0.9.1 leaves unset; returns the timeout applied (None: the key is unset, torch's default applies).
+    Rank 0 computes every TinyLoRA factor while the other ranks wait in a collective
+    (engine.apply_tinylora_from_rank0), so this timeout must exceed rank 0's model load plus SVD.
+    """
+    timeout = config.get(TIMEOUT_KEY) if config is not None else None
+    timeout = int(timeout) if timeout is not None else None
+    if timeout is not None and timeout < 1:
+        raise ValueError(f"actor_rollout_ref.{TIMEOUT_KEY}={timeout} must be a positive number of seconds")
+    if torch.distributed.is_initialized():
+        logger.warning("process group already initialised: actor_rollout_ref.%s=%s not applied", TIMEOUT_KEY, timeout)
+        return None
+    verl_distributed.initialize_global_process_group_ray(timeout_second=timeout)
+    if torch.distributed.get_rank() == 0:
+        logger.warning("TinyLoRA worker: training process group timeout %s (actor_rollout_ref.%s)",
+                       f"{timeout} s" if timeout is not None else "torch's default", TIMEOUT_KEY)
+    return timeout
 
 
 def sync_mode_from(block) -> str:
@@ -80,6 +115,12 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
             self.actor_worker_cls = functools.partial(TinyLoRATrainingWorker, tinylora=self.tinylora_config,
                                                       sync_mode=mode,
                                                       resend_all=rollout_discards_weights(config.rollout, mode))
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def init_model(self):
+        if self._is_actor or self._is_ref:    # the roles that build a TrainingWorker (and its process group)
+            init_training_process_group(self.config)
+        return super().init_model()
 
     def _engine(self) -> TinyLoRAFSDPEngine:
         engine = self.actor.engine if self.actor is not None else None
