@@ -8,7 +8,7 @@ kept its weights. The rule, per sync mode:
 
 * `full`: level 2 (verl's default: nothing of the engine stays in device or host memory) and every sync
   is a complete stream (all weights, adapted ones merged). At Qwen2.5-7B in bf16 that is 15.2 GB a step
-  instead of the 13.1 GB of the adapted weights and their fused siblings (docs/sync.md, "Sleep").
+  instead of the 13.1 GB of the adapted weights and their fused siblings (docs/gpu.md, "Sleep").
 * `vector`: level 1: the engine keeps its weights (vLLM offloads them to host memory while asleep), so
   a step's sync stays v alone (~100 bytes); the price is a host copy of the weights (15.2 GB for
   Qwen2.5-7B) and a device<->host copy of them around every sleep.
