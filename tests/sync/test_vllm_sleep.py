@@ -74,10 +74,12 @@ def test_sleep_levels_verify_and_refusal(tmp_path):
     target.dump(tmp_path / "after_refusal.safetensors")
     assert _all_nan(tmp_path / "after_refusal.safetensors")   # nothing was loaded
 
-    full._full_sync_done = False                      # a complete stream restores every weight
+    _set_v(full.tinylora, 1)                          # a complete stream restores every weight ...
+    full._full_sync_done = False
     target.sync(full.get_per_tensor_param()[0])
     target.sync(full.verify_stream())
     assert target.verified()["verify_max_abs_diff"] == 0 and not target.receiver_state()["discarded"]
+    assert target.next_token_logprobs(prompt) == before   # ... and buffers: the engine computes as before
 
     # vector mode: setup (complete), a vector sync on kept weights, then refused after a level-2 sleep
     target.sync(vector.get_per_tensor_param()[0])
