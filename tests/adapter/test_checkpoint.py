@@ -23,7 +23,8 @@ def trained(tmp_path, model_seed=0, **cfg):
 
 
 @pytest.mark.parametrize("cfg", [dict(budget=4), dict(budget=6, tie_mode="structured", frozen_rank=1, seed=9),
-                                 dict(budget=13, tie_mode="all", alpha=0.25)])
+                                 dict(budget=13, tie_mode="all", alpha=0.25),
+                                 dict(budget=8, tie_mode="all", lora_alpha=32)])
 def test_round_trip_restores_v_and_logits(tmp_path, prompt_ids, cfg):
     ids, mask = prompt_ids
     model, handle, path = trained(tmp_path, **cfg)

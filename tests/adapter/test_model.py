@@ -17,6 +17,7 @@ CONFIGS = [
     dict(budget=2, tie_mode="structured", frozen_rank=1),
     dict(budget=28, tie_mode="none", frozen_rank=3),
     dict(budget=13, tie_mode="all", alpha=0.5),
+    dict(budget=8, tie_mode="all", lora_alpha=32),            # the authors' scale: u = 8, 32 / sqrt(2 * 8)
 ]
 
 
@@ -251,3 +252,23 @@ def test_without_computing_factors_keeps_shapes_and_the_seeded_P():
         assert layer.tinylora_V.shape == ref.layers[name].tinylora_V.shape
     with pytest.raises(ValueError, match="frozen_rank=65"):
         apply_tinylora(tiny_qwen2(), TinyLoRAConfig(budget=4, frozen_rank=65), compute_factors=False)
+
+
+@pytest.mark.parametrize("cfg,u,want", [(dict(budget=4), 1, 1.0), (dict(budget=13, tie_mode="all", alpha=0.5), 13, 0.5),
+                                        (dict(budget=4, lora_alpha=32), 1, 32 / 2 ** 0.5),
+                                        (dict(budget=8, tie_mode="all", lora_alpha=32), 8, 32 / 4),
+                                        (dict(budget=6, tie_mode="all", frozen_rank=3, alpha=2, lora_alpha=8), 6,
+                                         2 * 8 / 18 ** 0.5)])
+def test_every_layer_gets_the_configured_scale(cfg, u, want):
+    """alpha, or alpha * lora_alpha / sqrt(r u) in the authors' convention (docs/parity.md), on every layer."""
+    handle = apply_tinylora(tiny_qwen2(), TinyLoRAConfig(**cfg))
+    assert handle.plan.projection_dim == u
+    assert [layer.alpha for layer in handle.layers.values()] == [pytest.approx(want, rel=1e-12)] * 14
+    assert TinyLoRAConfig(**cfg).scale(u) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, True, "32"])
+def test_lora_alpha_must_be_a_non_zero_number(bad):
+    from tinylora_verl.adapter import TinyLoRAConfigError
+    with pytest.raises(TinyLoRAConfigError, match="lora_alpha="):
+        TinyLoRAConfig(lora_alpha=bad)

@@ -39,6 +39,7 @@ REQUIRED = {
     "algorithm.rollout_correction.rollout_is", "algorithm.rollout_correction.rollout_is_threshold",
     "actor_rollout_ref.rollout.calculate_log_probs", "actor_rollout_ref.actor.optim.lr",
     "reward.custom_reward_function.path", "tinylora.budget", "tinylora.frozen_rank", "tinylora.tie_mode",
+    "tinylora.lora_alpha",
 }
 REQUIRED_BY_PRESET = {
     "gsm8k_paper": REQUIRED | {"actor_rollout_ref.actor.optim.lr_warmup_steps_ratio",

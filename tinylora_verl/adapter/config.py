@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from .planner import TIE_MODES
@@ -32,7 +33,15 @@ class TinyLoRAConfig:
         "help": "Seed of the random P_i (combined with a hash of each module's name) and of the randomized SVD."})
     alpha: float = field(default=1.0, metadata={
         "help": "Scale of the update: W' = W + alpha U diag(S) M V^T. 1.0 is the paper's formula; other ports "
-                "use 1/sqrt(u) or alpha/u — set it explicitly to reproduce them."})
+                "use 1/sqrt(u) or alpha/u — set it explicitly to reproduce them. With lora_alpha set, the "
+                "scale is alpha * lora_alpha / sqrt(r u) (see lora_alpha)."})
+    lora_alpha: float | None = field(default=None, metadata={
+        "help": "The authors' scale (jxmorris12/verl-lora; docs/parity.md \"The authors' scale\"): their "
+                "ΔW = (lora_alpha / r) U (sum_i v_i P_i / sqrt(u)) diag(S) V^T with P_i ~ N(0, 1), ours has "
+                "P_i ~ N(0, 1/r); a module's scale becomes alpha * lora_alpha / sqrt(r u), which gives v the "
+                "same meaning as theirs (the same expected ||ΔW||_F for every v), so their learning rates, "
+                "weight decay and gradient clipping carry over as written. Their scripts: 32. "
+                "None = the paper's formula (scale alpha)."})
     svd_method: str = field(default="randomized", metadata={"help": f"One of {SVD_METHODS}."})
     svd_dtype: str = field(default="float32", metadata={"help": f"Arithmetic of the SVD: one of {tuple(SVD_DTYPES)}."})
     svd_power_iters: int = field(default=6, metadata={"help": "Power iterations of the randomized SVD."})
@@ -68,6 +77,10 @@ class TinyLoRAConfig:
             errors.append(f"svd_dtype={self.svd_dtype!r} must be one of {tuple(SVD_DTYPES)}")
         if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or self.alpha == 0:
             errors.append(f"alpha={self.alpha!r} must be a non-zero number (1.0 = the paper's formula)")
+        if self.lora_alpha is not None and (not isinstance(self.lora_alpha, (int, float))
+                                            or isinstance(self.lora_alpha, bool) or self.lora_alpha == 0):
+            errors.append(f"lora_alpha={self.lora_alpha!r} must be a non-zero number (the authors' scripts: 32) "
+                          "or None (the paper's formula)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             errors.append(f"seed={self.seed!r} must be an integer")
         for name in ("svd_power_iters", "svd_oversample"):
@@ -77,6 +90,15 @@ class TinyLoRAConfig:
         if errors:
             raise TinyLoRAConfigError("invalid TinyLoRAConfig:\n  - " + "\n  - ".join(errors))
         self.alpha = float(self.alpha)
+        if self.lora_alpha is not None:
+            self.lora_alpha = float(self.lora_alpha)
+
+    def scale(self, projection_dim: int) -> float:
+        """The factor in front of U diag(S) M V^T for modules whose v has `projection_dim` (u) entries:
+        alpha, or alpha * lora_alpha / sqrt(r u) in the authors' convention (lora_alpha set)."""
+        if self.lora_alpha is None:
+            return self.alpha
+        return self.alpha * self.lora_alpha / math.sqrt(self.frozen_rank * projection_dim)
 
     @property
     def svd_options(self) -> SVDOptions:

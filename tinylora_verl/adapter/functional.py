@@ -10,7 +10,8 @@ Notation (Morris et al., arXiv:2602.04118, eq. for TinyLoRA):
     V  [in, r]     top-r right singular vectors of W
     P  [u, r, r]   fixed random mixing matrices, P_i ~ N(0, 1/r) entrywise
     v  [u]         the only trainable numbers (shared by a group of modules)
-    alpha          scale, 1.0 by default (the paper's formula has no scale)
+    alpha          scale, 1.0 by default (the paper's formula has no scale); TinyLoRAConfig.scale(u)
+                   gives the one a module gets (the authors' convention: lora_alpha / sqrt(r u))
 
 Everything here runs in float32 (or float64 when given float64); callers cast back.
 """

@@ -211,7 +211,8 @@ def apply_tinylora(model: nn.Module, config: TinyLoRAConfig | None = None, *,
         else:
             f = svd_factors(W, config.frozen_rank, opts)
         P = random_projections(name, config.seed, plan.projection_dim, config.frozen_rank).to(f.U.dtype)
-        layer = TinyLoRALinear(module, f.U, f.S, f.V, P.to(W.device), plan.group_of[name], vectors, config.alpha)
+        layer = TinyLoRALinear(module, f.U, f.S, f.V, P.to(W.device), plan.group_of[name], vectors,
+                               config.scale(plan.projection_dim))
         _set_submodule(model, name, layer)
         layers[name] = layer
     model.add_module(CONTAINER, vectors)

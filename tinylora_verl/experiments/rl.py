@@ -8,6 +8,7 @@ Overrides per run (then the spec's rl.overrides, which win):
     trainer.default_local_dir=<run>/verl   trainer.experiment_name=<run name>
     trainer.save_freq=${trainer.total_training_steps}      (the final model is what gets evaluated)
     tinylora:  tinylora.enable=true tinylora.budget=<B> tinylora.seed=<seed> tinylora.tie_mode/frozen_rank
+               tinylora.lora_alpha=<32 | null>   (the LR's scale: spec.py; null when the settings have none)
     lora:      tinylora.enable=false actor_rollout_ref.model.lora_rank=1     (verl's own LoRA path)
     full:      tinylora.enable=false                                         (verl's plain actor)
 The final model: TinyLoRA -> the adapter our engine saves with verl's last checkpoint
@@ -50,6 +51,8 @@ def overrides(settings: dict, run_dir: str | Path, model_path: str | None = None
         tiny = settings.get("tinylora") or {}
         out += ["tinylora.enable=true", f"tinylora.budget={settings['budget']}", f"tinylora.seed={seed}"]
         out += [f"tinylora.{k}={tiny[k]}" for k in ("tie_mode", "frozen_rank") if k in tiny]
+        lora_alpha = tiny.get("lora_alpha")
+        out += [f"tinylora.lora_alpha={'null' if lora_alpha is None else lora_alpha}"]
     elif kind == "lora":
         out += ["tinylora.enable=false", "actor_rollout_ref.model.lora_rank=1"]
     elif kind == "full":

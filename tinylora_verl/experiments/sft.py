@@ -5,8 +5,8 @@
     save_trainable(trainable, out_dir, tokenizer_dir=...)
 
 Kinds (what is trainable):
-- tinylora: `apply_tinylora` with the budget (planner: u and tie factor), tie mode, frozen rank r and seed
-  — only the v vectors train;
+- tinylora: `apply_tinylora` with the budget (planner: u and tie factor), tie mode, frozen rank r, seed and
+  scale (`tinylora_lora_alpha`: the authors' scale, TinyLoRAConfig.lora_alpha) — only the v vectors train;
 - lora: a peft LoRA of rank `lora_rank` on the same seven projections (lora_alpha as verl's default, 16);
 - full: every parameter.
 Objective: objective.py (masked next-token loss, token mean over the batch's response tokens).
@@ -37,6 +37,8 @@ class SFTConfig:
     budget: int | None = field(default=13, metadata={"help": "TinyLoRA trainable parameters (planner)"})
     tie_mode: str = field(default="tiled", metadata={"help": "TinyLoRA tie mode"})
     frozen_rank: int = field(default=2, metadata={"help": "TinyLoRA r"})
+    tinylora_lora_alpha: float | None = field(default=None, metadata={
+        "help": "TinyLoRA: the authors' scale (TinyLoRAConfig.lora_alpha; a sweep sets 32); None = the paper's formula"})
     lora_rank: int = field(default=1, metadata={"help": "rank of the LoRA baseline"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (verl's default)"})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
@@ -98,7 +100,8 @@ def prepare_trainable(model: torch.nn.Module, cfg: SFTConfig) -> Trainable:
     """Make `cfg.kind`'s parameters trainable (in place) and freeze the rest."""
     if cfg.kind == "tinylora":
         handle = apply_tinylora(model, TinyLoRAConfig(budget=cfg.budget, frozen_rank=cfg.frozen_rank,
-                                                       tie_mode=cfg.tie_mode, seed=cfg.seed))
+                                                       tie_mode=cfg.tie_mode, seed=cfg.seed,
+                                                       lora_alpha=cfg.tinylora_lora_alpha))
         return Trainable("tinylora", model, handle.trainable_parameters(), handle)
     if cfg.kind == "lora":
         from peft import LoraConfig, get_peft_model

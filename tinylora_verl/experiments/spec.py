@@ -6,15 +6,21 @@ YAML (every key optional but `model` and `task`; defaults below):
     task: {kind: arithmetic, op: add}          # or {kind: files, train: .., val: .., tests: {gsm8k: ..}}
     methods: [rl, sft]
     budgets: [1, 13, 120, 1000, 10000]         # TinyLoRA trainable parameters
-    lrs: [1.0e-7, 5.0e-7, 1.0e-6, 5.0e-6, 1.0e-5, 1.0e-4, 2.0e-4]   # the paper's grid
+    lrs: [1.0e-7, 5.0e-7, 1.0e-6, 5.0e-6, 1.0e-5, 1.0e-4, 2.0e-4]   # the paper's grid, in the authors' scale
     seeds: [0, 1, 2]
     baselines: [lora, full]        # rank-1 LoRA, full fine-tune (each over baseline_lrs x seeds)
     baseline_lrs: null             # null = lrs
     base_eval: true                # one run that only evaluates the untrained model (the figure's base line)
-    tinylora: {tie_mode: tiled, frozen_rank: 2}
+    tinylora: {tie_mode: tiled, frozen_rank: 2, lora_alpha: 32}
     sft: {steps: .., batch_size: .., ...}      # experiments/sft.py SFTConfig fields
     rl: {config_name: cpu_demo, overrides: [trainer.total_training_steps=6]}   # Hydra (tinylora-verl train)
     eval: {backend: auto, temperature: 1.0, top_p: 0.95, max_tokens: 4096}  # experiments/evaluate.py
+
+Learning rates are in the authors' scale: `tinylora.lora_alpha: 32` (their scripts' lora_alpha) gives each
+TinyLoRA module the factor 32 / sqrt(r u) (TinyLoRAConfig.lora_alpha; u from the planner, per budget), so
+a TinyLoRA LR means what it means in their scripts, for RL and SFT alike (docs/parity.md, "The authors'
+scale"). `tinylora.lora_alpha: null` = the paper's formula (factor 1): the same physical step then needs
+the LR times 32 / sqrt(r u). The baselines (LoRA, full) are not TinyLoRA and do not use it.
 
 Runs and their directory names (deterministic, from the parameters):
     base                          untrained model, evaluated only
@@ -40,12 +46,14 @@ PAPER_LRS = [1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4, 2e-4]
 DEFAULTS = {
     "methods": ["rl", "sft"], "budgets": [1, 13, 120, 1000, 10000], "lrs": PAPER_LRS, "seeds": [0, 1, 2],
     "baselines": [], "baseline_lrs": None, "base_eval": True,
-    "tinylora": {"tie_mode": "tiled", "frozen_rank": 2},
+    "tinylora": {"tie_mode": "tiled", "frozen_rank": 2, "lora_alpha": 32.0},
     "sft": {}, "rl": {"config_name": "cpu_demo", "overrides": []}, "eval": {},
 }
 TOP_KEYS = ("model", "task", *DEFAULTS)
 # SFTConfig fields set per run by the sweep, not in the spec's sft block
-PER_RUN_SFT = ("kind", "budget", "lr", "seed", "tie_mode", "frozen_rank")
+PER_RUN_SFT = ("kind", "budget", "lr", "seed", "tie_mode", "frozen_rank", "tinylora_lora_alpha")
+# the spec's tinylora keys (each a TinyLoRAConfig field; lora_alpha is SFTConfig's tinylora_lora_alpha)
+TINYLORA_KEYS = ("tie_mode", "frozen_rank", "lora_alpha")
 
 
 @dataclass(frozen=True)
@@ -105,8 +113,12 @@ def validate(spec: dict) -> dict:
     for b in full["baselines"] if isinstance(full["baselines"], list) else [full["baselines"]]:
         if b not in BASELINES:
             errors.append(f"baselines: {b!r} is not one of {BASELINES}")
-    extra = sorted(set(full["tinylora"]) - {"tie_mode", "frozen_rank"})
-    errors += [f"tinylora.{k} is not a sweep setting (valid: tie_mode, frozen_rank)" for k in extra]
+    extra = sorted(set(full["tinylora"]) - set(TINYLORA_KEYS))
+    errors += [f"tinylora.{k} is not a sweep setting (valid: {', '.join(TINYLORA_KEYS)})" for k in extra]
+    la = full["tinylora"].get("lora_alpha")
+    if la is not None and (not isinstance(la, (int, float)) or isinstance(la, bool) or la == 0):
+        errors.append(f"tinylora.lora_alpha: {la!r} is not a non-zero number (32: the authors' scale) or null "
+                      "(the paper's formula)")
     errors += [f"sft.{k} is set per run by the sweep; remove it" for k in PER_RUN_SFT if k in full["sft"]]
     if not errors:
         for label, check in (("sft", lambda: SFTConfig.from_dict({**full["sft"], "budget": 1})),
@@ -141,7 +153,8 @@ def run_settings(spec: dict, run: Run, task_files: dict) -> dict:
                 "seed": run.seed, "model": spec["model"], "task": spec["task"], "data": task_files,
                 "eval": asdict(EvalConfig.from_dict(spec["eval"]))}
     if run.kind == "tinylora":
-        settings["tinylora"] = dict(spec["tinylora"])
+        # lora_alpha null (the paper's formula) is left out: the settings of runs recorded before the key existed
+        settings["tinylora"] = {k: v for k, v in spec["tinylora"].items() if not (k == "lora_alpha" and v is None)}
     if run.method == "sft":
         settings["sft"] = dict(spec["sft"])
     if run.method == "rl":
@@ -154,7 +167,8 @@ def sft_config(settings: dict) -> SFTConfig:
     tiny = settings.get("tinylora") or {}
     return SFTConfig.from_dict({**settings.get("sft", {}), "kind": settings["kind"], "budget": settings["budget"],
                                 "lr": settings["lr"], "seed": settings["seed"],
-                                **({k: tiny[k] for k in ("tie_mode", "frozen_rank") if k in tiny})})
+                                **({k: tiny[k] for k in ("tie_mode", "frozen_rank") if k in tiny}),
+                                "tinylora_lora_alpha": tiny.get("lora_alpha")})
 
 
 def spec_fields() -> dict[str, list[str]]:
