@@ -16,8 +16,9 @@ verl validates on the 16 held-out problems (8 samples each at T=0.7) before the 
 last; the summary prints that accuracy at both points.
 
 What to expect (measured, README "Measured"): responses are cut at 16 tokens, so the base model's
-rambling answers mostly end on some other number: 12.5% held-out accuracy before training. In 10 steps
-the training reward went from 0.22 to 0.42-0.53 and the held-out accuracy to 46.9%, in 12.1 min.
+rambling answers mostly end on some other number: 12.5-22% held-out accuracy before training (two runs).
+In 10 steps the training reward went from about 0.2 to 0.42-0.63 and the held-out accuracy to 44-47%, in
+12-14 min.
 
 A fresh run directory is used each time (verl would otherwise resume from the last demo's checkpoint).
 Budget: ≤ 15 min on 2 CPU cores (≈ 2.5 min start-up: Ray, model load + SVD, vLLM engine, first
