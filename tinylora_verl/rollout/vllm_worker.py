@@ -19,14 +19,15 @@ Every stream also passes through a `VectorSyncReceiver` (tinylora_verl/sync/rece
 `tinylora.sync_mode: vector` it keeps the base weights and factors of the setup stream and, for each
 later stream (v only), rebuilds the merged adapted weights, which are then loaded like received ones.
 Plain streams pass through untouched. On a GPU platform buckets are loaded as they arrive with verl's
-`_update_weights` (as verl's extension does) and `process_weights_after_loading` runs once at the end;
-on CPU everything goes through one `reload_weights` call.
+`_update_weights` (as verl's extension does), rebuilt modules one at a time, and
+`process_weights_after_loading` runs once at the end; on CPU everything goes through one lazy
+`reload_weights` call. The receiver also refuses a partial stream (delta, vector) after a level-2 sleep
+discarded the weights (`tinylora_weights_discarded`, called by our server); any error inside the stream
+is raised only once the sender has finished, so a refusal never leaves the trainer waiting.
+A *verify* stream is compared with the engine's weights and never loaded (rollout/verify.py).
 
 `tinylora_dump_weights(path)` writes the weights the engine *computes with* under HF names to a
-safetensors file, for tests: each Linear is read back by applying the layer's own kernel to an
-identity matrix (x = I gives x Wᵀ = Wᵀ exactly in fp32 and bf16, since every output is one product
-with 1 plus exact zeros), so packed CPU kernels are covered; fused layers are split back into their
-HF parts with the model's `packed_modules_mapping`; other parameters are read directly.
+safetensors file, for tests (rollout/vllm_weights.py: each Linear read back through its own kernel).
 """
 
 from __future__ import annotations
