@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .vllm_weights import _linear_modules, _vocab_rows
+from .vllm_weights import _linear_modules, _vocab_rows, linear_weight
 
 
 def _tp() -> tuple[int, int]:
@@ -76,12 +76,7 @@ class WeightVerifier:
         if self._module_cache[0] == mod_name:
             return self._module_cache[1]
         module = self.model.get_submodule(mod_name)
-        params = [p for p in module.parameters(recurse=False) if p.is_floating_point()]
-        dtype = params[0].dtype if params else torch.float32
-        device = params[0].device if params else "cpu"
-        eye = torch.eye(module.input_size_per_partition, dtype=dtype, device=device)
-        w = module.quant_method.apply(module, eye, bias=None).t()
-        del eye
+        w = linear_weight(module)
         sizes = list(getattr(module, "output_partition_sizes", None) or [w.shape[0]])
         out = {}
         for i, chunk in enumerate(torch.split(w, sizes, dim=0)):

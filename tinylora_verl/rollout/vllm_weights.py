@@ -28,6 +28,17 @@ def _linear_modules(model):
 
 
 @torch.no_grad()
+def linear_weight(module, device: torch.device | str | None = None) -> torch.Tensor:
+    """The [N, K] weight a vLLM Linear computes with: its own kernel applied to an identity matrix (this
+    worker's shard; fused layers come back stacked in `output_partition_sizes` order)."""
+    first = next((p for p in module.parameters(recurse=False) if p.is_floating_point()), None)
+    dtype = first.dtype if first is not None else torch.float32
+    dev = device if device is not None else (first.device if first is not None else "cpu")
+    eye = torch.eye(module.input_size_per_partition, dtype=dtype, device=dev)   # [K, K]
+    return module.quant_method.apply(module, eye, bias=None).t().contiguous()  # [N, K]
+
+
+@torch.no_grad()
 def effective_weights(model, device: torch.device | str | None = None) -> Iterator[tuple[str, torch.Tensor]]:
     """(HF name, weight as the engine computes with it) for every weight of `model`, one at a time.
 
@@ -37,15 +48,8 @@ def effective_weights(model, device: torch.device | str | None = None) -> Iterat
     packed = getattr(model, "packed_modules_mapping", {}) or {}
     linear_params = set()
     for mod_name, module in _linear_modules(model):
-        params = list(module.named_parameters(recurse=False))
-        linear_params.update(f"{mod_name}.{p}" for p, _ in params)
-        k = module.input_size_per_partition
-        first = next((p for _, p in params if p.is_floating_point()), None)
-        dtype = first.dtype if first is not None else torch.float32
-        dev = device if device is not None else (first.device if first is not None else "cpu")
-        eye = torch.eye(k, dtype=dtype, device=dev)                               # [K, K]
-        w = module.quant_method.apply(module, eye, bias=None).t().contiguous()    # [N, K]
-        del eye
+        linear_params.update(f"{mod_name}.{p}" for p, _ in module.named_parameters(recurse=False))
+        w = linear_weight(module, device)
         leaf = mod_name.rsplit(".", 1)[-1]
         parts = packed.get(leaf)
         sizes = getattr(module, "output_partition_sizes", None)
