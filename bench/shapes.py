@@ -23,8 +23,13 @@ from tinylora_verl.adapter.svd import SVDOptions, svd_factors
 
 SHAPES = {
     # Qwen2.5-7B-Instruct config.json: 28 layers x 7 projections = 196 modules
-    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_attention_heads=28, num_key_value_heads=4,
-                       rope_theta=1_000_000.0),
+    "qwen2.5-7b": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        rope_theta=1_000_000.0,
+    ),
 }
 # decoder layers of each entry (not in SHAPES: run_shapes builds a 1-layer model from those keys)
 NUM_LAYERS = {"qwen2.5-7b": 28}
@@ -34,8 +39,15 @@ def projection_shapes(shape: dict) -> list[tuple[str, int, int]]:
     """(name, out_features, in_features) of the 7 TinyLoRA targets of one Llama/Qwen2 decoder layer."""
     hidden, inter = shape["hidden_size"], shape["intermediate_size"]
     kv = shape["num_key_value_heads"] * (hidden // shape["num_attention_heads"])
-    return [("q_proj", hidden, hidden), ("k_proj", kv, hidden), ("v_proj", kv, hidden), ("o_proj", hidden, hidden),
-            ("gate_proj", inter, hidden), ("up_proj", inter, hidden), ("down_proj", hidden, inter)]
+    return [
+        ("q_proj", hidden, hidden),
+        ("k_proj", kv, hidden),
+        ("v_proj", kv, hidden),
+        ("o_proj", hidden, hidden),
+        ("gate_proj", inter, hidden),
+        ("up_proj", inter, hidden),
+        ("down_proj", hidden, inter),
+    ]
 
 
 def _sync(device: torch.device) -> None:
@@ -47,11 +59,18 @@ def run_shapes(name: str, tokens: int, rounds: int, device: str | None, log) -> 
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from bench.workloads import tinylora_config
+
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32    # bf16 is what a GPU trains in
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32  # bf16 is what a GPU trains in
     shape = SHAPES[name]
-    cfg = Qwen2Config(**shape, num_hidden_layers=1, vocab_size=1024, max_position_embeddings=max(4096, tokens),
-                      tie_word_embeddings=False, attn_implementation="sdpa")
+    cfg = Qwen2Config(
+        **shape,
+        num_hidden_layers=1,
+        vocab_size=1024,
+        max_position_embeddings=max(4096, tokens),
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
+    )
     torch.manual_seed(0)
     with torch.device(dev):
         frozen = Qwen2ForCausalLM(cfg).to(dtype)
@@ -66,8 +85,10 @@ def run_shapes(name: str, tokens: int, rounds: int, device: str | None, log) -> 
     _sync(dev)
     init_s = time.perf_counter() - t0
     ids = torch.randint(0, cfg.vocab_size, (1, tokens), generator=torch.Generator().manual_seed(0)).to(dev)
-    log(f"{name}: one decoder layer {shape}, {tokens} tokens, {dev} {dtype}; "
-        f"{len(handle.layers)} adapted modules, init {init_s:.2f}s")
+    log(
+        f"{name}: one decoder layer {shape}, {tokens} tokens, {dev} {dtype}; "
+        f"{len(handle.layers)} adapted modules, init {init_s:.2f}s"
+    )
 
     def step(model, trainable):
         def run():
@@ -75,24 +96,35 @@ def run_shapes(name: str, tokens: int, rounds: int, device: str | None, log) -> 
                 p.grad = None
             model(input_ids=ids, labels=ids).loss.backward()
             _sync(dev)
+
         return run
 
-    times = measure.interleaved({"frozen": step(frozen, []),
-                                 "tinylora": step(adapted, handle.trainable_parameters())}, rounds, log=log)
+    times = measure.interleaved(
+        {"frozen": step(frozen, []), "tinylora": step(adapted, handle.trainable_parameters())},
+        rounds,
+        log=log,
+    )
     del frozen, adapted, handle
 
     W = torch.randn(shape["hidden_size"], shape["intermediate_size"], device=dev, dtype=torch.float32)
     svd_s = {}
-    for method in ("randomized", "exact", "randomized"):    # randomized twice: the first call warms up
+    for method in ("randomized", "exact", "randomized"):  # randomized twice: the first call warms up
         _sync(dev)
         t0 = time.perf_counter()
         svd_factors(W, 2, SVDOptions(method=method))
         _sync(dev)
         svd_s[method] = time.perf_counter() - t0
-    log(f"SVD of a random {tuple(W.shape)} matrix: randomized {svd_s['randomized']:.3f}s, exact {svd_s['exact']:.3f}s")
+    log(
+        f"SVD of a random {tuple(W.shape)} matrix: randomized {svd_s['randomized']:.3f}s, exact {svd_s['exact']:.3f}s"
+    )
     return {
-        "shape": name, "device": str(dev), "dtype": str(dtype), "tokens": tokens, "init_seconds": init_s,
-        "fwd_bwd_seconds": times, "svd_seconds": svd_s,
+        "shape": name,
+        "device": str(dev),
+        "dtype": str(dtype),
+        "tokens": tokens,
+        "init_seconds": init_s,
+        "fwd_bwd_seconds": times,
+        "svd_seconds": svd_s,
         "layer_fwd_bwd_ratio": measure.paired_ratio(times, "tinylora", "frozen"),
         "svd_speedup": svd_s["exact"] / svd_s["randomized"],
     }

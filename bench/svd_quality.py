@@ -35,10 +35,10 @@ def max_principal_angle(Q1: torch.Tensor, Q2: torch.Tensor) -> float:
 @dataclass
 class Reference:
     name: str
-    weight: torch.Tensor     # [out, in] float32 (as in the model)
-    U: torch.Tensor          # [out, r] float64
-    V: torch.Tensor          # [in, r] float64
-    rel_gap: float           # (sigma_r - sigma_{r+1}) / sigma_r
+    weight: torch.Tensor  # [out, in] float32 (as in the model)
+    U: torch.Tensor  # [out, r] float64
+    V: torch.Tensor  # [in, r] float64
+    rel_gap: float  # (sigma_r - sigma_{r+1}) / sigma_r
 
 
 def exact_references(named_weights, r: int) -> list[Reference]:
@@ -66,7 +66,8 @@ def angle_report(refs: list[Reference], r: int, opts: SVDOptions) -> dict:
                 worst[key] = (a, ref)
     return {
         "options": {"power_iters": opts.power_iters, "oversample": opts.oversample, "dtype": opts.dtype},
-        "max_angle_U": worst["U"][0], "max_angle_V": worst["V"][0],
+        "max_angle_U": worst["U"][0],
+        "max_angle_V": worst["V"][0],
         "worst_U_module": worst["U"][1].name if worst["U"][1] else None,
         "worst_U_rel_gap": worst["U"][1].rel_gap if worst["U"][1] else None,
         "worst_V_module": worst["V"][1].name if worst["V"][1] else None,

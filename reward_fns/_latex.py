@@ -24,7 +24,7 @@ def _brace_pairs(text: str, start: int) -> dict[int, int]:
     stack: list[int] = []
     pairs: dict[int, int] = {}
     for m in _BRACE_RE.finditer(text, start):
-        if len(m.group(1)) % 2 == 1:      # \{ or \} : a literal brace
+        if len(m.group(1)) % 2 == 1:  # \{ or \} : a literal brace
             continue
         pos = m.start(2)
         if m.group(2) == "{":
@@ -41,7 +41,7 @@ def _bare_content(text: str, pos: int) -> str | None:
     while pos < len(text) and text[pos] in " \t":
         pos += 1
     m = _BARE_END_RE.search(text, pos)
-    content = text[pos:m.start() if m else len(text)]
+    content = text[pos : m.start() if m else len(text)]
     return content or None
 
 
@@ -62,7 +62,7 @@ def boxed_all(text: str) -> list[str]:
             pos = brace
             close = pairs.get(pos)
             if close is not None:
-                out.append(text[pos + 1:close])
+                out.append(text[pos + 1 : close])
         else:
             bare = _bare_content(text, pos)
             if bare is not None:

@@ -33,22 +33,28 @@ from functools import lru_cache
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 60.0
-MAX_FAILED_STARTS = 3          # then stop trying: math answers are compared as strings only
+MAX_FAILED_STARTS = 3  # then stop trying: math answers are compared as strings only
 _READY = {"ready": True}
 
 
 # ----------------------------------------------------------------------------------------- child side
 
+
 @lru_cache(maxsize=4096)
 def _parse(text: str):
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
-    return parse("\\boxed{" + text + "}", extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
-                 parsing_timeout=None)
+
+    return parse(
+        "\\boxed{" + text + "}",
+        extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()],
+        parsing_timeout=None,
+    )
 
 
 def verify_in_process(pred: str, gold: str) -> bool | None:
     """math-verify's verdict on `pred` vs `gold` (box contents), with no time limit; None if unparseable."""
     from math_verify import verify
+
     gold_parsed, pred_parsed = _parse(gold), _parse(pred)
     if not gold_parsed or not pred_parsed:
         return None
@@ -58,10 +64,13 @@ def verify_in_process(pred: str, gold: str) -> bool | None:
 def serve() -> None:
     """Child main loop: one JSON request per line on stdin, one JSON reply per line on stdout."""
     import logging
-    logging.disable(logging.WARNING)           # math-verify warns on every disabled timeout
+
+    logging.disable(logging.WARNING)  # math-verify warns on every disabled timeout
     out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)                              # stray prints from libraries must not corrupt the protocol
-    verify_in_process("\\frac{1}{2}", "0.5")  # first parse builds the LaTeX parser (~1 s): do it before "ready"
+    os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
+    verify_in_process(
+        "\\frac{1}{2}", "0.5"
+    )  # first parse builds the LaTeX parser (~1 s): do it before "ready"
     out.write(json.dumps(_READY) + "\n")
     for line in sys.stdin:
         try:
@@ -69,10 +78,13 @@ def serve() -> None:
             result = verify_in_process(req["pred"], req["gold"])
         except Exception:  # noqa: BLE001 - a bad expression is a non-verdict, not a dead worker
             result = None
-        out.write(json.dumps({"id": req.get("id") if isinstance(req, dict) else None, "equal": result}) + "\n")
+        out.write(
+            json.dumps({"id": req.get("id") if isinstance(req, dict) else None, "equal": result}) + "\n"
+        )
 
 
 # ---------------------------------------------------------------------------------------- parent side
+
 
 class _Child:
     """One `python -m reward_fns._verify_worker` process and its stdout buffer."""
@@ -81,8 +93,13 @@ class _Child:
         root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen([sys.executable, "-m", "reward_fns._verify_worker"], env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reward_fns._verify_worker"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         self.buf = b""
         self.ready = False
 
@@ -99,7 +116,7 @@ class _Child:
             if not ready:
                 return None
             chunk = os.read(fd, 65536)
-            if not chunk:                      # child died
+            if not chunk:  # child died
                 return None
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
@@ -135,8 +152,8 @@ class VerifyWorker:
         self._standby: _Child | None = None
         self._next_id = 0
         self._pid = os.getpid()
-        self.restarts = 0          # how many times a child was killed (for tests and logs)
-        self.failed_starts = 0     # consecutive children that never became ready
+        self.restarts = 0  # how many times a child was killed (for tests and logs)
+        self.failed_starts = 0  # consecutive children that never became ready
 
     def _new_child(self) -> _Child | None:
         try:
@@ -165,7 +182,7 @@ class VerifyWorker:
 
     def equal(self, pred: str, gold: str, timeout_s: float) -> bool | None:
         with self._lock:
-            if self._pid != os.getpid():       # inherited through fork: never share the parent's pipes
+            if self._pid != os.getpid():  # inherited through fork: never share the parent's pipes
                 self._active, self._standby, self._pid = None, None, os.getpid()
             if not self._ensure_ready():
                 return None
@@ -183,7 +200,7 @@ class VerifyWorker:
             if not isinstance(reply, dict) or reply.get("id") != self._next_id:
                 self.restarts += 1
                 child.kill()
-                self._active = None            # the standby takes over on the next call
+                self._active = None  # the standby takes over on the next call
                 return None
             return reply.get("equal")
 

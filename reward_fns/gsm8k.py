@@ -22,8 +22,10 @@ from reward_fns._latex import last_boxed
 # A number: optional sign, digits with well-formed thousands commas or plain digits, optional decimals;
 # or a bare decimal like .5. Currency signs, %, units and trailing periods are simply not part of it.
 # A minus sign counts only when it does not follow a word or a closing bracket ("5-3" is 5 and 3).
-_NUMBER_RE = re.compile(r"(?:(?<![\w)\]}])-)?"
-                        r"(?:(?<![\d.])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<![\d.])\.\d+)")
+_NUMBER_RE = re.compile(
+    r"(?:(?<![\w)\]}])-)?"
+    r"(?:(?<![\d.])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<![\d.])\.\d+)"
+)
 _MARKER = "####"
 _CANON_RE = re.compile(r"(-?)(\d*)(?:\.(\d+))?")
 
@@ -62,7 +64,7 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
         if nums:
             return normalize_number(nums[-1])
     m = None
-    for m in _NUMBER_RE.finditer(text):
+    for m in _NUMBER_RE.finditer(text):  # noqa: B007 -- keeps the last match
         pass
     return normalize_number(m.group(0)) if m is not None else None
 
@@ -76,8 +78,9 @@ def normalize_ground_truth(ground_truth) -> str | None:
     return extract_answer(ground_truth.strip(), strict=False)
 
 
-def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_info=None,
-                  strict: bool = False, **kwargs) -> float:
+def compute_score(
+    data_source=None, solution_str=None, ground_truth=None, extra_info=None, strict: bool = False, **kwargs
+) -> float:
     """1.0 if the response's final answer equals the reference answer, else 0.0.
 
     strict: only accept an answer written after `####` (no boxed/last-number fallback).

@@ -23,11 +23,13 @@ import re
 from reward_fns._latex import last_boxed
 from reward_fns._verify_worker import shared_worker
 
-DEFAULT_TIMEOUT_S = 2.0          # same as config/reward/math.yaml; typical checks take 1-30 ms
-MAX_VERIFY_CHARS = 1000      # longer "answers" are not worth a symbolic check (string comparison only)
+DEFAULT_TIMEOUT_S = 2.0  # same as config/reward/math.yaml; typical checks take 1-30 ms
+MAX_VERIFY_CHARS = 1000  # longer "answers" are not worth a symbolic check (string comparison only)
 
-_DROP = re.compile(r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\displaystyle|\\[!,;: ]|~|\\\$|\$"
-                   r"|\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\%|%")
+_DROP = re.compile(
+    r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\displaystyle|\\[!,;: ]|~|\\\$|\$"
+    r"|\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\%|%"
+)
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _FRAC = re.compile(r"\\[dt]frac(?![a-zA-Z])")
 _LEADING_VAR = re.compile(r"^[a-zA-Z]\s*=(?!=)")
@@ -46,7 +48,7 @@ def normalize(answer: str) -> str:
     s = s.replace("{,}", ",")
     s = _FRAC.sub(r"\\frac", s)
     s = _DROP.sub("", s)
-    for _ in range(3):                       # \text{\textbf{x}}: unwrap a few levels, no more
+    for _ in range(3):  # \text{\textbf{x}}: unwrap a few levels, no more
         s, n = _TEXT_WRAP.subn(r"\1", s)
         if not n:
             break
@@ -54,7 +56,7 @@ def normalize(answer: str) -> str:
     s = s.rstrip(".")
     s = _LEADING_VAR.sub("", s)
     while len(s) >= 2 and s[0] == "{" and s[-1] == "}" and last_boxed("\\boxed" + s) == s[1:-1]:
-        s = s[1:-1]                          # outer braces that group the whole answer
+        s = s[1:-1]  # outer braces that group the whole answer
     if _THOUSANDS.match(s):
         s = s.replace(",", "")
     return s
@@ -82,8 +84,14 @@ def is_equiv(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool
     return shared_worker().equal(pred, gold, timeout_s) is True
 
 
-def compute_score(data_source=None, solution_str=None, ground_truth=None, extra_info=None,
-                  timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs) -> float:
+def compute_score(
+    data_source=None,
+    solution_str=None,
+    ground_truth=None,
+    extra_info=None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    **kwargs,
+) -> float:
     """1.0 if the last boxed answer of `solution_str` equals `ground_truth`, else 0.0.
 
     timeout_s: hard limit on the symbolic check of one call (set from Hydra via reward_kwargs).

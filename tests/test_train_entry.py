@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(args, cwd):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("args", [["-m", "tinylora_verl.main"], ["-m", "tinylora_verl.cli", "train"]])
@@ -25,7 +27,7 @@ def test_cfg_job_from_elsewhere(tmp_path, args):
     out = res.stdout
     assert "trainer_mode: tinylora_sync" in out and "adv_estimator: grpo" in out
     assert re.search(r"^tinylora:\n(  .*\n)*  budget: 26$", out, re.M)
-    assert "ppo_mini_batch_size" in out           # verl's ppo_trainer was composed underneath
+    assert "ppo_mini_batch_size" in out  # verl's ppo_trainer was composed underneath
 
 
 def test_every_field_has_a_comment():
@@ -45,15 +47,24 @@ def test_every_field_has_a_comment():
     assert not missing, "fields without a comment above them:\n" + "\n".join(missing)
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("tinylora.sync_mode=vectr", "sync_mode='vectr'"),
-    ("+tinylora.rnak=2", "unknown TinyLoRA settings"),
-    # FSDP1 is refused, not run into a device error later
-    ("actor_rollout_ref.actor.strategy=fsdp", "actor_rollout_ref.actor.strategy=fsdp: TinyLoRA runs on FSDP2 only"),
-    # verl's sync trainer forces the colocated 'naive' sync: another backend would be silently ignored
-    ("actor_rollout_ref.rollout.checkpoint_engine.backend=nccl", "checkpoint_engine.backend=nccl"),
-    ("actor_rollout_ref.rollout.checkpoint_engine.custom_backend_module=my.mod", "custom_backend_module=my.mod"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("tinylora.sync_mode=vectr", "sync_mode='vectr'"),
+        ("+tinylora.rnak=2", "unknown TinyLoRA settings"),
+        # FSDP1 is refused, not run into a device error later
+        (
+            "actor_rollout_ref.actor.strategy=fsdp",
+            "actor_rollout_ref.actor.strategy=fsdp: TinyLoRA runs on FSDP2 only",
+        ),
+        # verl's sync trainer forces the colocated 'naive' sync: another backend would be silently ignored
+        ("actor_rollout_ref.rollout.checkpoint_engine.backend=nccl", "checkpoint_engine.backend=nccl"),
+        (
+            "actor_rollout_ref.rollout.checkpoint_engine.custom_backend_module=my.mod",
+            "custom_backend_module=my.mod",
+        ),
+    ],
+)
 def test_bad_tinylora_block_is_one_line_exit_2(tmp_path, override, needle):
     res = _run(["-m", "tinylora_verl.main", override], cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-3000:]

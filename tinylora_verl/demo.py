@@ -38,10 +38,17 @@ from pathlib import Path
 from .verl_seam.trainer_files import METRICS_FILE, VAL_FILE, adapter_dirs, read_rows
 
 DEFAULT_ROOT = Path.home() / ".cache" / "tinylora_verl" / "runs"
-COLUMNS = (("step", "step", "{:d}"), ("reward", "reward", "{:.3f}"), ("resp len", "response_len", "{:.0f}"),
-           ("gen s", "t_gen", "{:.1f}"), ("logprob s", "t_old_logprob", "{:.1f}"),
-           ("update s", "t_update", "{:.1f}"), ("sync s", "t_sync", "{:.2f}"), ("sync bytes", "sync_bytes", "{:,.0f}"),
-           ("step s", "t_step", "{:.1f}"))
+COLUMNS = (
+    ("step", "step", "{:d}"),
+    ("reward", "reward", "{:.3f}"),
+    ("resp len", "response_len", "{:.0f}"),
+    ("gen s", "t_gen", "{:.1f}"),
+    ("logprob s", "t_old_logprob", "{:.1f}"),
+    ("update s", "t_update", "{:.1f}"),
+    ("sync s", "t_sync", "{:.2f}"),
+    ("sync bytes", "sync_bytes", "{:,.0f}"),
+    ("step s", "t_step", "{:.1f}"),
+)
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -69,8 +76,12 @@ def validation_lines(rows: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinylora_verl.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=None,
-                        help="GRPO steps (default: trainer.total_training_steps of config/cpu_demo.yaml, 6)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="GRPO steps (default: trainer.total_training_steps of config/cpu_demo.yaml, 6)",
+    )
     parser.add_argument("--out", help=f"run directory (default {DEFAULT_ROOT}/demo-<time>)")
     args, overrides = parser.parse_known_args(argv)
     run_dir = Path(args.out) if args.out else DEFAULT_ROOT / time.strftime("demo-%Y%m%d-%H%M%S")
@@ -78,8 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {run_dir} is not empty; give a new --out (verl would resume from it)", file=sys.stderr)
         return 2
     steps = [f"trainer.total_training_steps={args.steps}"] if args.steps else []
-    cmd = [sys.executable, "-m", "tinylora_verl.main", f"trainer.default_local_dir={run_dir}",
-           "trainer.experiment_name=demo", *steps, *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tinylora_verl.main",
+        f"trainer.default_local_dir={run_dir}",
+        "trainer.experiment_name=demo",
+        *steps,
+        *overrides,
+    ]
     print("demo:", " ".join(cmd), flush=True)
     start = time.time()
     rc = subprocess.call(cmd)
@@ -90,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(rows) if rows else "no step finished")
     if rows:
         kind = rows[-1].get("sync_kind", "")
-        later = {"vector": "later syncs send only v (sync_mode=vector)",
-                 "delta": "later syncs send the adapted tensors (sync_mode=full)"}.get(kind, "")
-        print(f"first weight sync: {rows[0].get('first_sync_s', float('nan')):.2f} s, "
-              f"{rows[0].get('first_sync_bytes', float('nan')):,.0f} bytes; {later}")
+        later = {
+            "vector": "later syncs send only v (sync_mode=vector)",
+            "delta": "later syncs send the adapted tensors (sync_mode=full)",
+        }.get(kind, "")
+        print(
+            f"first weight sync: {rows[0].get('first_sync_s', float('nan')):.2f} s, "
+            f"{rows[0].get('first_sync_bytes', float('nan')):,.0f} bytes; {later}"
+        )
     for line in validation_lines(read_rows(run_dir / VAL_FILE)):
         print(line)
     if adapters:
@@ -101,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(adapters[-1], final, dirs_exist_ok=True)
         meta = json.loads((final / "tinylora_config.json").read_text())
         size = sum(f.stat().st_size for f in final.iterdir())
-        print(f"trainable parameters: {meta['plan']['num_trainable']} "
-              f"(u={meta['plan']['projection_dim']}, {meta['plan']['num_groups']} groups over "
-              f"{meta['plan']['num_modules']} modules); adapter: {final} ({size} bytes)")
+        print(
+            f"trainable parameters: {meta['plan']['num_trainable']} "
+            f"(u={meta['plan']['projection_dim']}, {meta['plan']['num_groups']} groups over "
+            f"{meta['plan']['num_modules']} modules); adapter: {final} ({size} bytes)"
+        )
     print(f"wall time: {wall / 60:.1f} min; run directory: {run_dir}; exit code {rc}")
     return rc
 

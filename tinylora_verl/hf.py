@@ -29,13 +29,16 @@ def check_model_path(path: str) -> None:
     """Fail early, with a clear message, on a local-looking path that does not exist."""
     looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 2)[-1]
     if looks_local and not Path(path).expanduser().exists():
-        raise FileNotFoundError(f"model path {path!r} does not exist (give a local HF model directory, a .gguf "
-                                "file, or a hub id such as Qwen/Qwen2.5-7B-Instruct)")
+        raise FileNotFoundError(
+            f"model path {path!r} does not exist (give a local HF model directory, a .gguf "
+            "file, or a hub id such as Qwen/Qwen2.5-7B-Instruct)"
+        )
 
 
 def load_causal_lm(path: str, dtype: str = "float32", device: str = "cpu") -> nn.Module:
     """AutoModelForCausalLM from a directory, a .gguf file (dequantised), or a hub id."""
     from transformers import AutoModelForCausalLM
+
     check_model_path(path)
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(DTYPES)}")
@@ -50,6 +53,7 @@ def load_causal_lm(path: str, dtype: str = "float32", device: str = "cpu") -> nn
 def load_on_meta(path: str) -> nn.Module:
     """The model's module tree with no weights (for planning): config only, on the meta device."""
     from transformers import AutoConfig, AutoModelForCausalLM
+
     check_model_path(path)
     directory, gguf = _split_gguf(path)
     config = AutoConfig.from_pretrained(directory, **({"gguf_file": gguf} if gguf else {}))

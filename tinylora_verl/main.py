@@ -48,6 +48,7 @@ def prepare_environment(cfg: DictConfig) -> None:
         os.environ["VLLM_TARGET_DEVICE"] = "cpu"
         if "verl" in sys.modules:  # Hydra's pkg://verl.trainer.config search path imported verl already
             from . import cpu_platform
+
             cpu_platform.register(make_current=True)
     root = str(Path(__file__).resolve().parent.parent)
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -67,11 +68,15 @@ def prepare_inputs(cfg: DictConfig) -> None:
     with open_dict(cfg):
         if cfg.actor_rollout_ref.model.path == SMOLLM2:
             from .smollm2 import ensure_smollm2
+
             cfg.actor_rollout_ref.model.path = str(ensure_smollm2())
         if cfg.get("task") is not None:
             from .data.arithmetic import ensure_dataset
+
             t = cfg.task
-            ensure_dataset(t.dir, op=t.op, n_train=t.n_train, n_val=t.n_val, seed=t.seed, style=t.get("style", "hash"))
+            ensure_dataset(
+                t.dir, op=t.op, n_train=t.n_train, n_val=t.n_val, seed=t.seed, style=t.get("style", "hash")
+            )
 
 
 def check_tinylora(cfg: DictConfig) -> None:
@@ -79,6 +84,7 @@ def check_tinylora(cfg: DictConfig) -> None:
     traceback from a Ray worker minutes later. Settings TinyLoRA cannot honour are refused, not ignored."""
     from .sync import check_sync_mode
     from .verl_seam.worker import sync_mode_from, tinylora_config_from
+
     block = cfg.get("tinylora")
     try:
         if tinylora_config_from(block) is not None:
@@ -95,15 +101,19 @@ def check_run_settings(cfg: DictConfig) -> None:
     for key in ("actor.strategy", "actor.fsdp_config.strategy"):
         value = OmegaConf.select(arr, key)
         if value is not None and str(value) != "fsdp2":
-            raise ValueError(f"actor_rollout_ref.{key}={value}: TinyLoRA runs on FSDP2 only (its merged weights, "
-                             f"diagnostics and syncs gather DTensor shards); set actor_rollout_ref.{key}=fsdp2")
+            raise ValueError(
+                f"actor_rollout_ref.{key}={value}: TinyLoRA runs on FSDP2 only (its merged weights, "
+                f"diagnostics and syncs gather DTensor shards); set actor_rollout_ref.{key}=fsdp2"
+            )
     backend = OmegaConf.select(arr, "rollout.checkpoint_engine.backend")
     custom = OmegaConf.select(arr, "rollout.checkpoint_engine.custom_backend_module")
     if (backend is not None and str(backend) != "naive") or custom:
-        raise ValueError(f"actor_rollout_ref.rollout.checkpoint_engine.backend={backend}"
-                         f"{f' (custom_backend_module={custom})' if custom else ''}: TinyLoRA runs in verl's synchronous "
-                         "trainer, which always syncs its colocated rollout engines directly ('naive') and would ignore "
-                         "this; remove the setting (disaggregated rollouts are not supported with TinyLoRA)")
+        raise ValueError(
+            f"actor_rollout_ref.rollout.checkpoint_engine.backend={backend}"
+            f"{f' (custom_backend_module={custom})' if custom else ''}: TinyLoRA runs in verl's synchronous "
+            "trainer, which always syncs its colocated rollout engines directly ('naive') and would ignore "
+            "this; remove the setting (disaggregated rollouts are not supported with TinyLoRA)"
+        )
 
 
 def run(cfg: DictConfig) -> None:

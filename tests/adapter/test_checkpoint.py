@@ -17,14 +17,22 @@ def trained(tmp_path, model_seed=0, **cfg):
     model = tiny_qwen2(seed=model_seed)
     handle = apply_tinylora(model, TinyLoRAConfig(**{"budget": 4, **cfg}))
     g = torch.Generator().manual_seed(3)
-    handle.set_vectors([torch.randn(handle.plan.projection_dim, generator=g) for _ in range(handle.plan.num_groups)])
+    handle.set_vectors(
+        [torch.randn(handle.plan.projection_dim, generator=g) for _ in range(handle.plan.num_groups)]
+    )
     handle.save_adapter(tmp_path / "adapter")
     return model, handle, tmp_path / "adapter"
 
 
-@pytest.mark.parametrize("cfg", [dict(budget=4), dict(budget=6, tie_mode="structured", frozen_rank=1, seed=9),
-                                 dict(budget=13, tie_mode="all", alpha=0.25),
-                                 dict(budget=8, tie_mode="all", lora_alpha=32)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(budget=4),
+        dict(budget=6, tie_mode="structured", frozen_rank=1, seed=9),
+        dict(budget=13, tie_mode="all", alpha=0.25),
+        dict(budget=8, tie_mode="all", lora_alpha=32),
+    ],
+)
 def test_round_trip_restores_v_and_logits(tmp_path, prompt_ids, cfg):
     ids, mask = prompt_ids
     model, handle, path = trained(tmp_path, **cfg)
@@ -41,7 +49,7 @@ def test_round_trip_restores_v_and_logits(tmp_path, prompt_ids, cfg):
 
 
 def test_budget_13_checkpoint_of_196_modules_is_a_few_kb(tmp_path):
-    model = tiny_qwen2(num_layers=28, vocab_size=256, hidden=32)      # 28 x 7 = 196 modules, like Qwen2.5-7B
+    model = tiny_qwen2(num_layers=28, vocab_size=256, hidden=32)  # 28 x 7 = 196 modules, like Qwen2.5-7B
     handle = apply_tinylora(model, TinyLoRAConfig(budget=13))
     assert (handle.plan.projection_dim, handle.plan.tie_factor, handle.num_trainable) == (1, 16, 13)
     handle.save_adapter(tmp_path)
@@ -51,8 +59,15 @@ def test_budget_13_checkpoint_of_196_modules_is_a_few_kb(tmp_path):
     meta = json.loads((tmp_path / CONFIG_NAME).read_text())
     for key in ("format_version", "base_model", "config", "plan", "factor_hash", "vectors_sha256"):
         assert key in meta
-    assert meta["config"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                "down_proj"]
+    assert meta["config"]["target_modules"] == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
     assert meta["plan"]["group_of_module"][:17] == [0] * 16 + [1]
 
 
@@ -81,17 +96,20 @@ def _corrupt_byte(path: Path, offset_from_end=3):
     path.write_bytes(bytes(raw))
 
 
-@pytest.mark.parametrize("damage,match", [
-    (lambda p: _corrupt_byte(p / WEIGHTS_NAME), "checksum"),
-    (lambda p: (p / WEIGHTS_NAME).write_bytes((p / WEIGHTS_NAME).read_bytes()[:50]), "checksum"),
-    (lambda p: (p / WEIGHTS_NAME).unlink(), "does not exist"),
-    (lambda p: (p / CONFIG_NAME).write_text((p / CONFIG_NAME).read_text()[:100]), "not valid JSON"),
-    (lambda p: (p / CONFIG_NAME).unlink(), "not a TinyLoRA adapter directory"),
-    (lambda p: _edit(p, format_version=2), "format_version=2"),
-    (lambda p: _edit(p, format="peft"), "is not a tinylora-verl-adapter file"),
-    (lambda p: _edit(p, projection_recipe="torch-randn/0"), "P recipe"),
-    (lambda p: _edit(p, factor_hash=None, drop="factor_hash"), "lacks the fields"),
-])
+@pytest.mark.parametrize(
+    "damage,match",
+    [
+        (lambda p: _corrupt_byte(p / WEIGHTS_NAME), "checksum"),
+        (lambda p: (p / WEIGHTS_NAME).write_bytes((p / WEIGHTS_NAME).read_bytes()[:50]), "checksum"),
+        (lambda p: (p / WEIGHTS_NAME).unlink(), "does not exist"),
+        (lambda p: (p / CONFIG_NAME).write_text((p / CONFIG_NAME).read_text()[:100]), "not valid JSON"),
+        (lambda p: (p / CONFIG_NAME).unlink(), "not a TinyLoRA adapter directory"),
+        (lambda p: _edit(p, format_version=2), "format_version=2"),
+        (lambda p: _edit(p, format="peft"), "is not a tinylora-verl-adapter file"),
+        (lambda p: _edit(p, projection_recipe="torch-randn/0"), "P recipe"),
+        (lambda p: _edit(p, factor_hash=None, drop="factor_hash"), "lacks the fields"),
+    ],
+)
 def test_damaged_checkpoints_are_refused(tmp_path, damage, match):
     _, _, path = trained(tmp_path)
     damage(path)
@@ -109,7 +127,9 @@ def _edit(path, drop=None, **changes):
 
 def test_vectors_with_wrong_shape_are_refused_even_with_matching_checksum(tmp_path):
     import hashlib
+
     from safetensors.torch import save_file
+
     _, _, path = trained(tmp_path)
     save_file({f"v.{g}": torch.zeros(2) for g in range(4)}, str(path / WEIGHTS_NAME))
     _edit(path, vectors_sha256=hashlib.sha256((path / WEIGHTS_NAME).read_bytes()).hexdigest())

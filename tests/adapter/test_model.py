@@ -17,14 +17,15 @@ CONFIGS = [
     dict(budget=2, tie_mode="structured", frozen_rank=1),
     dict(budget=28, tie_mode="none", frozen_rank=3),
     dict(budget=13, tie_mode="all", alpha=0.5),
-    dict(budget=8, tie_mode="all", lora_alpha=32),            # the authors' scale: u = 8, 32 / sqrt(2 * 8)
+    dict(budget=8, tie_mode="all", lora_alpha=32),  # the authors' scale: u = 8, 32 / sqrt(2 * 8)
 ]
 
 
 def randomize(handle, scale=0.5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    handle.set_vectors([torch.randn(handle.plan.projection_dim, generator=g) * scale
-                        for _ in range(handle.plan.num_groups)])
+    handle.set_vectors(
+        [torch.randn(handle.plan.projection_dim, generator=g) * scale for _ in range(handle.plan.num_groups)]
+    )
 
 
 def logits(model, ids, mask):
@@ -40,7 +41,7 @@ def test_zero_v_is_bit_identical_then_nonzero_v_changes_output(cfg, prompt_ids):
     handle = apply_tinylora(model, TinyLoRAConfig(**cfg))
     assert torch.equal(logits(model, ids, mask), base)
     randomize(handle)
-    assert (logits(model, ids, mask) - base).abs().max() > 1e-3   # the adapter really acts
+    assert (logits(model, ids, mask) - base).abs().max() > 1e-3  # the adapter really acts
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -96,23 +97,36 @@ class Float64Toy(torch.nn.Module):
     def __init__(self, layers=3, width=12):
         super().__init__()
         torch.manual_seed(0)
-        self.layers = torch.nn.ModuleList(torch.nn.ModuleDict({"q_proj": torch.nn.Linear(width, width),
-                                                               "up_proj": torch.nn.Linear(width, 2 * width),
-                                                               "down_proj": torch.nn.Linear(2 * width, width)})
-                                          for _ in range(layers))
+        self.layers = torch.nn.ModuleList(
+            torch.nn.ModuleDict(
+                {
+                    "q_proj": torch.nn.Linear(width, width),
+                    "up_proj": torch.nn.Linear(width, 2 * width),
+                    "down_proj": torch.nn.Linear(2 * width, width),
+                }
+            )
+            for _ in range(layers)
+        )
         self.double()
 
     def forward(self, x):
         for block in self.layers:
             x = x + block["down_proj"](torch.tanh(block["up_proj"](torch.tanh(block["q_proj"](x)))))
-        return (x ** 2).sum()
+        return (x**2).sum()
 
 
 @pytest.mark.parametrize("tie_mode,budget", [("tiled", 3), ("structured", 6), ("none", 9)])
 def test_gradient_matches_finite_differences_in_float64(tie_mode, budget):
     model = Float64Toy()
-    handle = apply_tinylora(model, TinyLoRAConfig(budget=budget, tie_mode=tie_mode, svd_dtype="float64",
-                                                  target_modules=("q_proj", "up_proj", "down_proj")))
+    handle = apply_tinylora(
+        model,
+        TinyLoRAConfig(
+            budget=budget,
+            tie_mode=tie_mode,
+            svd_dtype="float64",
+            target_modules=("q_proj", "up_proj", "down_proj"),
+        ),
+    )
     handle.vectors.double()
     randomize(handle, scale=0.1)
     x = torch.randn(5, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
@@ -128,7 +142,7 @@ def test_gradient_matches_finite_differences_in_float64(tie_mode, budget):
                 p[k] += eps
             fd = (up - down) / (2 * eps)
             assert abs(p.grad[k].item() - fd) < 1e-6 * max(1.0, abs(fd)), (p.grad[k].item(), fd)
-            assert abs(fd) > 1e-4   # a gradient that silently vanished would not pass as "equal"
+            assert abs(fd) > 1e-4  # a gradient that silently vanished would not pass as "equal"
 
 
 def test_tied_modules_share_one_tensor():
@@ -205,6 +219,7 @@ def test_refusals():
     with pytest.raises(TinyLoRAError, match="below the 14 modules"):
         apply_tinylora(tiny_qwen2(), TinyLoRAConfig(budget=4, tie_mode="none"))
     from transformers import Qwen2ForCausalLM
+
     with torch.device("meta"):
         meta = Qwen2ForCausalLM(tiny_qwen2_config())
     with pytest.raises(TinyLoRAError, match="meta device"):
@@ -216,6 +231,7 @@ def test_without_computing_factors_on_meta_weights_then_filled_like_verls_fsdp2_
     same factor shapes and dtypes, nothing read; once every tensor is materialised and overwritten with
     the full-weight process's state dict and buffers (what verl's FSDP2 load broadcasts), it is that model."""
     from transformers import Qwen2ForCausalLM
+
     ids, mask = prompt_ids
     cfg = TinyLoRAConfig(budget=4, svd_dtype="float64")
     full = tiny_qwen2(tie_word_embeddings=False)
@@ -229,13 +245,15 @@ def test_without_computing_factors_on_meta_weights_then_filled_like_verls_fsdp2_
     for name, layer in h.layers.items():
         for b in ("tinylora_U", "tinylora_S", "tinylora_V", "tinylora_P"):
             mine, theirs = getattr(layer, b), getattr(ref.layers[name], b)
-            assert mine.is_meta and mine.shape == theirs.shape and mine.dtype == theirs.dtype == torch.float64, b
+            assert (
+                mine.is_meta and mine.shape == theirs.shape and mine.dtype == theirs.dtype == torch.float64
+            ), b
     meta.to_empty(device="cpu")
     meta.load_state_dict(full.state_dict())
-    assert h.factor_hash() != ref.factor_hash()                     # factors are not in the state dict ...
+    assert h.factor_hash() != ref.factor_hash()  # factors are not in the state dict ...
     theirs = dict(full.named_buffers())
     with torch.no_grad():
-        for name, buf in meta.named_buffers():                      # ... they come with the buffers
+        for name, buf in meta.named_buffers():  # ... they come with the buffers
             buf.copy_(theirs[name])
     assert h.factor_hash() == ref.factor_hash()
     assert h.base_fingerprint() == ref.base_fingerprint()
@@ -254,11 +272,16 @@ def test_without_computing_factors_keeps_shapes_and_the_seeded_P():
         apply_tinylora(tiny_qwen2(), TinyLoRAConfig(budget=4, frozen_rank=65), compute_factors=False)
 
 
-@pytest.mark.parametrize("cfg,u,want", [(dict(budget=4), 1, 1.0), (dict(budget=13, tie_mode="all", alpha=0.5), 13, 0.5),
-                                        (dict(budget=4, lora_alpha=32), 1, 32 / 2 ** 0.5),
-                                        (dict(budget=8, tie_mode="all", lora_alpha=32), 8, 32 / 4),
-                                        (dict(budget=6, tie_mode="all", frozen_rank=3, alpha=2, lora_alpha=8), 6,
-                                         2 * 8 / 18 ** 0.5)])
+@pytest.mark.parametrize(
+    "cfg,u,want",
+    [
+        (dict(budget=4), 1, 1.0),
+        (dict(budget=13, tie_mode="all", alpha=0.5), 13, 0.5),
+        (dict(budget=4, lora_alpha=32), 1, 32 / 2**0.5),
+        (dict(budget=8, tie_mode="all", lora_alpha=32), 8, 32 / 4),
+        (dict(budget=6, tie_mode="all", frozen_rank=3, alpha=2, lora_alpha=8), 6, 2 * 8 / 18**0.5),
+    ],
+)
 def test_every_layer_gets_the_configured_scale(cfg, u, want):
     """alpha, or alpha * lora_alpha / sqrt(r u) in the authors' convention (docs/parity.md), on every layer."""
     handle = apply_tinylora(tiny_qwen2(), TinyLoRAConfig(**cfg))
@@ -270,5 +293,6 @@ def test_every_layer_gets_the_configured_scale(cfg, u, want):
 @pytest.mark.parametrize("bad", [0, True, "32"])
 def test_lora_alpha_must_be_a_non_zero_number(bad):
     from tinylora_verl.adapter import TinyLoRAConfigError
+
     with pytest.raises(TinyLoRAConfigError, match="lora_alpha="):
         TinyLoRAConfig(lora_alpha=bad)

@@ -11,16 +11,16 @@ from tinylora_verl.adapter.planner import PlanError, make_groups, module_type, p
 
 # n_layers, tie_mode, budget, u, t  ->  expected (u, tie_factor, n_groups, trainable)
 CASES = [
-    (28, "tiled", 13, None, None, (1, 16, 13, 13)),        # Qwen2.5-7B: 196 modules, the paper's 13
-    (32, "tiled", 13, None, None, (1, 18, 13, 13)),        # 224 modules
-    (28, "all", 13, None, None, (13, 196, 1, 13)),         # u=13, one group
+    (28, "tiled", 13, None, None, (1, 16, 13, 13)),  # Qwen2.5-7B: 196 modules, the paper's 13
+    (32, "tiled", 13, None, None, (1, 18, 13, 13)),  # 224 modules
+    (28, "all", 13, None, None, (13, 196, 1, 13)),  # u=13, one group
     (28, "tiled", 1, None, None, (1, 196, 1, 1)),
-    (28, "tiled", 120, None, None, (3, 5, 40, 120)),       # u=1 (120 groups) and u=2 (60) unreachable
+    (28, "tiled", 120, None, None, (3, 5, 40, 120)),  # u=1 (120 groups) and u=2 (60) unreachable
     (28, "none", 196, None, None, (1, 1, 196, 196)),
     (28, "none", 392, None, None, (2, 1, 196, 392)),
-    (28, "structured", 7, None, None, (1, 28, 7, 7)),      # one vector per projection type
+    (28, "structured", 7, None, None, (1, 28, 7, 7)),  # one vector per projection type
     (28, "structured", 14, None, None, (1, 14, 14, 14)),
-    (28, "tiled", None, 4, 49, (4, 49, 4, 16)),            # u, t given directly
+    (28, "tiled", None, 4, 49, (4, 49, 4, 16)),  # u, t given directly
     (2, "tiled", 4, None, None, (1, 4, 4, 4)),
 ]
 
@@ -42,7 +42,7 @@ def test_tiled_groups_are_neighbours_in_model_order():
     mods = qwen_module_names(28)
     plan = plan_tying(mods, "tiled", 13)
     assert plan.groups[0] == mods[:16] and plan.groups[12] == mods[192:]
-    assert len(plan.groups[12]) == 4                      # 196 = 12 * 16 + 4
+    assert len(plan.groups[12]) == 4  # 196 = 12 * 16 + 4
 
 
 def test_structured_groups_hold_one_type():
@@ -64,23 +64,26 @@ def test_structured_orders_layers_numerically_not_lexically():
 
 
 def test_unreachable_budget_gives_nearest_and_says_so():
-    mods = qwen_module_names(1)                             # 7 modules
-    plan = plan_tying(mods, "none", 10)                     # multiples of 7 only
+    mods = qwen_module_names(1)  # 7 modules
+    plan = plan_tying(mods, "none", 10)  # multiples of 7 only
     assert not plan.exact and plan.num_trainable == 7
     assert "NOT exact" in plan.table()
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(tie_mode="none", budget=13), "below the 196 modules"),
-    (dict(tie_mode="tiled", budget=13, tie_factor=500), "exceeds the 196 modules"),
-    (dict(tie_mode="structured", budget=13, tie_factor=29), "exceeds the 28 modules"),
-    (dict(tie_mode="all", budget=13, tie_factor=4), "only used with tie_mode"),
-    (dict(tie_mode="all", budget=13, projection_dim=4), "conflicts with projection_dim"),
-    (dict(tie_mode="tiled", budget=0), "budget=0 must be a positive integer"),
-    (dict(tie_mode="tiled", budget=2.5), "budget=2.5"),
-    (dict(tie_mode="tiled"), "give a parameter budget"),
-    (dict(tie_mode="ring", budget=13), "tie_mode='ring'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(tie_mode="none", budget=13), "below the 196 modules"),
+        (dict(tie_mode="tiled", budget=13, tie_factor=500), "exceeds the 196 modules"),
+        (dict(tie_mode="structured", budget=13, tie_factor=29), "exceeds the 28 modules"),
+        (dict(tie_mode="all", budget=13, tie_factor=4), "only used with tie_mode"),
+        (dict(tie_mode="all", budget=13, projection_dim=4), "conflicts with projection_dim"),
+        (dict(tie_mode="tiled", budget=0), "budget=0 must be a positive integer"),
+        (dict(tie_mode="tiled", budget=2.5), "budget=2.5"),
+        (dict(tie_mode="tiled"), "give a parameter budget"),
+        (dict(tie_mode="ring", budget=13), "tie_mode='ring'"),
+    ],
+)
 def test_infeasible_requests_are_refused_with_a_fix(kwargs, match):
     with pytest.raises(PlanError, match=match):
         plan_tying(qwen_module_names(28), **kwargs)
@@ -110,6 +113,9 @@ def test_planner_invariants(layers, budget, mode):
     assert plan.num_trainable == plan.num_groups * plan.projection_dim
     if plan.exact:
         assert plan.num_trainable == budget
-    if mode == "tiled" and budget <= len(mods) and any(math.ceil(len(mods) / t) == budget
-                                                        for t in range(1, len(mods) + 1)):
-        assert plan.projection_dim == 1 and plan.exact   # the finest tying is preferred
+    if (
+        mode == "tiled"
+        and budget <= len(mods)
+        and any(math.ceil(len(mods) / t) == budget for t in range(1, len(mods) + 1))
+    ):
+        assert plan.projection_dim == 1 and plan.exact  # the finest tying is preferred

@@ -32,9 +32,11 @@ def test_factors_recover_known_top_r(method, dtype):
     assert f.U.shape == (40, 2) and f.S.shape == (2,) and f.V.shape == (24, 2)
     assert f.U.dtype == {"float32": torch.float32, "float64": torch.float64}[dtype]
     tol = 1e-5 if dtype == "float32" else 1e-10
-    torch.testing.assert_close(f.S.double(), torch.tensor([9.0, 5.0], dtype=torch.float64), rtol=tol, atol=tol)
-    assert principal_angle(f.U, Q1[:, :2]) < 10 * tol ** 0.5
-    assert principal_angle(f.V, Q2[:, :2]) < 10 * tol ** 0.5
+    torch.testing.assert_close(
+        f.S.double(), torch.tensor([9.0, 5.0], dtype=torch.float64), rtol=tol, atol=tol
+    )
+    assert principal_angle(f.U, Q1[:, :2]) < 10 * tol**0.5
+    assert principal_angle(f.V, Q2[:, :2]) < 10 * tol**0.5
     # U diag(S) V^T is the best rank-2 approximation
     best = Q1[:, :2] @ torch.diag(torch.tensor([9.0, 5.0], dtype=torch.float64)) @ Q2[:, :2].T
     torch.testing.assert_close((f.U * f.S) @ f.V.T, best.to(f.U.dtype), rtol=1e3 * tol, atol=1e3 * tol)
@@ -69,13 +71,16 @@ def test_low_precision_weight_is_decomposed_in_float32():
     torch.testing.assert_close(f.S.double(), ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("weight,r,opts,match", [
-    (torch.randn(4), 2, SVDOptions(), "2-D weight"),
-    (torch.randn(4, 3), 4, SVDOptions(), "frozen_rank=4"),
-    (torch.randn(4, 3), 0, SVDOptions(), "frozen_rank=0"),
-    (torch.randn(4, 3), 2, SVDOptions(method="qr"), "svd method"),
-    (torch.randn(4, 3), 2, SVDOptions(dtype="float16"), "svd dtype"),
-])
+@pytest.mark.parametrize(
+    "weight,r,opts,match",
+    [
+        (torch.randn(4), 2, SVDOptions(), "2-D weight"),
+        (torch.randn(4, 3), 4, SVDOptions(), "frozen_rank=4"),
+        (torch.randn(4, 3), 0, SVDOptions(), "frozen_rank=0"),
+        (torch.randn(4, 3), 2, SVDOptions(method="qr"), "svd method"),
+        (torch.randn(4, 3), 2, SVDOptions(dtype="float16"), "svd dtype"),
+    ],
+)
 def test_bad_requests_are_refused(weight, r, opts, match):
     with pytest.raises(ValueError, match=match):
         svd_factors(weight, r, opts)
@@ -89,13 +94,14 @@ def test_cache_hits_skip_the_svd_and_misses_on_changed_weight(tmp_path, monkeypa
 
     def boom(*a, **k):
         raise AssertionError("SVD recomputed although the factors are cached")
+
     monkeypatch.setattr(svd_mod, "svd_factors", boom)
     again = cache.get_or_compute(W, 2, SVDOptions())
     assert torch.equal(first.U, again.U) and torch.equal(first.S, again.S) and torch.equal(first.V, again.V)
     W2 = W.clone()
     W2[0, 0] += 1e-3
     with pytest.raises(AssertionError, match="recomputed"):
-        cache.get_or_compute(W2, 2, SVDOptions())     # a changed weight is a different key
+        cache.get_or_compute(W2, 2, SVDOptions())  # a changed weight is a different key
     with pytest.raises(AssertionError, match="recomputed"):
         cache.get_or_compute(W, 2, SVDOptions(method="exact"))  # so is another method
 
@@ -105,7 +111,7 @@ def test_corrupt_cache_entry_is_recomputed(tmp_path):
     cache = FactorCache(tmp_path)
     good = cache.get_or_compute(W, 2, SVDOptions())
     (entry,) = tmp_path.glob("*.safetensors")
-    entry.write_bytes(entry.read_bytes()[:40])         # truncated
+    entry.write_bytes(entry.read_bytes()[:40])  # truncated
     again = cache.get_or_compute(W, 2, SVDOptions())
     assert torch.equal(good.U, again.U)
-    assert entry.stat().st_size > 40                   # rewritten
+    assert entry.stat().st_size > 40  # rewritten

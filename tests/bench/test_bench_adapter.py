@@ -15,20 +15,40 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = {
-    "fwd_bwd_ratio_tinylora", "fwd_bwd_ratio_peft_tinylora", "fwd_bwd_ratio_peft_lora_r2",
-    "train_step_time_ratio", "train_step_peak_rss_ratio", "peak_rss_tinylora_gb", "peak_rss_full_ft_gb",
-    "init_speedup_vs_peft", "svd_max_angle_U_rad", "svd_max_angle_V_rad", "svd_speedup_randomized_vs_exact",
+    "fwd_bwd_ratio_tinylora",
+    "fwd_bwd_ratio_peft_tinylora",
+    "fwd_bwd_ratio_peft_lora_r2",
+    "train_step_time_ratio",
+    "train_step_peak_rss_ratio",
+    "peak_rss_tinylora_gb",
+    "peak_rss_full_ft_gb",
+    "init_speedup_vs_peft",
+    "svd_max_angle_U_rad",
+    "svd_max_angle_V_rad",
+    "svd_speedup_randomized_vs_exact",
 }
-TARGETED = {"fwd_bwd_ratio_tinylora": 1.10, "train_step_time_ratio": 0.70, "train_step_peak_rss_ratio": 0.40,
-            "init_speedup_vs_peft": 20.0, "svd_max_angle_U_rad": 1e-2, "svd_max_angle_V_rad": 1e-2}
+TARGETED = {
+    "fwd_bwd_ratio_tinylora": 1.10,
+    "train_step_time_ratio": 0.70,
+    "train_step_peak_rss_ratio": 0.40,
+    "init_speedup_vs_peft": 20.0,
+    "svd_max_angle_U_rad": 1e-2,
+    "svd_max_angle_V_rad": 1e-2,
+}
 
 
 @pytest.mark.slow
 def test_quick_bench_writes_every_metric(tmp_path):
     out = tmp_path / "adapter.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "adapter.py"), "--quick", "--out", str(out)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "adapter.py"), "--quick", "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["model"] == "tiny-qwen2"
@@ -40,8 +60,13 @@ def test_quick_bench_writes_every_metric(tmp_path):
             assert m["target"] == TARGETED[name] and m["pass"] in (True, False), (name, m)
         else:
             assert m["target"] is None and m["pass"] is None, (name, m)
-    for name in ("fwd_bwd_ratio_tinylora", "train_step_time_ratio", "train_step_peak_rss_ratio",
-                 "init_speedup_vs_peft", "peak_rss_tinylora_gb"):
+    for name in (
+        "fwd_bwd_ratio_tinylora",
+        "train_step_time_ratio",
+        "train_step_peak_rss_ratio",
+        "init_speedup_vs_peft",
+        "peak_rss_tinylora_gb",
+    ):
         assert metrics[name]["value"] > 0, name
     # the printed table names every metric row and a verdict
     for m in metrics.values():

@@ -10,8 +10,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_receiver_memory_bench_one_layer(tmp_path):
     out = tmp_path / "mem.json"
-    res = subprocess.run([sys.executable, str(ROOT / "bench/receiver_memory.py"), "--layers", "1", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "bench/receiver_memory.py"), "--layers", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads(out.read_text())
     rows = {r["variant"]: r for r in data["rows"]}

@@ -18,8 +18,14 @@ SCRIPT = ROOT / "bench" / "gpu_check.py"
 
 def _run(args, tmp_path, timeout=240):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
 
 
 def test_cpu_small_mode_passes_every_check(tmp_path):
@@ -33,7 +39,7 @@ def test_cpu_small_mode_passes_every_check(tmp_path):
     assert set(checks) == {"a1", "a2", "b-bf16-7", "b-bf16-5", "b-fp32-7", "b-fp32-5", "c", "d"}
     assert all(c["pass"] for c in checks.values())
 
-    for key, offload in (("a1", False), ("a2", True)):      # FSDP2 over gloo on a cpu mesh
+    for key, offload in (("a1", False), ("a2", True)):  # FSDP2 over gloo on a cpu mesh
         a = checks[key]
         assert a["offload"] is offload and a["param_type"] == "DTensor"
         assert a["params_with_grad"] == ["tinylora.v.0"] and a["v_grad_dtype"] == "torch.float32"
@@ -45,11 +51,11 @@ def test_cpu_small_mode_passes_every_check(tmp_path):
         assert len(b["siblings"]) == siblings and b["adapted"] == 14 - siblings
         assert [x["kind"] for x in b["rounds"]] == ["setup", "vector"]
         assert all(x["names_match"] and x["mismatched"] == [] and x["tensors"] == 14 for x in b["rounds"])
-        assert all(x["changed_frac"] > 0.5 for x in b["rounds"])   # v moves the merge: not a trivial identity
+        assert all(x["changed_frac"] > 0.5 for x in b["rounds"])  # v moves the merge: not a trivial identity
 
     c = checks["c"]
     assert c["shapes"] == "small" and c["modules"] == 14 and c["finish_returns"] in ("list", "generator")
-    assert c["peak_extra_bytes"] is None and c["figure"] is None       # no CUDA allocator on a CPU
+    assert c["peak_extra_bytes"] is None and c["figure"] is None  # no CUDA allocator on a CPU
     assert c["largest_module_fp32_bytes"] == 1024 * 256 * 4
     assert c["outputs_finite"] and c["outputs_shape_dtype_ok"]
 
@@ -58,7 +64,7 @@ def test_cpu_small_mode_passes_every_check(tmp_path):
     assert math.isfinite(d["ratio_median"]) and d["ratio_median"] > 0 and d["figure"] == d["ratio_median"]
 
     assert "ALL PASS" in proc.stdout
-    for key in checks:                                                  # the table has a row per check
+    for key in checks:  # the table has a row per check
         assert any(line.startswith(key + " ") for line in proc.stdout.splitlines()), key
 
 

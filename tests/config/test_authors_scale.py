@@ -18,8 +18,8 @@ import math
 import pytest
 import torch
 
-from tests.conftest import qwen_module_names
 from tests.config.test_presets import _compose
+from tests.conftest import qwen_module_names
 from tinylora_verl.adapter import TinyLoRAConfig
 from tinylora_verl.adapter.functional import delta_weight, random_projections
 from tinylora_verl.adapter.planner import plan_tying
@@ -44,7 +44,9 @@ AUTHORS_LR = {"gsm8k_paper": 1e-5, "math_paper": 2e-5}
 AUTHORS_LR_GRID = [1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4, 2e-4]
 
 
-def authors_step(lr: float, u: int = AUTHORS_U, r: int = AUTHORS_R, lora_alpha: float = AUTHORS_LORA_ALPHA) -> float:
+def authors_step(
+    lr: float, u: int = AUTHORS_U, r: int = AUTHORS_R, lora_alpha: float = AUTHORS_LORA_ALPHA
+) -> float:
     """lr × their scale × the std a unit of vᵢ puts into each entry of M."""
     return lr * (lora_alpha / r) * AUTHORS_P_STD / math.sqrt(u)
 
@@ -65,6 +67,7 @@ def _rel(a: float, b: float) -> float:
 @pytest.fixture(scope="module")
 def presets():
     from tinylora_verl.verl_seam.worker import tinylora_config_from
+
     out = {}
     for preset in AUTHORS_LR:
         cfg, _ = _compose(f"experiment/{preset}", [])
@@ -83,7 +86,9 @@ def test_preset_step_is_the_authors(presets, preset):
     # what it is in numbers: 32 / sqrt(2) = 22.63 per module; the paper's formula (scale 1) is 22.63x smaller
     assert tl.scale(1) == pytest.approx(22.627417, rel=1e-6)
     paper = TinyLoRAConfig(**{**tl.to_dict(), "lora_alpha": None})
-    assert our_step(tl, 1, lr) / our_step(paper, 1, lr) == pytest.approx(AUTHORS_LORA_ALPHA / math.sqrt(2), rel=1e-12)
+    assert our_step(tl, 1, lr) / our_step(paper, 1, lr) == pytest.approx(
+        AUTHORS_LORA_ALPHA / math.sqrt(2), rel=1e-12
+    )
 
 
 def test_our_projections_have_the_std_the_product_assumes(presets):
@@ -92,7 +97,9 @@ def test_our_projections_have_the_std_the_product_assumes(presets):
     names = qwen_module_names(28)
     preset_P = torch.cat([random_projections(n, tl.seed, 1, tl.frozen_rank).flatten() for n in names])  # 784
     assert _rel(preset_P.std().item(), our_p_std(2)) < 0.1
-    big = torch.cat([random_projections(n, 0, 64, r).flatten() * math.sqrt(r) for n in names[:20] for r in (2, 3)])
+    big = torch.cat(
+        [random_projections(n, 0, 64, r).flatten() * math.sqrt(r) for n in names[:20] for r in (2, 3)]
+    )
     assert _rel(big.std().item(), 1.0) < 0.02 and abs(big.mean().item()) < 0.02
 
 
@@ -117,20 +124,23 @@ def test_the_mapping_equalizes_the_expected_frobenius_norm(r, u):
     e_ours = ours.pow(2).sum((1, 2)).mean().item()
     analytic = tl.scale(u) ** 2 * v.pow(2).sum().item() * S.pow(2).sum().item()
     assert _rel(e_theirs, analytic) < 0.04 and _rel(e_ours, analytic) < 0.08
-    assert _rel(analytic, (AUTHORS_LORA_ALPHA / r) ** 2 * r / u * v.pow(2).sum().item() * S.pow(2).sum().item()) < 1e-12
+    assert (
+        _rel(analytic, (AUTHORS_LORA_ALPHA / r) ** 2 * r / u * v.pow(2).sum().item() * S.pow(2).sum().item())
+        < 1e-12
+    )
 
 
 def test_sweep_lr_grid_is_in_the_authors_scale():
     """The sweep's default grid is the authors' LRs as written, and every TinyLoRA run it makes (RL through
     Hydra, SFT through SFTConfig) gets the authors' scale for its own u."""
     from tinylora_verl.experiments import rl
-    from tinylora_verl.experiments.spec import Run, expand, run_settings, sft_config, validate
+    from tinylora_verl.experiments.spec import expand, run_settings, sft_config, validate
     from tinylora_verl.verl_seam.worker import tinylora_config_from
 
     spec = validate({"model": "smollm2", "task": {"kind": "arithmetic", "op": "mul"}})
     assert spec["lrs"] == AUTHORS_LR_GRID and spec["tinylora"]["lora_alpha"] == AUTHORS_LORA_ALPHA
     files = {"train": "/d/train.parquet", "val": "/d/val.parquet", "tests": {}}
-    names = qwen_module_names(30)                           # SmolLM2-135M, the CPU demo's model
+    names = qwen_module_names(30)  # SmolLM2-135M, the CPU demo's model
     checked = set()
     for run in expand(spec):
         if run.kind != "tinylora" or (run.method, run.budget) in checked:
@@ -143,8 +153,12 @@ def test_sweep_lr_grid_is_in_the_authors_scale():
             tl = tinylora_config_from(cfg.tinylora)
         else:
             sft = sft_config(settings)
-            tl = TinyLoRAConfig(budget=sft.budget, frozen_rank=sft.frozen_rank, tie_mode=sft.tie_mode,
-                                lora_alpha=sft.tinylora_lora_alpha)
+            tl = TinyLoRAConfig(
+                budget=sft.budget,
+                frozen_rank=sft.frozen_rank,
+                tie_mode=sft.tie_mode,
+                lora_alpha=sft.tinylora_lora_alpha,
+            )
         u = plan_tying(names, tie_mode=tl.tie_mode, budget=tl.budget).projection_dim
         for lr in spec["lrs"]:
             assert _rel(our_step(tl, u, lr), authors_step(lr, u=u)) < 1e-6, (run, u, lr)
@@ -158,8 +172,14 @@ def test_sweep_with_lora_alpha_null_is_the_papers_formula_and_keeps_old_settings
     from tinylora_verl.experiments.spec import Run, run_settings, sft_config, validate
     from tinylora_verl.verl_seam.worker import tinylora_config_from
 
-    spec = validate({"model": "smollm2", "task": {"kind": "arithmetic", "op": "mul"}, "lrs": [0.03],
-                     "tinylora": {"lora_alpha": None}})
+    spec = validate(
+        {
+            "model": "smollm2",
+            "task": {"kind": "arithmetic", "op": "mul"},
+            "lrs": [0.03],
+            "tinylora": {"lora_alpha": None},
+        }
+    )
     files = {"train": "/d/train.parquet", "val": "/d/val.parquet", "tests": {}}
     settings = run_settings(spec, Run("rl", "tinylora", 13, 0.03, 0), files)
     assert settings["tinylora"] == {"tie_mode": "tiled", "frozen_rank": 2}
@@ -167,6 +187,8 @@ def test_sweep_with_lora_alpha_null_is_the_papers_formula_and_keeps_old_settings
     assert "tinylora.lora_alpha=null" in ov
     tl = tinylora_config_from(_compose("cpu_demo", ov[1:])[0].tinylora)
     assert tl.lora_alpha is None and tl.scale(1) == 1.0
-    assert sft_config(run_settings(spec, Run("sft", "tinylora", 13, 0.03, 0), files)).tinylora_lora_alpha is None
+    assert (
+        sft_config(run_settings(spec, Run("sft", "tinylora", 13, 0.03, 0), files)).tinylora_lora_alpha is None
+    )
     with pytest.raises(ValueError, match="tinylora.lora_alpha"):
         validate({"model": "m", "task": {"kind": "arithmetic", "op": "mul"}, "tinylora": {"lora_alpha": 0}})

@@ -31,19 +31,37 @@ CASES += [(f"experiment/{p}", extra) for p in PRESETS for extra in ([], ["platfo
 
 # DESIGN.md §1 settings that docs/parity.md must have a row for, per preset (deleting a row fails).
 REQUIRED = {
-    "data.train_files", "data.val_files", "data.train_batch_size", "data.max_prompt_length",
-    "data.max_response_length", "actor_rollout_ref.model.path", "actor_rollout_ref.rollout.n",
-    "actor_rollout_ref.actor.ppo_mini_batch_size", "trainer.total_epochs", "algorithm.adv_estimator",
-    "actor_rollout_ref.actor.use_kl_loss", "algorithm.use_kl_in_reward", "actor_rollout_ref.actor.entropy_coeff",
-    "actor_rollout_ref.actor.clip_ratio_low", "actor_rollout_ref.actor.clip_ratio_high",
-    "algorithm.rollout_correction.rollout_is", "algorithm.rollout_correction.rollout_is_threshold",
-    "actor_rollout_ref.rollout.calculate_log_probs", "actor_rollout_ref.actor.optim.lr",
-    "reward.custom_reward_function.path", "tinylora.budget", "tinylora.frozen_rank", "tinylora.tie_mode",
+    "data.train_files",
+    "data.val_files",
+    "data.train_batch_size",
+    "data.max_prompt_length",
+    "data.max_response_length",
+    "actor_rollout_ref.model.path",
+    "actor_rollout_ref.rollout.n",
+    "actor_rollout_ref.actor.ppo_mini_batch_size",
+    "trainer.total_epochs",
+    "algorithm.adv_estimator",
+    "actor_rollout_ref.actor.use_kl_loss",
+    "algorithm.use_kl_in_reward",
+    "actor_rollout_ref.actor.entropy_coeff",
+    "actor_rollout_ref.actor.clip_ratio_low",
+    "actor_rollout_ref.actor.clip_ratio_high",
+    "algorithm.rollout_correction.rollout_is",
+    "algorithm.rollout_correction.rollout_is_threshold",
+    "actor_rollout_ref.rollout.calculate_log_probs",
+    "actor_rollout_ref.actor.optim.lr",
+    "reward.custom_reward_function.path",
+    "tinylora.budget",
+    "tinylora.frozen_rank",
+    "tinylora.tie_mode",
     "tinylora.lora_alpha",
 }
 REQUIRED_BY_PRESET = {
-    "gsm8k_paper": REQUIRED | {"actor_rollout_ref.actor.optim.lr_warmup_steps_ratio",
-                               "actor_rollout_ref.rollout.val_kwargs.temperature"},
+    "gsm8k_paper": REQUIRED
+    | {
+        "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio",
+        "actor_rollout_ref.rollout.val_kwargs.temperature",
+    },
     "math_paper": REQUIRED | {"actor_rollout_ref.actor.kl_loss_coef", "actor_rollout_ref.actor.kl_loss_type"},
 }
 HEADER = ["preset", "setting", "authors' key", "our key", "value"]
@@ -99,8 +117,13 @@ def test_every_config_file_is_composed(composed):
     on_disk = {str(p.relative_to(CONFIG).with_suffix("")) for p in CONFIG.rglob("*.yaml")}
     used = {name for name, _ in CASES}
     for _, choices in composed.values():
-        used |= {f"{group}/{opt}" for group, opt in choices.items()
-                 if group in ("platform", "reward") and opt is not None and (CONFIG / group / f"{opt}.yaml").exists()}
+        used |= {
+            f"{group}/{opt}"
+            for group, opt in choices.items()
+            if group in ("platform", "reward")
+            and opt is not None
+            and (CONFIG / group / f"{opt}.yaml").exists()
+        }
     assert on_disk == used, f"configs never composed: {sorted(on_disk - used)}"
 
 
@@ -114,7 +137,9 @@ def test_composes_and_passes_verl_validation(composed, name, overrides, capsys):
     cfg, choices = composed[(name, tuple(overrides))]
     validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     assert "All configuration checks passed" in capsys.readouterr().out
-    assert tinylora_config_from(cfg.actor_rollout_ref.tinylora) == tinylora_config_from(cfg.tinylora) is not None
+    assert (
+        tinylora_config_from(cfg.actor_rollout_ref.tinylora) == tinylora_config_from(cfg.tinylora) is not None
+    )
     assert cfg.trainer.v1.trainer_mode == "tinylora_sync"
     on_cpu = choices.get("platform") == "cpu"
     assert cfg.trainer.device == ("cpu" if on_cpu else "cuda")
@@ -144,7 +169,9 @@ def test_preset_is_gpu_and_points_at_prepared_data(composed, preset):
     train, val = Path(cfg.data.train_files), Path(cfg.data.val_files)
     assert train.parent == val.parent and train.parent.parent == Path(ENV["TINYLORA_DATA"])
     dataset = train.parent.name  # the directory `tinylora-verl prepare <dataset> --out` writes into
-    assert dataset in DATASETS, f"{preset}: data dir {dataset!r} is not a dataset `tinylora-verl prepare` knows"
+    assert dataset in DATASETS, (
+        f"{preset}: data dir {dataset!r} is not a dataset `tinylora-verl prepare` knows"
+    )
     assert {train.stem, val.stem} <= set(DATASETS[dataset].splits)
     assert cfg.reward.custom_reward_function.path == f"pkg://reward_fns.{DATASETS[dataset].reward}"
 
@@ -170,13 +197,15 @@ def documented_svd_projection_s() -> float:
     head = [c.strip() for c in lines[start].strip().strip("|").split("|")]
     col = next(i for i, c in enumerate(head) if c.startswith("x28 layers"))
     values = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if cells[head.index("threads")] == "1":
             values.append(float(cells[col].replace(",", "")))
-    assert len(values) == 2, "docs/performance_svd.md: want a one-thread row per SVD method in the first table"
+    assert len(values) == 2, (
+        "docs/performance_svd.md: want a one-thread row per SVD method in the first table"
+    )
     return max(values)
 
 
@@ -187,7 +216,10 @@ def test_preset_timeout_covers_rank0_svd(composed, preset):
     slowest SVD setting with a 2x margin."""
     cfg, _ = composed[(f"experiment/{preset}", ())]
     projection = documented_svd_projection_s()
-    assert cfg.actor_rollout_ref.nccl_timeout >= 2 * projection, (cfg.actor_rollout_ref.nccl_timeout, projection)
+    assert cfg.actor_rollout_ref.nccl_timeout >= 2 * projection, (
+        cfg.actor_rollout_ref.nccl_timeout,
+        projection,
+    )
 
 
 def test_parity_table_covers_every_preset_and_section1_setting():
@@ -210,8 +242,15 @@ def test_parity_row_matches_resolved_config(composed, row):
 
 def test_parity_parser_reads_values_as_yaml():
     """The parser is not vacuous: a doctored table yields the doctored row and value type."""
-    text = "\n".join(["| " + " | ".join(HEADER) + " |", "|---|---|---|---|---|",
-                      "| gsm8k_paper | lr | `x` | `actor_rollout_ref.actor.optim.lr` | `2.0e-5` |", "", "| a | b |"])
+    text = "\n".join(
+        [
+            "| " + " | ".join(HEADER) + " |",
+            "|---|---|---|---|---|",
+            "| gsm8k_paper | lr | `x` | `actor_rollout_ref.actor.optim.lr` | `2.0e-5` |",
+            "",
+            "| a | b |",
+        ]
+    )
     rows = parity_rows(text)
     assert len(rows) == 1 and yaml.safe_load(_code(rows[0]["value"])) == 2e-5
 

@@ -37,8 +37,10 @@ def prepared(tmp_path_factory):
     if not SHARED_DATA.is_dir():
         pytest.fail(f"the offline datasets are expected at {SHARED_DATA}")
     root = tmp_path_factory.mktemp("prepared")
-    results = {name: prepare(name, root / name, jsonl_dir=SHARED_DATA, progress=False, log=lambda *_: None)
-               for name in EXPECTED}
+    results = {
+        name: prepare(name, root / name, jsonl_dir=SHARED_DATA, progress=False, log=lambda *_: None)
+        for name in EXPECTED
+    }
     return root, results
 
 
@@ -78,27 +80,32 @@ def test_math_style_rows_use_qwen_boxed(prepared):
     raw = [json.loads(line) for line in open(SHARED_DATA / "math500" / "test.jsonl")]
     assert list(frame.iloc[3]["prompt"]) == [
         {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": raw[3]["problem"] + "\n" + BOXED_INSTRUCTION}]
+        {"role": "user", "content": raw[3]["problem"] + "\n" + BOXED_INSTRUCTION},
+    ]
     assert BOXED_INSTRUCTION == "Please reason step by step, and put your final answer within \\boxed{}."
     assert frame["reward_model"].map(lambda r: r["ground_truth"]).tolist() == [r["answer"] for r in raw]
     assert frame["extra_info"].map(lambda e: e["source_id"]).tolist() == [r["unique_id"] for r in raw]
     assert frame["extra_info"].map(lambda e: e["solution"]).tolist() == [r["solution"].strip() for r in raw]
-    aime = pd.read_parquet(root / "aime24" / "test.parquet")     # no solution field in the source: ""
+    aime = pd.read_parquet(root / "aime24" / "test.parquet")  # no solution field in the source: ""
     assert set(aime["extra_info"].map(lambda e: e["solution"])) == {""}
 
 
-@pytest.mark.parametrize("name,index,answer", [
-    ("math", 0, None),                       # checked against the last box of the source solution below
-    ("amc23", 0, "27"),                      # 27.0 -> "27"
-    ("aime24", 0, "204"),
-    ("olympiadbench", 0, "2"),
-])
+@pytest.mark.parametrize(
+    "name,index,answer",
+    [
+        ("math", 0, None),  # checked against the last box of the source solution below
+        ("amc23", 0, "27"),  # 27.0 -> "27"
+        ("aime24", 0, "204"),
+        ("olympiadbench", 0, "2"),
+    ],
+)
 def test_answers(prepared, name, index, answer):
     root, _ = prepared
     split = "train" if name == "math" else "test"
     truth = pd.read_parquet(root / name / f"{split}.parquet").iloc[index]["reward_model"]["ground_truth"]
     if answer is None:
         from reward_fns._latex import last_boxed
+
         first = json.loads(open(SHARED_DATA / "math" / "train_12k_prm800k_split.jsonl").readline())
         answer = last_boxed(first["solution"])
     assert truth == answer
@@ -106,13 +113,19 @@ def test_answers(prepared, name, index, answer):
 
 def test_olympiad_multi_answers_are_joined(prepared):
     root, _ = prepared
-    truths = pd.read_parquet(root / "olympiadbench" / "test.parquet")["reward_model"].map(lambda r: r["ground_truth"])
+    truths = pd.read_parquet(root / "olympiadbench" / "test.parquet")["reward_model"].map(
+        lambda r: r["ground_truth"]
+    )
     assert "69,84" in truths.tolist() and not any("$" in t for t in truths)
 
 
 def test_simplerl_keeps_only_levels_3_to_5(prepared):
     root, _ = prepared
-    ids = set(pd.read_parquet(root / "simplerl_math35" / "train.parquet")["extra_info"].map(lambda e: e["source_id"]))
+    ids = set(
+        pd.read_parquet(root / "simplerl_math35" / "train.parquet")["extra_info"].map(
+            lambda e: e["source_id"]
+        )
+    )
     levels = {}
     for line in open(SHARED_DATA / "math" / "train_12k_prm800k_split.jsonl"):
         row = json.loads(line)
@@ -124,17 +137,34 @@ def test_malformed_rows_are_reported_not_dropped(tmp_path, capsys):
     src = tmp_path / "src" / "gsm8k"
     src.mkdir(parents=True)
     good = {"question": "What is 2+2?", "answer": "2+2=4\n#### 4"}
-    (src / "train.jsonl").write_text("\n".join([
-        json.dumps(good),
-        "{not json",
-        json.dumps({"question": "No marker", "answer": "it is 5"}),
-        json.dumps([1, 2]),
-        json.dumps({"answer": "#### 3"}),
-        json.dumps(good),
-    ]) + "\n")
+    (src / "train.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps(good),
+                "{not json",
+                json.dumps({"question": "No marker", "answer": "it is 5"}),
+                json.dumps([1, 2]),
+                json.dumps({"answer": "#### 3"}),
+                json.dumps(good),
+            ]
+        )
+        + "\n"
+    )
     (src / "test.jsonl").write_text(json.dumps(good) + "\n")
-    assert main(["prepare", "gsm8k", "--out", str(tmp_path / "out"), "--from-jsonl", str(tmp_path / "src"),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "gsm8k",
+                "--out",
+                str(tmp_path / "out"),
+                "--from-jsonl",
+                str(tmp_path / "src"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "gsm8k train: 2 rows" in printed and "(4 rejected)" in printed
     assert "line 2:" in printed and "line 3:" in printed and "line 4:" in printed
@@ -158,14 +188,14 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
 def test_unreachable_hub_is_decided_fast(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    with socket.socket() as silent:                    # accepts connections, never answers
+    with socket.socket() as silent:  # accepts connections, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
         t0 = time.perf_counter()
         ok, why = hub_reachable("openai/gsm8k", timeout_s=1.0)
         assert not ok and time.perf_counter() - t0 < 2.0, why
-    with socket.socket() as closed:                    # nothing listens: refused at once
+    with socket.socket() as closed:  # nothing listens: refused at once
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")

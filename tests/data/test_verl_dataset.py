@@ -15,6 +15,7 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 @pytest.fixture(scope="module")
 def tokenizer():
     from transformers import AutoTokenizer
+
     path = SHARED / "tokenizers" / "qwen2.5"
     if not path.is_dir():
         pytest.fail(f"the Qwen2.5 tokenizer is expected at {path}")
@@ -28,19 +29,33 @@ def test_rlhf_dataset_loads_prepared_parquet(tmp_path, tokenizer, name, split, n
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
     prepare(name, tmp_path / "data", jsonl_dir=SHARED / "data", progress=False, log=lambda *_: None)
-    config = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 1024, "filter_overlong_prompts": True,
-                               "filter_overlong_prompts_workers": 1, "cache_dir": str(tmp_path / "cache"),
-                               "truncation": "error"})
-    dataset = RLHFDataset(str(tmp_path / "data" / f"{split}.parquet"), tokenizer, config,
-                          max_samples=n_rows if name == "gsm8k" else -1)
-    assert len(dataset) == n_rows                    # every prompt renders under 1024 tokens: none filtered
+    config = OmegaConf.create(
+        {
+            "prompt_key": "prompt",
+            "max_prompt_length": 1024,
+            "filter_overlong_prompts": True,
+            "filter_overlong_prompts_workers": 1,
+            "cache_dir": str(tmp_path / "cache"),
+            "truncation": "error",
+        }
+    )
+    dataset = RLHFDataset(
+        str(tmp_path / "data" / f"{split}.parquet"),
+        tokenizer,
+        config,
+        max_samples=n_rows if name == "gsm8k" else -1,
+    )
+    assert len(dataset) == n_rows  # every prompt renders under 1024 tokens: none filtered
 
     batch = next(iter(DataLoader(dataset, batch_size=4, collate_fn=collate_fn)))
     assert list(batch["data_source"]) == [name] * 4
-    assert [rm["ground_truth"] for rm in batch["reward_model"]] == [dataset[i]["reward_model"]["ground_truth"]
-                                                                     for i in range(4)]
+    assert [rm["ground_truth"] for rm in batch["reward_model"]] == [
+        dataset[i]["reward_model"]["ground_truth"] for i in range(4)
+    ]
     assert [e["index"] for e in batch["extra_info"]] == [0, 1, 2, 3]
     messages = list(batch["raw_prompt"][0])
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    expected_tail = ('after "####".' if name == "gsm8k" else "within \\boxed{}.") + "<|im_end|>\n<|im_start|>assistant\n"
+    expected_tail = (
+        'after "####".' if name == "gsm8k" else "within \\boxed{}."
+    ) + "<|im_end|>\n<|im_start|>assistant\n"
     assert text.endswith(expected_tail)

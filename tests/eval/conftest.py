@@ -9,16 +9,30 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 TOKENIZER_DIR = SHARED / "tokenizers" / "qwen2.5"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "generation_config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "generation_config.json",
+)
 
 
 def _tiny_qwen2(seed: int = 0):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
+
     torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
-                         tie_word_embeddings=True)                # head_dim 32: vLLM CPU rejects 16
+    config = Qwen2Config(
+        vocab_size=151936,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+    )  # head_dim 32: vLLM CPU rejects 16
     model = Qwen2ForCausalLM(config).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -41,8 +55,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def tiny_adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """A 13-parameter TinyLoRA adapter on the tiny model with a non-zero v (so merging changes weights)."""
     import torch
+
     from tinylora_verl import TinyLoRAConfig, apply_tinylora
     from tinylora_verl.hf import load_causal_lm
+
     model = load_causal_lm(str(tiny_model_dir))
     handle = apply_tinylora(model, TinyLoRAConfig(budget=13))
     with torch.no_grad():

@@ -19,10 +19,33 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 @pytest.mark.e2e
 def test_eval_end_to_end_on_vllm_cpu(tiny_model_dir, tiny_adapter_dir, tmp_path, capsys):
     out = tmp_path / "eval"
-    code = main(["eval", "--model", str(tiny_model_dir), "--adapter", str(tiny_adapter_dir),
-                 "--benchmarks", "gsm8k,math500", "--limit", "2", "--n", "2", "--max-tokens", "12",
-                 "--from-jsonl", str(SHARED_DATA), "--out", str(out), "--dtype", "float32",
-                 "--max-model-len", "1024", "--kv-cache-bytes", str(64 * 1024 * 1024)])
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(tiny_model_dir),
+            "--adapter",
+            str(tiny_adapter_dir),
+            "--benchmarks",
+            "gsm8k,math500",
+            "--limit",
+            "2",
+            "--n",
+            "2",
+            "--max-tokens",
+            "12",
+            "--from-jsonl",
+            str(SHARED_DATA),
+            "--out",
+            str(out),
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "1024",
+            "--kv-cache-bytes",
+            str(64 * 1024 * 1024),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     assert "merged 13 adapter parameters" in printed

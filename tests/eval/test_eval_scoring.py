@@ -11,20 +11,27 @@ from tinylora_verl.eval.scoring import Completion, score_benchmark, summarize, w
 
 
 def _row(i: int, truth: str, source: str) -> dict:
-    return {"data_source": source, "prompt": [{"role": "user", "content": f"q{i}"}],
-            "reward_model": {"style": "rule", "ground_truth": truth},
-            "extra_info": {"split": "test", "index": i, "question": f"q{i}"}}
+    return {
+        "data_source": source,
+        "prompt": [{"role": "user", "content": f"q{i}"}],
+        "reward_model": {"style": "rule", "ground_truth": truth},
+        "extra_info": {"split": "test", "index": i, "question": f"q{i}"},
+    }
 
 
 def test_scores_summary_and_files(tmp_path):
     rows = [_row(0, "4", "gsm8k"), _row(1, "10", "gsm8k")]
-    completions = [[Completion("2+2=4\n#### 4", 7, "stop"), Completion("#### 5", 3, "stop")],
-                   [Completion("it is 1,0", 5, "length"), Completion("#### 10.00", 9, "stop")]]
+    completions = [
+        [Completion("2+2=4\n#### 4", 7, "stop"), Completion("#### 5", 3, "stop")],
+        [Completion("it is 1,0", 5, "length"), Completion("#### 10.00", 9, "stop")],
+    ]
     records = score_benchmark("gsm8k", "gsm8k", rows, completions)
     assert [r["score"] for r in records] == [1.0, 0.0, 0.0, 1.0]
     assert [r["extracted"] for r in records] == ["4", "5", "0", "10"]
     assert [(r["index"], r["sample"]) for r in records] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert all(r["score"] == gsm8k_reward.compute_score("gsm8k", r["response"], r["ground_truth"]) for r in records)
+    assert all(
+        r["score"] == gsm8k_reward.compute_score("gsm8k", r["response"], r["ground_truth"]) for r in records
+    )
 
     gsm = summarize("gsm8k", records)
     assert (gsm.n_prompts, gsm.n_samples) == (2, 2)
@@ -57,8 +64,10 @@ def test_mismatched_inputs_are_errors():
 
 def test_arithmetic_accuracy_is_exact_match_without_format_credit():
     rows = [_row(0, "42", "tinylora/arithmetic"), _row(1, "7", "tinylora/arithmetic")]
-    completions = [[Completion("#### 42", 3, "stop"), Completion("#### 41", 3, "stop")],
-                   [Completion("the answer is 7", 5, "stop"), Completion("x\n#### 7", 4, "stop")]]
+    completions = [
+        [Completion("#### 42", 3, "stop"), Completion("#### 41", 3, "stop")],
+        [Completion("the answer is 7", 5, "stop"), Completion("x\n#### 7", 4, "stop")],
+    ]
     records = score_benchmark("arithmetic_add", "arithmetic", rows, completions)
     # the training reward gives 0.1 for "#### 41"; accuracy counts only the exact answer after ####
     assert [r["score"] for r in records] == [1.0, 0.0, 0.0, 1.0]

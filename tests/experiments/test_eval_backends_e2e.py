@@ -33,9 +33,18 @@ def test_vllm_eval_of_an_sft_run_matches_hf_generate(tokenizer, tmp_path):
     # implementations (near-tied logits: merged weights vs base + low-rank path, vLLM's kernels vs torch)
     eval_cfg = {"backend": "vllm", "temperature": 0, "max_tokens": 1}
     task = {"kind": "arithmetic", "n_train": 8, "n_val": 4, "n_test": 4}
-    spec = validate({"model": str(tiny_model_dir), "task": task,
-                     "methods": ["sft"], "budgets": [3], "lrs": [0.1], "seeds": [0],
-                     "sft": {"steps": 2, "batch_size": 4}, "eval": eval_cfg})
+    spec = validate(
+        {
+            "model": str(tiny_model_dir),
+            "task": task,
+            "methods": ["sft"],
+            "budgets": [3],
+            "lrs": [0.1],
+            "seeds": [0],
+            "sft": {"steps": 2, "batch_size": 4},
+            "eval": eval_cfg,
+        }
+    )
     files = materialise(spec["task"], tmp_path / "data")
     run_dir = tmp_path / "run"
     records.write_settings(run_dir, run_settings(spec, Run("sft", "tinylora", 3, 0.1, 0), files.to_dict()))

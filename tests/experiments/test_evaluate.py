@@ -16,7 +16,9 @@ def test_arithmetic_splits_are_disjoint_and_carry_solutions():
     rows = arithmetic_rows(TASK)
     pairs = {s: {(r["extra_info"]["a"], r["extra_info"]["b"]) for r in rows[s]} for s in rows}
     assert [len(pairs[s]) for s in ("train", "val", "test")] == [40, 10, 12]
-    assert not (pairs["train"] & pairs["val"] or pairs["train"] & pairs["test"] or pairs["val"] & pairs["test"])
+    assert not (
+        pairs["train"] & pairs["val"] or pairs["train"] & pairs["test"] or pairs["val"] & pairs["test"]
+    )
     r = rows["test"][0]
     a, b = r["extra_info"]["a"], r["extra_info"]["b"]
     assert r["extra_info"]["solution"] == f"#### {a + b}" and r["reward_model"]["ground_truth"] == str(a + b)
@@ -27,17 +29,30 @@ def test_arithmetic_splits_are_disjoint_and_carry_solutions():
 def test_number_style_rows_ask_for_the_number_and_score_the_last_number():
     from tinylora_verl.data.arithmetic import SYSTEM
     from tinylora_verl.eval.scoring import score_benchmark
-    rows = arithmetic_rows({"kind": "arithmetic", "op": "mul", "n_train": 20, "n_val": 4, "n_test": 8,
-                            "seed": 1, "style": "number"})
+
+    rows = arithmetic_rows(
+        {
+            "kind": "arithmetic",
+            "op": "mul",
+            "n_train": 20,
+            "n_val": 4,
+            "n_test": 8,
+            "seed": 1,
+            "style": "number",
+        }
+    )
     r = rows["test"][0]
     a, b = r["extra_info"]["a"], r["extra_info"]["b"]
     assert r["prompt"][0] == {"role": "system", "content": SYSTEM}
     assert r["extra_info"]["question"] == f"What is {a} * {b}?" and r["extra_info"]["solution"] == str(a * b)
     texts = [f"{a} * {b} = {a * b}.", f"#### {a * b} is not {a * b + 1}"]
-    scored = score_benchmark("arithmetic_mul", "arithmetic", [r, r], [[Completion(texts[0], 8)], [Completion(texts[1], 9)]])
+    scored = score_benchmark(
+        "arithmetic_mul", "arithmetic", [r, r], [[Completion(texts[0], 8)], [Completion(texts[1], 9)]]
+    )
     assert [s["score"] for s in scored] == [1.0, 0.0]
     assert check_task({"kind": "arithmetic", "style": "words"}) == [
-        "task.style='words' must be one of ('hash', 'number')"]
+        "task.style='words' must be one of ('hash', 'number')"
+    ]
 
 
 def test_materialise_writes_three_parquet_files_once(tmp_path):
@@ -51,16 +66,26 @@ def test_materialise_writes_three_parquet_files_once(tmp_path):
 
 def test_batched_left_padded_generation_equals_one_prompt_at_a_time(tokenizer):
     model = tiny_qwen2(seed=5, initializer_range=0.2)
-    prompts = [[{"role": "user", "content": "What is 2 + 3?"}],
-               [{"role": "user", "content": "Natalia sold clips to 48 of her friends in April, and then some more."}],
-               [{"role": "user", "content": "Hi"}]]
+    prompts = [
+        [{"role": "user", "content": "What is 2 + 3?"}],
+        [
+            {
+                "role": "user",
+                "content": "Natalia sold clips to 48 of her friends in April, and then some more.",
+            }
+        ],
+        [{"role": "user", "content": "Hi"}],
+    ]
     cfg = EvalConfig(backend="hf", temperature=0.0, max_tokens=6, batch_size=3)
     batched = generate_hf(model, tokenizer, prompts, cfg)
-    single = generate_hf(model, tokenizer, prompts,
-                         EvalConfig(backend="hf", temperature=0.0, max_tokens=6, batch_size=1))
+    single = generate_hf(
+        model, tokenizer, prompts, EvalConfig(backend="hf", temperature=0.0, max_tokens=6, batch_size=1)
+    )
     assert [c[0].text for c in batched] == [c[0].text for c in single]
-    assert all(len(c) == 1 and c[0].n_tokens <= 6 and c[0].finish_reason in ("stop", "length") for c in batched)
-    assert len({c[0].text for c in batched}) > 1                   # the prompts matter: not one fixed output
+    assert all(
+        len(c) == 1 and c[0].n_tokens <= 6 and c[0].finish_reason in ("stop", "length") for c in batched
+    )
+    assert len({c[0].text for c in batched}) > 1  # the prompts matter: not one fixed output
 
 
 def test_evaluate_scores_every_set_with_its_reward(tmp_path):
@@ -68,9 +93,11 @@ def test_evaluate_scores_every_set_with_its_reward(tmp_path):
     rows = {n: read_rows(p) for n, p in files.eval_sets().items()}
     answers = [r["reward_model"]["ground_truth"] for n in rows for r in rows[n]]
 
-    def fake_generate(prompts):          # right on even rows of each set's order, "format only" on odd ones
+    def fake_generate(prompts):  # right on even rows of each set's order, "format only" on odd ones
         assert len(prompts) == len(answers)
-        return [[Completion(f"#### {a}" if i % 2 == 0 else "#### -1", 3, "stop")] for i, a in enumerate(answers)]
+        return [
+            [Completion(f"#### {a}" if i % 2 == 0 else "#### -1", 3, "stop")] for i, a in enumerate(answers)
+        ]
 
     summary = evaluate(files.eval_sets(), EvalConfig(backend="hf"), tmp_path / "eval", fake_generate)
     assert summary["val"]["accuracy"] == pytest.approx(0.5) and summary["val"]["n_prompts"] == 10

@@ -10,9 +10,35 @@ from tinylora_verl.cli import main
 
 def test_sft_command_trains_evaluates_and_writes_a_table_record(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["sft", "--model", str(tiny_model_dir), "--arithmetic", "add", "--n-train", "8", "--n-val", "3",
-            "--n-test", "5", "--out", str(out), "--budget", "5", "--lr", "0.05", "--steps", "2", "--batch-size", "4",
-            "--set", "eval.backend=hf", "--set", "eval.temperature=0", "--set", "eval.max_tokens=3"]
+    argv = [
+        "sft",
+        "--model",
+        str(tiny_model_dir),
+        "--arithmetic",
+        "add",
+        "--n-train",
+        "8",
+        "--n-val",
+        "3",
+        "--n-test",
+        "5",
+        "--out",
+        str(out),
+        "--budget",
+        "5",
+        "--lr",
+        "0.05",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--set",
+        "eval.backend=hf",
+        "--set",
+        "eval.temperature=0",
+        "--set",
+        "eval.max_tokens=3",
+    ]
     assert main(argv) == 0
     rec = json.loads((out / "result.json").read_text())
     assert rec["status"] == "finished" and rec["name"] == "sft-tinylora5-lr0.05-s0"
@@ -23,5 +49,5 @@ def test_sft_command_trains_evaluates_and_writes_a_table_record(tiny_model_dir, 
     assert read_metadata(out / "adapter")["plan"]["num_trainable"] == 5
     assert len((out / "sft_metrics.jsonl").read_text().splitlines()) == 2
     assert "arithmetic_add: accuracy" in capsys.readouterr().out
-    assert main(argv) == 2                                                   # a finished run is not overwritten
+    assert main(argv) == 2  # a finished run is not overwritten
     assert "already holds a finished run" in capsys.readouterr().err

@@ -20,35 +20,86 @@ TASK = {"kind": "arithmetic", "op": "add", "n_train": 8, "n_val": 4, "n_test": 4
 
 
 def _spec(**kw) -> dict:
-    return {"model": "/models/m", "task": TASK, "methods": ["sft"], "budgets": [1], "lrs": [0.01, 0.1],
-            "seeds": [0], "base_eval": False, **kw}
+    return {
+        "model": "/models/m",
+        "task": TASK,
+        "methods": ["sft"],
+        "budgets": [1],
+        "lrs": [0.01, 0.1],
+        "seeds": [0],
+        "base_eval": False,
+        **kw,
+    }
 
 
 def test_defaults_are_the_papers_grid_and_names_are_deterministic():
     spec = validate({"model": "m", "task": TASK})
-    assert spec["lrs"] == PAPER_LRS and spec["seeds"] == [0, 1, 2] and spec["budgets"] == [1, 13, 120, 1000, 10000]
+    assert (
+        spec["lrs"] == PAPER_LRS
+        and spec["seeds"] == [0, 1, 2]
+        and spec["budgets"] == [1, 13, 120, 1000, 10000]
+    )
     runs = expand({**spec, "baselines": ["lora", "full"]})
     assert len(runs) == 1 + 2 * (5 * 7 * 3 + 2 * 7 * 3)
     assert runs[0] == Run("base", "base")
     names = [r.name for r in runs]
     assert len(set(names)) == len(names)
-    assert "rl-tinylora13-lr5e-07-s2" in names and "sft-lora1-lr0.0002-s0" in names and "rl-full-lr1e-07-s1" in names
+    assert (
+        "rl-tinylora13-lr5e-07-s2" in names
+        and "sft-lora1-lr0.0002-s0" in names
+        and "rl-full-lr1e-07-s1" in names
+    )
 
 
 def test_every_spec_mistake_is_reported_at_once():
     with pytest.raises(ValueError) as err:
-        validate({"model": "m", "task": {"kind": "arithmetic", "op": "div"}, "budgets": [0, 13], "lrs": [],
-                  "methods": ["ppo"], "baselines": ["dora"], "sft": {"lr": 1.0}, "colour": 1})
+        validate(
+            {
+                "model": "m",
+                "task": {"kind": "arithmetic", "op": "div"},
+                "budgets": [0, 13],
+                "lrs": [],
+                "methods": ["ppo"],
+                "baselines": ["dora"],
+                "sft": {"lr": 1.0},
+                "colour": 1,
+            }
+        )
     msg = str(err.value)
-    for part in ("unknown key 'colour'", "task.op='div'", "budgets: 0", "lrs must be a non-empty list",
-                 "'ppo' is not one of", "'dora' is not one of", "sft.lr is set per run"):
+    for part in (
+        "unknown key 'colour'",
+        "task.op='div'",
+        "budgets: 0",
+        "lrs must be a non-empty list",
+        "'ppo' is not one of",
+        "'dora' is not one of",
+        "sft.lr is set per run",
+    ):
         assert part in msg, part
 
 
 def test_dry_run_lists_runs_and_commands_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "sweep"
-    argv = ["sweep", "--out", str(out), "--model", "smollm2", "--arithmetic", "add", "--methods", "rl,sft",
-            "--budgets", "1,13", "--lrs", "1e-5,1e-4", "--seeds", "0", "--baselines", "full", "--dry-run"]
+    argv = [
+        "sweep",
+        "--out",
+        str(out),
+        "--model",
+        "smollm2",
+        "--arithmetic",
+        "add",
+        "--methods",
+        "rl,sft",
+        "--budgets",
+        "1,13",
+        "--lrs",
+        "1e-5,1e-4",
+        "--seeds",
+        "0",
+        "--baselines",
+        "full",
+        "--dry-run",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "13 runs; run 13" in text
@@ -64,6 +115,7 @@ def test_dry_run_lists_runs_and_commands_and_writes_nothing(tmp_path, capsys):
 
 class RecordingBackend:
     """Runs nothing; writes the record a run would (finished, or failed for the LRs in `fail`)."""
+
     name = "fake"
 
     def __init__(self, fail=()):
@@ -77,8 +129,16 @@ class RecordingBackend:
             self.ran.append((run.name, run.attempt))
             settings = records.read_settings(run.run_dir)
             status = "failed" if settings["lr"] in self.fail else "finished"
-            records.write_result(run.run_dir, records.make_record(settings, status, attempt=run.attempt, wall_s=1.0,
-                                                                  error="boom" if status == "failed" else None))
+            records.write_result(
+                run.run_dir,
+                records.make_record(
+                    settings,
+                    status,
+                    attempt=run.attempt,
+                    wall_s=1.0,
+                    error="boom" if status == "failed" else None,
+                ),
+            )
             on_done(run)
 
 
@@ -89,14 +149,14 @@ def test_resume_skips_finished_retries_failed_on_request_and_refuses_changed_set
     assert first.ran == [("sft-tinylora1-lr0.01-s0", 1), ("sft-tinylora1-lr0.1-s0", 1)]
     assert summary.results == {"sft-tinylora1-lr0.01-s0": "finished", "sft-tinylora1-lr0.1-s0": "failed"}
     again = RecordingBackend()
-    run_sweep(None, out, again, log=lambda m: None)                       # no spec: OUT/sweep.yaml is reused
-    assert again.ran == []                                                # finished skipped, failed not retried
+    run_sweep(None, out, again, log=lambda m: None)  # no spec: OUT/sweep.yaml is reused
+    assert again.ran == []  # finished skipped, failed not retried
     retry = RecordingBackend()
     run_sweep(None, out, retry, retry_failed=True, log=lambda m: None)
     assert retry.ran == [("sft-tinylora1-lr0.1-s0", 2)]
     assert records.read_result(out / "runs" / "sft-tinylora1-lr0.1-s0")["attempt"] == 2
     grown = RecordingBackend()
-    run_sweep(_spec(seeds=[0, 1]), out, grown, log=lambda m: None)       # a bigger grid runs only the new runs
+    run_sweep(_spec(seeds=[0, 1]), out, grown, log=lambda m: None)  # a bigger grid runs only the new runs
     assert [n for n, _ in grown.ran] == ["sft-tinylora1-lr0.01-s1", "sft-tinylora1-lr0.1-s1"]
     with pytest.raises(ValueError, match=r"made with other settings: sft-tinylora1-lr0.01-s0 \(sft\)"):
         plan(validate(_spec(sft={"steps": 3})), out)
@@ -104,7 +164,7 @@ def test_resume_skips_finished_retries_failed_on_request_and_refuses_changed_set
 
 def test_a_run_that_dies_without_a_record_is_recorded_failed(tmp_path):
     out = tmp_path / "s"
-    backend = LocalBackend(python="/bin/false")                          # exits 1 before writing anything
+    backend = LocalBackend(python="/bin/false")  # exits 1 before writing anything
     summary = run_sweep(_spec(lrs=[0.01]), out, backend, log=lambda m: None)
     rec = records.read_result(out / "runs" / "sft-tinylora1-lr0.01-s0")
     assert summary.results == {"sft-tinylora1-lr0.01-s0": "failed"}
@@ -114,10 +174,11 @@ def test_a_run_that_dies_without_a_record_is_recorded_failed(tmp_path):
 
 def test_a_run_that_raises_records_the_error(tmp_path):
     from tinylora_verl.experiments.run_one import execute
+
     run_sweep(_spec(lrs=[0.01]), tmp_path, RecordingBackend(), dry_run=True, log=lambda m: None)
     run_dir = tmp_path / "runs" / "sft-tinylora1-lr0.01-s0"
     settings = plan(validate(_spec(lrs=[0.01])), tmp_path)[0].settings
-    records.write_settings(run_dir, settings)                            # model /models/m does not exist
+    records.write_settings(run_dir, settings)  # model /models/m does not exist
     rec = execute(run_dir, log=lambda m: None)
     assert rec["status"] == "failed" and "/models/m" in rec["error"]
     assert records.read_result(run_dir) == rec
@@ -146,6 +207,7 @@ class FakeJobClient:
 
     def get_job_status(self, job):
         from ray.job_submission import JobStatus
+
         self.active.discard(job)
         return JobStatus.FAILED if job in self.crashed else JobStatus.SUCCEEDED
 
@@ -155,35 +217,64 @@ class FakeJobClient:
 
 def test_ray_jobs_backend_submits_one_job_per_run_with_its_entrypoint_and_env(tmp_path):
     client = FakeJobClient(no_record={"rl-tinylora1-lr0.1-s0"})
-    backend = RayJobsBackend(None, client=client, python="python3", max_parallel=2, poll_s=0,
-                             runtime_env={"env_vars": {"HF_HOME": "/shared/hf"}}, sweep_dir=tmp_path)
+    backend = RayJobsBackend(
+        None,
+        client=client,
+        python="python3",
+        max_parallel=2,
+        poll_s=0,
+        runtime_env={"env_vars": {"HF_HOME": "/shared/hf"}},
+        sweep_dir=tmp_path,
+    )
     summary = run_sweep(_spec(methods=["rl", "sft"]), tmp_path, backend, log=lambda m: None)
     assert len(client.submitted) == 4 and client.max_active <= 2
     by_run = {kw["metadata"]["tinylora_run"]: kw for kw in client.submitted}
     sft = by_run["sft-tinylora1-lr0.01-s0"]
     run_dir = tmp_path.resolve() / "runs" / "sft-tinylora1-lr0.01-s0"
     assert sft["entrypoint"] == f"python3 -m tinylora_verl.experiments.run_one {run_dir}"
-    assert sft["entrypoint_num_gpus"] == 1.0                               # SFT computes in the entrypoint
+    assert sft["entrypoint_num_gpus"] == 1.0  # SFT computes in the entrypoint
     assert "entrypoint_num_gpus" not in by_run["rl-tinylora1-lr0.01-s0"]  # verl's workers take the GPUs
     assert sft["runtime_env"]["env_vars"] == {"HF_HOME": "/shared/hf", "PYTHONUNBUFFERED": "1"}
     ids = [kw["submission_id"] for kw in client.submitted]
-    assert len(set(ids)) == 4 and all(i.startswith("tinylora-") and i.endswith("-a1") and "." not in i for i in ids)
+    assert len(set(ids)) == 4 and all(
+        i.startswith("tinylora-") and i.endswith("-a1") and "." not in i for i in ids
+    )
     failed = records.read_result(tmp_path / "runs" / "rl-tinylora1-lr0.1-s0")
-    assert failed["status"] == "failed" and "ended FAILED" in failed["error"] and "out of memory" in failed["error"]
+    assert (
+        failed["status"] == "failed"
+        and "ended FAILED" in failed["error"]
+        and "out of memory" in failed["error"]
+    )
     assert summary.counts() == {"finished": 3, "failed": 1}
     line = RayJobsBackend("http://head:8265", client=client, python="python3").describe(
-        PendingRun("sft-tinylora1-lr0.01-s0", "sft", run_dir, 1))
+        PendingRun("sft-tinylora1-lr0.01-s0", "sft", run_dir, 1)
+    )
     assert line.startswith("ray job submit --address http://head:8265 --submission-id tinylora-")
-    assert "--runtime-env-json '{\"env_vars\": {\"PYTHONUNBUFFERED\": \"1\"}}'" in line
-    assert line.endswith(f"--entrypoint-num-gpus 1.0 -- python3 -m tinylora_verl.experiments.run_one {run_dir}")
+    assert '--runtime-env-json \'{"env_vars": {"PYTHONUNBUFFERED": "1"}}\'' in line
+    assert line.endswith(
+        f"--entrypoint-num-gpus 1.0 -- python3 -m tinylora_verl.experiments.run_one {run_dir}"
+    )
     assert "out of memory" in (tmp_path / "runs" / "rl-tinylora1-lr0.1-s0" / "log.txt").read_text()
 
 
 def test_spec_mistakes_exit_2_with_one_line(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("model: m\ntask: {kind: arithmetic}\nbudgets: [-1]\n")
-    proc = subprocess.run([sys.executable, "-m", "tinylora_verl.cli", "sweep", "--spec", str(spec), "--out",
-                           str(tmp_path / "o"), "--dry-run"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tinylora_verl.cli",
+            "sweep",
+            "--spec",
+            str(spec),
+            "--out",
+            str(tmp_path / "o"),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "budgets: -1" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -191,10 +282,37 @@ def test_spec_mistakes_exit_2_with_one_line(tmp_path):
 @pytest.mark.slow
 def test_a_real_local_sweep_of_two_sft_runs_then_a_table(tiny_model_dir, tmp_path):
     out = tmp_path / "sweep"
-    argv = ["sweep", "--out", str(out), "--model", str(tiny_model_dir), "--arithmetic", "add", "--n-train", "8",
-            "--n-val", "4", "--n-test", "4", "--methods", "sft", "--budgets", "2", "--lrs", "0.01,0.1",
-            "--seeds", "0", "--set", "base_eval=false", "--set", "sft.steps=2", "--set", "sft.batch_size=4",
-            "--set", "eval={backend: hf, temperature: 0, max_tokens: 4}"]
+    argv = [
+        "sweep",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+        "--arithmetic",
+        "add",
+        "--n-train",
+        "8",
+        "--n-val",
+        "4",
+        "--n-test",
+        "4",
+        "--methods",
+        "sft",
+        "--budgets",
+        "2",
+        "--lrs",
+        "0.01,0.1",
+        "--seeds",
+        "0",
+        "--set",
+        "base_eval=false",
+        "--set",
+        "sft.steps=2",
+        "--set",
+        "sft.batch_size=4",
+        "--set",
+        "eval={backend: hf, temperature: 0, max_tokens: 4}",
+    ]
     assert main(argv) == 0
     recs = {p.parent.name: json.loads(p.read_text()) for p in (out / "runs").glob("*/result.json")}
     assert sorted(recs) == ["sft-tinylora2-lr0.01-s0", "sft-tinylora2-lr0.1-s0"]
@@ -204,7 +322,7 @@ def test_a_real_local_sweep_of_two_sft_runs_then_a_table(tiny_model_dir, tmp_pat
         assert rec["train"]["steps"] == 2 and rec["train"]["val_loss"] != rec["train"]["val_loss_before"]
     assert (out / "runs" / "sft-tinylora2-lr0.1-s0" / "adapter" / "tinylora_config.json").exists()
     logs = {n: (out / "runs" / n / "log.txt").stat().st_mtime_ns for n in recs}
-    assert main(["sweep", "--out", str(out)]) == 0                         # resume: nothing left to run
+    assert main(["sweep", "--out", str(out)]) == 0  # resume: nothing left to run
     assert {n: (out / "runs" / n / "log.txt").stat().st_mtime_ns for n in recs} == logs
     assert main(["table", str(out), "--no-figures"]) == 0
     assert "SFT TinyLoRA 2" in (out / "table.md").read_text()

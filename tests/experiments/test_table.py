@@ -16,18 +16,29 @@ TEST = "arithmetic_add"
 
 def _record(method, kind, budget, lr, seed, val, test, params):
     name = f"{method}-{kind}{budget or ''}-lr{lr}-s{seed}"
-    return {"name": name, "status": "finished", "attempt": 1, "trainable_params": params,
-            "params": {"method": method, "kind": kind, "budget": budget, "lr": lr, "seed": seed},
-            "eval": {"val": {"accuracy": val}, TEST: {"accuracy": test}}, "train": {}, "wall_s": 1.0}
+    return {
+        "name": name,
+        "status": "finished",
+        "attempt": 1,
+        "trainable_params": params,
+        "params": {"method": method, "kind": kind, "budget": budget, "lr": lr, "seed": seed},
+        "eval": {"val": {"accuracy": val}, TEST: {"accuracy": test}},
+        "train": {},
+        "wall_s": 1.0,
+    }
 
 
 # (method, kind, budget, params, lr) -> [(val, test) per seed]
 GRID = {
-    ("sft", "tinylora", 1, 1, 1e-3): [(0.5, 0.40), (0.6, 0.50), (0.7, 0.60)],     # val mean 0.6  <- best
-    ("sft", "tinylora", 1, 1, 1e-2): [(0.8, 0.90), (0.4, 0.90), (0.3, 0.90)],     # val mean 0.5 (test is a decoy)
+    ("sft", "tinylora", 1, 1, 1e-3): [(0.5, 0.40), (0.6, 0.50), (0.7, 0.60)],  # val mean 0.6  <- best
+    ("sft", "tinylora", 1, 1, 1e-2): [
+        (0.8, 0.90),
+        (0.4, 0.90),
+        (0.3, 0.90),
+    ],  # val mean 0.5 (test is a decoy)
     ("sft", "tinylora", 13, 13, 1e-3): [(0.1, 0.2), (0.1, 0.2), (0.1, 0.2)],
-    ("sft", "tinylora", 13, 13, 1e-2): [(0.9, 0.70), (0.9, 0.80), (0.9, 0.75)],   # best: 75.0 ± 5.0
-    ("rl", "tinylora", 1, 1, 1e-3): [(0.5, 0.30)],                               # tie on val: the smaller LR
+    ("sft", "tinylora", 13, 13, 1e-2): [(0.9, 0.70), (0.9, 0.80), (0.9, 0.75)],  # best: 75.0 ± 5.0
+    ("rl", "tinylora", 1, 1, 1e-3): [(0.5, 0.30)],  # tie on val: the smaller LR
     ("rl", "tinylora", 1, 1, 1e-2): [(0.5, 0.99)],
     ("sft", "full", None, 1000, 1e-4): [(0.95, 0.85), (0.95, 0.95)],
     ("sft", "lora", None, 100, 1e-3): [(0.6, 0.65), (0.6, 0.55)],
@@ -45,7 +56,9 @@ def runs_dir(tmp_path):
             (path / "result.json").write_text(json.dumps(rec))
     failed = tmp_path / "runs" / "sft-tinylora1-lr0.1-s0"
     failed.mkdir()
-    (failed / "result.json").write_text(json.dumps({"name": "x", "status": "failed", "params": {}, "eval": {}}))
+    (failed / "result.json").write_text(
+        json.dumps({"name": "x", "status": "failed", "params": {}, "eval": {}})
+    )
     return tmp_path
 
 
@@ -56,8 +69,10 @@ def test_best_lr_on_validation_and_mean_std_at_it(runs_dir):
     got = {(r.method, r.kind, r.budget): (r.lr, r.n_seeds, r.acc[TEST]) for r in best}
     assert got[("sft", "tinylora", 1)][:2] == (1e-3, 3)
     assert got[("sft", "tinylora", 1)][2] == pytest.approx((0.5, 0.1))
-    assert got[("sft", "tinylora", 13)][0] == 1e-2 and got[("sft", "tinylora", 13)][2] == pytest.approx((0.75, 0.05))
-    assert got[("rl", "tinylora", 1)] == (1e-3, 1, (0.3, None))               # one seed: no std
+    assert got[("sft", "tinylora", 13)][0] == 1e-2 and got[("sft", "tinylora", 13)][2] == pytest.approx(
+        (0.75, 0.05)
+    )
+    assert got[("rl", "tinylora", 1)] == (1e-3, 1, (0.3, None))  # one seed: no std
     assert got[("sft", "full", None)][2] == pytest.approx((0.9, 0.0707107), abs=1e-6)
     assert got[("base", "base", None)][2] == (0.2, None)
     assert [(r.method, r.kind, r.budget) for r in best][0] == ("base", "base", None)
@@ -72,7 +87,10 @@ def test_table_command_writes_markdown_csv_and_figures(runs_dir, capsys):
     assert by[("sft", "tinylora", "13")]["lr"] == "0.01"
     assert float(by[("sft", "tinylora", "13")][f"{TEST}_mean"]) == 0.75
     assert float(by[("sft", "tinylora", "13")][f"{TEST}_std"]) == 0.05
-    assert float(by[("sft", "tinylora", "1")]["val_mean"]) == 0.6 and by[("rl", "tinylora", "1")][f"{TEST}_std"] == ""
+    assert (
+        float(by[("sft", "tinylora", "1")]["val_mean"]) == 0.6
+        and by[("rl", "tinylora", "1")][f"{TEST}_std"] == ""
+    )
     assert len(list(csv.DictReader(open(out / "table_all_lrs.csv")))) == len(GRID)
     md = (out / "table.md").read_text()
     assert "| SFT TinyLoRA 1 | 1 | 0.001 (of 2) | 3 | 60.0 ± 10.0 | 50.0 ± 10.0 |" in md
@@ -88,11 +106,16 @@ def test_figure_plots_the_table_numbers(runs_dir, tmp_path):
     fig = plot_accuracy_vs_params(best, TEST, tmp_path / "f.png")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
-    lines = {tuple(line.get_xdata()): [round(y, 9) for y in line.get_ydata()] for line in ax.lines
-             if line.get_color() == "tab:orange" and line.get_marker() in ("o", "s")}   # SFT points, not caps
-    assert lines[(1, 13)] == [50.0, 75.0]                                      # SFT TinyLoRA at the best LRs
-    assert lines[(100,)] == [60.0]                                             # SFT LoRA r=1 marker
-    horizontal = {line.get_gid(): line.get_ydata()[0] for line in ax.lines if line.get_gid() in ("base", "sft-full")}
+    lines = {
+        tuple(line.get_xdata()): [round(y, 9) for y in line.get_ydata()]
+        for line in ax.lines
+        if line.get_color() == "tab:orange" and line.get_marker() in ("o", "s")
+    }  # SFT points, not caps
+    assert lines[(1, 13)] == [50.0, 75.0]  # SFT TinyLoRA at the best LRs
+    assert lines[(100,)] == [60.0]  # SFT LoRA r=1 marker
+    horizontal = {
+        line.get_gid(): line.get_ydata()[0] for line in ax.lines if line.get_gid() in ("base", "sft-full")
+    }
     assert horizontal == {"base": 20.0, "sft-full": pytest.approx(90.0)}
 
 

@@ -9,40 +9,46 @@ from tinylora_verl.data.arithmetic import make_rows
 NUMBER = {"style": "number"}
 
 
-@pytest.mark.parametrize("text,truth,score", [
-    ("12 + 30 = 42\n#### 42", "42", 1.0),
-    ("#### 41", "42", 0.1),                         # format followed, wrong number: format credit
-    ("the answer is 42", "42", 0.0),                # no '####': strict format
-    ("#### 40 then corrected #### 42", "42", 1.0),  # the last one counts
-    ("#### 42 then #### 40", "42", 0.1),
-    ("#### 1,042", "1042", 1.0),
-    ("####", "42", 0.0),
-])
+@pytest.mark.parametrize(
+    "text,truth,score",
+    [
+        ("12 + 30 = 42\n#### 42", "42", 1.0),
+        ("#### 41", "42", 0.1),  # format followed, wrong number: format credit
+        ("the answer is 42", "42", 0.0),  # no '####': strict format
+        ("#### 40 then corrected #### 42", "42", 1.0),  # the last one counts
+        ("#### 42 then #### 40", "42", 0.1),
+        ("#### 1,042", "1042", 1.0),
+        ("####", "42", 0.0),
+    ],
+)
 @pytest.mark.parametrize("extra_info", [None, {"style": "hash"}, {"split": "train"}])
 def test_hash_style(text, truth, score, extra_info):
     assert compute_score("tinylora/arithmetic", text, truth, extra_info) == score
 
 
-@pytest.mark.parametrize("text,truth,score", [
-    ("56", "56", 1.0),
-    ("56.", "56", 1.0),
-    ("7 * 8 = 56", "56", 1.0),                          # worked out: the final number counts
-    ("The answer is 56.0", "56", 1.0),
-    ("#### 56", "56", 1.0),
-    ("55", "56", 0.0),
-    ("7 * 8 = 56, so the answer is 54", "56", 0.0),     # the last number counts, not any number
-    ("56 or 54", "56", 0.0),                            # hedging does not pay
-    ("56. What is 7 * 8?", "56", 0.0),                  # restating the question after the answer
-    ("fifty-six", "56", 0.0),                           # no number, no credit
-    ("", "56", 0.0),
-    ("7 * 8 = 560", "56", 0.0),
-    ("5 6", "56", 0.0),
-    ("The total is 1,042", "1042", 1.0),                # thousands separator
-    ("3,4,5", "345", 0.0),                              # a list, not a number
-    ("8-56", "56", 1.0),                                # a dash after a digit is not a sign
-    ("-56", "56", 0.0),
-    ("-7", "-7", 1.0),
-])
+@pytest.mark.parametrize(
+    "text,truth,score",
+    [
+        ("56", "56", 1.0),
+        ("56.", "56", 1.0),
+        ("7 * 8 = 56", "56", 1.0),  # worked out: the final number counts
+        ("The answer is 56.0", "56", 1.0),
+        ("#### 56", "56", 1.0),
+        ("55", "56", 0.0),
+        ("7 * 8 = 56, so the answer is 54", "56", 0.0),  # the last number counts, not any number
+        ("56 or 54", "56", 0.0),  # hedging does not pay
+        ("56. What is 7 * 8?", "56", 0.0),  # restating the question after the answer
+        ("fifty-six", "56", 0.0),  # no number, no credit
+        ("", "56", 0.0),
+        ("7 * 8 = 560", "56", 0.0),
+        ("5 6", "56", 0.0),
+        ("The total is 1,042", "1042", 1.0),  # thousands separator
+        ("3,4,5", "345", 0.0),  # a list, not a number
+        ("8-56", "56", 1.0),  # a dash after a digit is not a sign
+        ("-56", "56", 0.0),
+        ("-7", "-7", 1.0),
+    ],
+)
 def test_number_style(text, truth, score):
     assert compute_score("tinylora/arithmetic", text, truth, NUMBER) == score
 
@@ -72,5 +78,13 @@ def test_real_samples_of_the_base_model():
     assert compute_score(None, "2 * 2 = 4", "4", NUMBER) == 1.0
     assert compute_score(None, "To calculate 2 * 3, you simply multiply 2 by 3.", "6", NUMBER) == 0.0
     assert compute_score(None, "Two equals four. Two numbers in mathematics.", "4", NUMBER) == 0.0
-    assert compute_score(None, "To perform multiplication operations, in tutorials and other languages it is "
-                               "generally denoted as 4 * 3 = 12.", "12", NUMBER) == 1.0
+    assert (
+        compute_score(
+            None,
+            "To perform multiplication operations, in tutorials and other languages it is "
+            "generally denoted as 4 * 3 = 12.",
+            "12",
+            NUMBER,
+        )
+        == 1.0
+    )

@@ -22,25 +22,25 @@ GOLDEN = [
     ("#### 12 apples", "12", 1.0),
     ("#### 0.50", "0.5", 1.0),
     ("#### .5", "0.5", 1.0),
-    ("I think 20 first.\n#### 25\nwait maybe 30", "25", 1.0),       # #### beats the last number
-    ("#### 3\nlater\n#### 4", "4", 1.0),                             # last #### wins
+    ("I think 20 first.\n#### 25\nwait maybe 30", "25", 1.0),  # #### beats the last number
+    ("#### 3\nlater\n#### 4", "4", 1.0),  # last #### wins
     ("#### 3\nlater\n#### 4", "3", 0.0),
-    ("So the answer is \\boxed{42}.", "42", 1.0),                     # boxed when no ####
-    ("First \\boxed{41} then \\boxed{42}", "42", 1.0),               # last box
-    ("\\boxed{\\$1,000} 7 more words 9", "1000", 1.0),               # box beats last number
-    ("The answer is 64 dollars.", "64", 1.0),                        # last number fallback
+    ("So the answer is \\boxed{42}.", "42", 1.0),  # boxed when no ####
+    ("First \\boxed{41} then \\boxed{42}", "42", 1.0),  # last box
+    ("\\boxed{\\$1,000} 7 more words 9", "1000", 1.0),  # box beats last number
+    ("The answer is 64 dollars.", "64", 1.0),  # last number fallback
     ("13 cookies and 26 cakes", "13", 0.0),
     ("", "5", 0.0),
     ("no digits at all", "5", 0.0),
-    ("#### ", "0", 0.0),                                              # marker with nothing after it
+    ("#### ", "0", 0.0),  # marker with nothing after it
     ("5-3=2 so the result is -4", "-4", 1.0),
-    ("The ranges 5-3", "-3", 0.0),                                    # a hyphen after a digit is not a sign
-    ("#### 72", "Natalia sold 48/2 = 24 clips.\n#### 72", 1.0),       # full reference solution as gt
-    ("#### 72", 72, 1.0),                                             # int ground truth
+    ("The ranges 5-3", "-3", 0.0),  # a hyphen after a digit is not a sign
+    ("#### 72", "Natalia sold 48/2 = 24 clips.\n#### 72", 1.0),  # full reference solution as gt
+    ("#### 72", 72, 1.0),  # int ground truth
     ("#### 7.25", 7.25, 1.0),
     ("#### 10", None, 0.0),
     (None, "10", 0.0),
-    (12345, "12345", 0.0),                                            # not a str: no crash, no credit
+    (12345, "12345", 0.0),  # not a str: no crash, no credit
 ]
 
 
@@ -55,8 +55,10 @@ def test_strict_mode_needs_the_marker():
     assert compute_score("gsm8k", "#### 64", "64", strict=True) == 1.0
 
 
-@pytest.mark.parametrize("token,expected", [("1,234.50", "1234.5"), ("18.0", "18"), ("-0", "0"),
-                                            ("007", "7"), ("0.125", "0.125"), ("abc", None)])
+@pytest.mark.parametrize(
+    "token,expected",
+    [("1,234.50", "1234.5"), ("18.0", "18"), ("-0", "0"), ("007", "7"), ("0.125", "0.125"), ("abc", None)],
+)
 def test_normalize_number(token, expected):
     assert normalize_number(token) == expected
 
@@ -73,7 +75,7 @@ def test_huge_output_is_linear_and_correct():
 
 
 def test_long_numbers_are_compared_exactly():
-    a, b = "1" * 40, "1" * 39 + "2"          # equal in the first 28 digits (Decimal's default precision)
+    a, b = "1" * 40, "1" * 39 + "2"  # equal in the first 28 digits (Decimal's default precision)
     assert compute_score("gsm8k", f"#### {a}", a) == 1.0
     assert compute_score("gsm8k", f"#### {a}", b) == 0.0
     assert normalize_number("") is None and normalize_number("-") is None

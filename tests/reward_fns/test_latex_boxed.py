@@ -14,11 +14,11 @@ CASES = [
     ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
     ("\\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}"),
     ("\\fbox{7}", "7"),
-    ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"),                  # escaped braces are literal
-    ("\\boxed{3} and then \\boxed{4", "3"),               # truncated last box: the complete one counts
-    ("\\boxed 5$ done", "5"),                              # brace-less form
+    ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"),  # escaped braces are literal
+    ("\\boxed{3} and then \\boxed{4", "3"),  # truncated last box: the complete one counts
+    ("\\boxed 5$ done", "5"),  # brace-less form
     ("\\boxed {6}", "6"),
-    ("\\boxedx{6}", None),                                 # not a box command
+    ("\\boxedx{6}", None),  # not a box command
     ("no box here", None),
     ("\\boxed{}", ""),
     ("\\boxed{a}{b}", "a"),

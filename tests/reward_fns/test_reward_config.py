@@ -23,9 +23,11 @@ CONFIG_DIR = REPO / "config"
 
 
 def _primary(tmp_path: Path, extra_default: str = "") -> Path:
-    text = ("hydra:\n  searchpath:\n    - pkg://verl.trainer.config\n"
-            f"    - file://{CONFIG_DIR}\n"
-            "defaults:\n  - ppo_trainer\n" + (f"  - {extra_default}\n" if extra_default else "") + "  - _self_\n")
+    text = (
+        "hydra:\n  searchpath:\n    - pkg://verl.trainer.config\n"
+        f"    - file://{CONFIG_DIR}\n"
+        "defaults:\n  - ppo_trainer\n" + (f"  - {extra_default}\n" if extra_default else "") + "  - _self_\n"
+    )
     (tmp_path / "primary.yaml").write_text(text)
     return tmp_path
 
@@ -37,6 +39,7 @@ def _compose(config_dir: Path, overrides=()):
 
 def _load(cfg):
     from verl.trainer.ppo.reward import get_custom_reward_fn
+
     return get_custom_reward_fn(cfg)
 
 
@@ -46,8 +49,10 @@ def test_verl_default_has_no_custom_reward(tmp_path):
     assert _load(cfg) is None
 
 
-@pytest.mark.parametrize("name,module,how", [("gsm8k", "reward_fns.gsm8k", "command-line"),
-                                             ("math", "reward_fns.math", "defaults-list")])
+@pytest.mark.parametrize(
+    "name,module,how",
+    [("gsm8k", "reward_fns.gsm8k", "command-line"), ("math", "reward_fns.math", "defaults-list")],
+)
 def test_group_selects_our_reward(tmp_path, name, module, how):
     if how == "command-line":
         cfg = _compose(_primary(tmp_path), [f"reward={name}"])
@@ -63,7 +68,7 @@ def test_group_selects_our_reward(tmp_path, name, module, how):
     assert origin.parent.name == "reward_fns"
 
     cwd = os.getcwd()
-    os.chdir(tmp_path)                        # a Ray worker's cwd is not the repo: loading must not care
+    os.chdir(tmp_path)  # a Ray worker's cwd is not the repo: loading must not care
     try:
         fn = _load(cfg)
     finally:
@@ -74,17 +79,22 @@ def test_group_selects_our_reward(tmp_path, name, module, how):
 
 def test_reward_kwargs_reach_the_function(tmp_path):
     lenient = _load(_compose(_primary(tmp_path), ["reward=gsm8k"]))
-    strict = _load(_compose(_primary(tmp_path), ["reward=gsm8k",
-                                                 "reward.custom_reward_function.reward_kwargs.strict=true"]))
+    strict = _load(
+        _compose(
+            _primary(tmp_path), ["reward=gsm8k", "reward.custom_reward_function.reward_kwargs.strict=true"]
+        )
+    )
     assert lenient("gsm8k", "The answer is 7.", "7") == 1.0
     assert strict("gsm8k", "The answer is 7.", "7") == 0.0
     assert strict("gsm8k", "#### 7", "7") == 1.0
 
 
 def test_math_timeout_comes_from_the_config(tmp_path):
-    cfg = _compose(_primary(tmp_path), ["reward=math", "reward.custom_reward_function.reward_kwargs.timeout_s=0.25"])
+    cfg = _compose(
+        _primary(tmp_path), ["reward=math", "reward.custom_reward_function.reward_kwargs.timeout_s=0.25"]
+    )
     fn = _load(cfg)
-    assert fn("math", "\\boxed{\\frac{2}{4}}", "0.5") == 1.0           # warm child, symbolic path
+    assert fn("math", "\\boxed{\\frac{2}{4}}", "0.5") == 1.0  # warm child, symbolic path
     t0 = time.perf_counter()
-    assert fn("math", "\\boxed{9^{9^{9^{9}}}}", "1") == 0.0              # sympy never finishes this
-    assert time.perf_counter() - t0 < 1.0                                 # cut at 0.25 s, not the 2 s default
+    assert fn("math", "\\boxed{9^{9^{9^{9}}}}", "1") == 0.0  # sympy never finishes this
+    assert time.perf_counter() - t0 < 1.0  # cut at 0.25 s, not the 2 s default

@@ -23,19 +23,72 @@ from reward_fns._verify_worker import shared_worker
 STARTUP_BOUND_S = 15.0
 _KILLS = {"calls": 0, "calls_near_a_kill": 0}
 
-FRAGMENTS = ["\\boxed{", "\\fbox{", "\\boxed ", "}", "{", "\\{", "\\}", "\\frac", "\\dfrac", "\\sqrt", "^", "_",
-             "\\pi", "\\infty", "\\cup", "\\text{", "\\left(", "\\right)", "(", ")", "[", "]", ",", "=", "+", "-",
-             "*", "/", ".", "$", "%", "\\%", "^\\circ", "####", "x", "y", "i", "e", "0", "1", "2", "7", "42",
-             "1,000", "3.50", "-", " ", "\n", "\\\\", "\\begin{pmatrix}", "\\end{pmatrix}", "&", "\\cdot"]
+FRAGMENTS = [
+    "\\boxed{",
+    "\\fbox{",
+    "\\boxed ",
+    "}",
+    "{",
+    "\\{",
+    "\\}",
+    "\\frac",
+    "\\dfrac",
+    "\\sqrt",
+    "^",
+    "_",
+    "\\pi",
+    "\\infty",
+    "\\cup",
+    "\\text{",
+    "\\left(",
+    "\\right)",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "=",
+    "+",
+    "-",
+    "*",
+    "/",
+    ".",
+    "$",
+    "%",
+    "\\%",
+    "^\\circ",
+    "####",
+    "x",
+    "y",
+    "i",
+    "e",
+    "0",
+    "1",
+    "2",
+    "7",
+    "42",
+    "1,000",
+    "3.50",
+    "-",
+    " ",
+    "\n",
+    "\\\\",
+    "\\begin{pmatrix}",
+    "\\end{pmatrix}",
+    "&",
+    "\\cdot",
+]
 text = st.one_of(
     st.text(max_size=200),
     st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join),
-    st.tuples(st.text(max_size=50), st.lists(st.sampled_from(FRAGMENTS), max_size=20).map("".join))
-      .map(lambda t: t[0] + "\\boxed{" + t[1] + "}"),
+    st.tuples(st.text(max_size=50), st.lists(st.sampled_from(FRAGMENTS), max_size=20).map("".join)).map(
+        lambda t: t[0] + "\\boxed{" + t[1] + "}"
+    ),
 )
-ground_truth = st.one_of(text, st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.none())
-FUZZ = settings(max_examples=5000, deadline=None, database=None, derandomize=True,
-                suppress_health_check=list(HealthCheck))
+ground_truth = st.one_of(text, st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.none())
+FUZZ = settings(
+    max_examples=5000, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -82,7 +135,7 @@ def test_math_fuzz_rarely_needed_a_kill():
 
 
 @settings(max_examples=200, deadline=None, database=None, derandomize=True)
-@given(answer=st.integers(-10**9, 10**9))
+@given(answer=st.integers(-(10**9), 10**9))
 def test_fuzzed_answers_are_recognised(answer):
     """Random correct answers score 1.0 and off-by-one answers 0.0 (the fuzz is not vacuous)."""
     assert gsm8k.compute_score("fuzz", f"work... #### {answer:,}", str(answer)) == 1.0

@@ -37,10 +37,12 @@ def test_gsm8k_reference_solutions_score_one(shared_data, split, n_rows):
     print(f"gsm8k {split}: {n_rows - len(failures)}/{n_rows} reference solutions score 1.0")
     assert not failures, f"rows {failures[:10]} do not score 1.0 against their own answer"
 
-    shifted = [gsm8k.compute_score("gsm8k", rows[i]["answer"], answers[(i + 1) % n_rows]) for i in range(n_rows)]
+    shifted = [
+        gsm8k.compute_score("gsm8k", rows[i]["answer"], answers[(i + 1) % n_rows]) for i in range(n_rows)
+    ]
     expected = [float(answers[i] == answers[(i + 1) % n_rows]) for i in range(n_rows)]
     assert shifted == expected
-    assert 0 < sum(expected) < n_rows * 0.05        # some neighbours really share an answer
+    assert 0 < sum(expected) < n_rows * 0.05  # some neighbours really share an answer
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,11 @@ def test_math500_reference_boxes_match_the_answer_field(math500):
     scores = [math.compute_score("math500", r["solution"], r["answer"]) for r in math500]
     rate = sum(scores) / len(scores)
     print(f"MATH500 match rate (full reward): {rate:.3f}")
-    assert rate >= 0.99, [(i, math.extract_answer(r["solution"]), r["answer"])
-                          for i, (r, s) in enumerate(zip(math500, scores)) if s != 1.0][:10]
+    assert rate >= 0.99, [
+        (i, math.extract_answer(r["solution"]), r["answer"])
+        for i, (r, s) in enumerate(zip(math500, scores))
+        if s != 1.0
+    ][:10]
 
 
 def test_math500_match_through_math_verify_alone(math500):
@@ -68,7 +73,10 @@ def test_math500_match_through_math_verify_alone(math500):
 
 def test_math500_mismatched_pairs_score_zero(math500):
     n = len(math500)
-    scores = [math.compute_score("math500", math500[i]["solution"], math500[(i + 1) % n]["answer"]) for i in range(n)]
+    scores = [
+        math.compute_score("math500", math500[i]["solution"], math500[(i + 1) % n]["answer"])
+        for i in range(n)
+    ]
     zero_rate = scores.count(0.0) / n
     print(f"MATH500 mismatch-zero rate: {zero_rate:.3f} ({n - scores.count(0.0)} pairs scored 1.0)")
     assert zero_rate >= 0.99

@@ -21,9 +21,9 @@ def _timed(fn, *args, **kwargs):
 
 def test_hang_is_cut_off_in_a_worker_thread_and_the_next_call_works():
     worker = shared_worker()
-    assert compute_score("math", "\\boxed{2}", "2.0") == 1.0           # warm the child
+    assert compute_score("math", "\\boxed{2}", "2.0") == 1.0  # warm the child
     before = worker.restarts
-    with ThreadPoolExecutor(max_workers=1) as pool:                      # verl scores in executor threads
+    with ThreadPoolExecutor(max_workers=1) as pool:  # verl scores in executor threads
         score, seconds = pool.submit(_timed, compute_score, "math", HANG, "1", timeout_s=0.5).result()
         assert score == 0.0
         assert seconds < 1.5, f"timeout 0.5 s but the call took {seconds:.2f} s"
@@ -51,7 +51,7 @@ def test_a_private_worker_returns_verdicts_and_none():
     try:
         assert worker.equal("\\frac{2}{4}", "0.5", 5.0) is True
         assert worker.equal("3", "4", 5.0) is False
-        assert worker.equal("", "4", 5.0) is None                         # nothing parsed: no verdict
+        assert worker.equal("", "4", 5.0) is None  # nothing parsed: no verdict
     finally:
         worker.close()
 
@@ -61,11 +61,11 @@ def _score_in_child(queue):
 
 
 def test_forked_child_does_not_share_the_parents_pipes():
-    assert compute_score("math", "\\boxed{\\sqrt{9}}", "3") == 1.0      # parent owns a live child
+    assert compute_score("math", "\\boxed{\\sqrt{9}}", "3") == 1.0  # parent owns a live child
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     proc = ctx.Process(target=_score_in_child, args=(queue,))
     proc.start()
     proc.join(60)
     assert proc.exitcode == 0 and queue.get(timeout=5) == 1.0
-    assert compute_score("math", "\\boxed{\\sqrt{16}}", "4") == 1.0     # the parent's child still answers
+    assert compute_score("math", "\\boxed{\\sqrt{16}}", "4") == 1.0  # the parent's child still answers

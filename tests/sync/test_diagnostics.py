@@ -17,9 +17,9 @@ def _half_ulp_ref(w: float) -> float:
 
 
 def test_half_ulp_hand_values():
-    W = torch.tensor([1.0, 1.5, 0.75, -3.0, 0.0, 1e-3, 2.0 ** -20, 123.456])
+    W = torch.tensor([1.0, 1.5, 0.75, -3.0, 0.0, 1e-3, 2.0**-20, 123.456])
     got = half_ulp_bf16(W).double().tolist()
-    assert got[:5] == [2 ** -8, 2 ** -8, 2 ** -9, 2 ** -7, 0.0]
+    assert got[:5] == [2**-8, 2**-8, 2**-9, 2**-7, 0.0]
     for w, g in zip(W.tolist(), got):
         assert g == _half_ulp_ref(w), w
 
@@ -55,15 +55,15 @@ def test_rounded_away_counts_match_float64_reference():
                     d += float(U[i, a]) * 0.5 * float(S[a]) * m * float(V[j, b])
             count += abs(d) < _half_ulp_ref(float(W[i, j]))
     assert total == out_f * in_f
-    assert small == count and 0 < count < total          # the case exercises both sides
-    assert rounded_away_counts(W, U, S, V, P, torch.zeros(u))[0] == total   # v = 0: everything rounds away
+    assert small == count and 0 < count < total  # the case exercises both sides
+    assert rounded_away_counts(W, U, S, V, P, torch.zeros(u))[0] == total  # v = 0: everything rounds away
 
 
 def test_rollout_mismatch_hand_example():
     trainer = torch.tensor([[-1.0, -2.0, -0.5, -9.0], [-0.1, -3.0, -1.0, -1.0]], dtype=torch.float64)
     rollout = torch.tensor([[-1.5, -2.0, -1.5, 0.0], [-0.2, -2.0, -1.0, -1.0]], dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
-    diffs = [0.5, 0.0, 1.0, 0.1, -1.0]                      # trainer - rollout on the 5 response tokens
+    diffs = [0.5, 0.0, 1.0, 0.1, -1.0]  # trainer - rollout on the 5 response tokens
     weights = [math.exp(d) for d in diffs]
     got = rollout_mismatch(trainer, rollout, mask, is_threshold=2.0)
     assert got["tinylora/logp_abs_diff_mean"] == pytest.approx(sum(abs(d) for d in diffs) / 5, abs=1e-12)

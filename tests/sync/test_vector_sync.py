@@ -22,7 +22,7 @@ def _buckets(stream, rng):
     i = 0
     while i < len(items):
         n = rng.randint(1, 5)
-        yield items[i:i + n]
+        yield items[i : i + n]
         i += n
 
 
@@ -66,16 +66,16 @@ def test_vector_equals_full_bit_for_bit(targets):
     full_engine, vec_engine, base, history = _run(targets, steps=4)
     vectors = vec_engine.full_vectors()
     for step, (full_w, vec_w, stats) in enumerate(history):
-        assert set(vec_w) == set(full_w) == set(base), step       # every HF weight, no control tensor
+        assert set(vec_w) == set(full_w) == set(base), step  # every HF weight, no control tensor
         for name in full_w:
             assert torch.equal(vec_w[name], full_w[name]), (step, name)
         assert stats["kind"] == ("setup" if step == 0 else "vector")
     last_full, last_vec, _ = history[-1]
     for name in vec_engine.tinylora.layers:
         key = f"{name}.weight"
-        assert torch.equal(last_vec[key], vec_engine._merged(name, vectors))      # == the trainer's merge
+        assert torch.equal(last_vec[key], vec_engine._merged(name, vectors))  # == the trainer's merge
         assert torch.allclose(last_vec[key].double(), _reference(vec_engine, name, base), atol=1e-5)
-        assert not torch.equal(last_vec[key], base[key])                           # v is in it
+        assert not torch.equal(last_vec[key], base[key])  # v is in it
 
 
 def test_vector_stream_is_tiny_after_setup():
@@ -101,8 +101,9 @@ def test_bf16_checkpoint_base_is_kept_in_bf16():
         m = _tiny_model()
         with torch.no_grad():
             for p in m.parameters():
-                p.copy_(p.to(torch.bfloat16).float())   # a bf16 checkpoint loaded in float32
+                p.copy_(p.to(torch.bfloat16).float())  # a bf16 checkpoint loaded in float32
         return m
+
     full_engine, vec_engine, base, history = _run(ALL, steps=2, model_factory=bf16_model)
     for name in history[-1][0]:
         assert torch.equal(history[-1][0][name], history[-1][1][name])
@@ -110,7 +111,7 @@ def test_bf16_checkpoint_base_is_kept_in_bf16():
     assert kept.dtype == torch.bfloat16 and dtype == torch.float32
     rough = torch.randn(4, 4)
     kept, dtype = compact(rough)
-    assert kept.dtype == torch.float32 and torch.equal(kept, rough)   # not representable: kept exact
+    assert kept.dtype == torch.float32 and torch.equal(kept, rough)  # not representable: kept exact
 
 
 def test_vector_before_setup_is_refused():
@@ -151,8 +152,10 @@ def test_meta_roundtrip_and_version():
         wire.decode_meta(torch.tensor(list(raw), dtype=torch.uint8))
     with pytest.raises(ValueError, match="kind"):
         wire.encode_meta({"kind": "partial"})
-    assert wire.split_factor_name(wire.factor_name("model.layers.0.mlp.up_proj", "V")) == \
-        ("model.layers.0.mlp.up_proj", "V")
+    assert wire.split_factor_name(wire.factor_name("model.layers.0.mlp.up_proj", "V")) == (
+        "model.layers.0.mlp.up_proj",
+        "V",
+    )
 
 
 @pytest.mark.parametrize("mode", ["full", "vector"])
@@ -162,9 +165,9 @@ def test_partial_stream_after_discard_is_refused(mode):
     engine, _ = _engine(ALL, mode)
     rollout, rng = _Rollout(mode == "vector"), random.Random(0)
     _step_v(engine, 1)
-    rollout.sync(engine.get_per_tensor_param()[0], rng)              # complete (full / setup)
+    rollout.sync(engine.get_per_tensor_param()[0], rng)  # complete (full / setup)
     _step_v(engine, 2)
-    rollout.sync(engine.get_per_tensor_param()[0], rng)              # partial, on kept weights: fine
+    rollout.sync(engine.get_per_tensor_param()[0], rng)  # partial, on kept weights: fine
     assert engine.last_sync["kind"] == ("vector" if mode == "vector" else "delta")
     rollout.receiver.weights_discarded()
     _step_v(engine, 3)
@@ -172,24 +175,27 @@ def test_partial_stream_after_discard_is_refused(mode):
     before = {k: v.clone() for k, v in rollout.weights.items()}
     with pytest.raises(RuntimeError, match="level-2 sleep"):
         rollout.sync(partial, rng)
-    assert before.keys() == rollout.weights.keys() and all(torch.equal(before[k], rollout.weights[k]) for k in before)
-    engine._full_sync_done = False                                    # the next stream is complete again
+    assert before.keys() == rollout.weights.keys() and all(
+        torch.equal(before[k], rollout.weights[k]) for k in before
+    )
+    engine._full_sync_done = False  # the next stream is complete again
     rollout.sync(engine.get_per_tensor_param()[0], rng)
     assert not rollout.receiver.discarded
     _step_v(engine, 4)
-    rollout.sync(engine.get_per_tensor_param()[0], rng)              # partial streams accepted again
+    rollout.sync(engine.get_per_tensor_param()[0], rng)  # partial streams accepted again
 
 
 def test_plain_stream_clears_discard():
     r = VectorSyncReceiver()
     r.weights_discarded()
     r.begin()
-    r.consume([("model.norm.weight", torch.ones(2))])   # verl's own stream: every weight, no meta
+    r.consume([("model.norm.weight", torch.ones(2))])  # verl's own stream: every weight, no meta
     assert list(r.finish()) == [] and not r.discarded
 
 
 def test_sleep_rule():
     from tinylora_verl.sync.sleep import rollout_discards_weights, sleep_level
+
     assert sleep_level("full") == 2 and sleep_level("vector") == 1
     on = {"enable_sleep_mode": True, "free_cache_engine": True}
     assert rollout_discards_weights(on, "full") and not rollout_discards_weights(on, "vector")
@@ -203,6 +209,7 @@ def test_finish_checks_first_then_builds_one_module_at_a_time(monkeypatch):
     """finish() validates before yielding and merges lazily: the caller loads each module before the next
     one is built (the rollout side's memory bound; bench/receiver_memory.py measures it)."""
     import tinylora_verl.sync.receiver as R
+
     engine, _ = _engine(ALL, "vector")
     r = VectorSyncReceiver()
     r.begin()

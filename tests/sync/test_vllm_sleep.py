@@ -53,13 +53,13 @@ def test_sleep_levels_verify_and_refusal(tmp_path):
     n_tensors = ok["verify_tensors"]
     before = target.next_token_logprobs(prompt)
 
-    target.sleep(1)                                   # level 1: weights kept
+    target.sleep(1)  # level 1: weights kept
     target.wake_up()
     assert target.next_token_logprobs(prompt) == before
     target.sync(full.verify_stream())
     assert target.verified()["verify_max_abs_diff"] == 0
 
-    target.sleep(2)                                   # level 2: every weight discarded
+    target.sleep(2)  # level 2: every weight discarded
     target.wake_up()
     target.dump(tmp_path / "after_level2.safetensors")
     assert _all_nan(tmp_path / "after_level2.safetensors")
@@ -72,14 +72,14 @@ def test_sleep_levels_verify_and_refusal(tmp_path):
     with pytest.raises(Exception, match="level-2 sleep"):
         target.sync(full.get_per_tensor_param()[0])  # a delta stream on discarded weights
     target.dump(tmp_path / "after_refusal.safetensors")
-    assert _all_nan(tmp_path / "after_refusal.safetensors")   # nothing was loaded
+    assert _all_nan(tmp_path / "after_refusal.safetensors")  # nothing was loaded
 
-    _set_v(full.tinylora, 1)                          # a complete stream restores every weight ...
+    _set_v(full.tinylora, 1)  # a complete stream restores every weight ...
     full._full_sync_done = False
     target.sync(full.get_per_tensor_param()[0])
     target.sync(full.verify_stream())
     assert target.verified()["verify_max_abs_diff"] == 0 and not target.receiver_state()["discarded"]
-    assert target.next_token_logprobs(prompt) == before   # ... and buffers: the engine computes as before
+    assert target.next_token_logprobs(prompt) == before  # ... and buffers: the engine computes as before
 
     # vector mode: setup (complete), a vector sync on kept weights, then refused after a level-2 sleep
     target.sync(vector.get_per_tensor_param()[0])

@@ -35,20 +35,22 @@ def test_full_and_vector_leave_vllm_bit_identical(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cfg = TinyLoRAConfig(budget=4)
     full = TinyLoRAFSDPEngine.unsharded(model, cfg, "full")
-    vector = full.unsharded_twin("vector")     # same module and adapter, its own sync state
+    vector = full.unsharded_twin("vector")  # same module and adapter, its own sync state
     prompt = ["Hello there, how are"]
     outputs = set()
     for step in range(4):
         _set_v(full.tinylora, step)
         target.sync(full.get_per_tensor_param()[0])
         target.dump(tmp_path / f"full_{step}.safetensors")
-        _set_v(full.tinylora, step + 7)                 # poison: the engine now holds other weights ...
+        _set_v(full.tinylora, step + 7)  # poison: the engine now holds other weights ...
         target.sync(full.get_per_tensor_param()[0])
-        _set_v(full.tinylora, step)                     # ... which the vector sync alone must replace
+        _set_v(full.tinylora, step)  # ... which the vector sync alone must replace
         target.sync(vector.get_per_tensor_param()[0])
         target.dump(tmp_path / f"vector_{step}.safetensors")
         if step > 0:
-            assert vector.last_sync["kind"] == "vector" and vector.last_sync["bytes"] <= 1024, vector.last_sync
+            assert vector.last_sync["kind"] == "vector" and vector.last_sync["bytes"] <= 1024, (
+                vector.last_sync
+            )
         a = load_file(str(tmp_path / f"full_{step}.safetensors"))
         b = load_file(str(tmp_path / f"vector_{step}.safetensors"))
         assert a.keys() == b.keys()
@@ -60,5 +62,7 @@ def test_full_and_vector_leave_vllm_bit_identical(tmp_path):
             assert torch.equal(got, full._merged(name, vectors).to(got.dtype)), (step, name)
         outputs.add(tuple(target.next_token_logprobs(prompt)))
     state = target.receiver_state()
-    assert state["ready"] and state["last"]["kind"] == "vector" and state["modules"] == len(full.tinylora.layers)
-    assert len(outputs) == 4                 # each step's weights change what vLLM computes
+    assert (
+        state["ready"] and state["last"]["kind"] == "vector" and state["modules"] == len(full.tinylora.layers)
+    )
+    assert len(outputs) == 4  # each step's weights change what vLLM computes

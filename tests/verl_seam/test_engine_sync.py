@@ -6,19 +6,26 @@ The engine is `TinyLoRAFSDPEngine.unsharded` (no verl constructor, no process gr
 the module's state dict): only the sync logic is under test; the e2e tests run it under FSDP2.
 """
 
-import pytest
 import torch
 
-from tinylora_verl import TinyLoRAConfig, apply_tinylora
+from tinylora_verl import TinyLoRAConfig
 from tinylora_verl.sync import wire
 from tinylora_verl.verl_seam.engine import TinyLoRAFSDPEngine
 
 
 def _tiny_model():
     from transformers import Qwen2Config, Qwen2ForCausalLM
+
     torch.manual_seed(0)
-    cfg = Qwen2Config(hidden_size=32, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=2,
-                      intermediate_size=48, vocab_size=64, tie_word_embeddings=True)
+    cfg = Qwen2Config(
+        hidden_size=32,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_hidden_layers=2,
+        intermediate_size=48,
+        vocab_size=64,
+        tie_word_embeddings=True,
+    )
     return Qwen2ForCausalLM(cfg).float()
 
 
@@ -34,7 +41,9 @@ def _engine(targets=ALL, sync_mode="full", model=None):
 
 def _reference(engine, name, base):
     layer = engine.tinylora.layers[name]
-    U, S, V, P = (t.double() for t in (layer.tinylora_U, layer.tinylora_S, layer.tinylora_V, layer.tinylora_P))
+    U, S, V, P = (
+        t.double() for t in (layer.tinylora_U, layer.tinylora_S, layer.tinylora_V, layer.tinylora_P)
+    )
     v = engine.tinylora.vectors.v[layer.group].detach().double()
     M = sum(v[i] * P[i] for i in range(P.shape[0]))
     return base[f"{name}.weight"].double() + U @ torch.diag(S) @ M @ V.T
@@ -44,24 +53,24 @@ def test_first_then_delta():
     engine, base = _engine()
     with torch.no_grad():
         for i, p in enumerate(engine.tinylora.vectors.v):
-            p.copy_(torch.linspace(-0.5, 0.7, p.numel()) * (i + 1))   # non-zero, different per group
+            p.copy_(torch.linspace(-0.5, 0.7, p.numel()) * (i + 1))  # non-zero, different per group
     first, peft = engine.get_per_tensor_param()
     first = dict(first)
     assert peft is None
     assert wire.decode_meta(first.pop(wire.META))["kind"] == "full"  # the receiver's guard reads the kind
-    assert set(first) == set(base)                                   # all HF names, nothing else
+    assert set(first) == set(base)  # all HF names, nothing else
     adapted = [f"{n}.weight" for n in engine.tinylora.layers]
     for name in adapted:
         want = _reference(engine, name[: -len(".weight")], base)
         assert torch.allclose(first[name].double(), want, atol=1e-5), name
-        assert not torch.equal(first[name], base[name])              # the update is in it
+        assert not torch.equal(first[name], base[name])  # the update is in it
     for name in set(base) - set(adapted):
         assert torch.equal(first[name], base[name])
 
     delta, _ = engine.get_per_tensor_param()
     delta = dict(delta)
     assert wire.decode_meta(delta.pop(wire.META))["kind"] == "delta"
-    assert set(delta) == set(adapted)                                # only adapted tensors after the first
+    assert set(delta) == set(adapted)  # only adapted tensors after the first
     for name in adapted:
         assert torch.equal(delta[name], first[name])
 
@@ -75,7 +84,9 @@ def test_resend_all_makes_every_sync_complete():
             for p in engine.tinylora.vectors.v:
                 p.fill_(0.1 * (step + 1))
         stream = dict(engine.get_per_tensor_param()[0])
-        assert wire.decode_meta(stream.pop(wire.META))["kind"] == "full" and engine.last_sync["kind"] == "full"
+        assert (
+            wire.decode_meta(stream.pop(wire.META))["kind"] == "full" and engine.last_sync["kind"] == "full"
+        )
         assert set(stream) == set(base), step
         name = next(iter(engine.tinylora.layers))
         want = _reference(engine, name, base)
@@ -86,11 +97,16 @@ def test_delta_includes_fused_siblings():
     engine, base = _engine(targets=("q_proj", "gate_proj"))
     list(engine.get_per_tensor_param()[0])
     names = set(dict(engine.get_per_tensor_param()[0])) - {wire.META}
-    want = {f"model.layers.{i}.{m}.weight" for i in range(2)
-            for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj")}
+    want = {
+        f"model.layers.{i}.{m}.weight"
+        for i in range(2)
+        for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj", "mlp.up_proj")
+    }
     assert names == want
-    assert torch.equal(dict(engine.get_per_tensor_param()[0])["model.layers.0.self_attn.k_proj.weight"],
-                       base["model.layers.0.self_attn.k_proj.weight"])
+    assert torch.equal(
+        dict(engine.get_per_tensor_param()[0])["model.layers.0.self_attn.k_proj.weight"],
+        base["model.layers.0.self_attn.k_proj.weight"],
+    )
 
 
 def test_disable_adapter_is_base_model():

@@ -11,7 +11,6 @@ import math
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from tinylora_verl.config_compose import compose
 
@@ -34,13 +33,16 @@ def test_algorithm_keys(cfg):
 
 def _tensors():
     # [2, 6]: ratios spanning both clip edges, positive and negative advantages, one padded token
-    old = torch.tensor([[-1.0, -2.0, -0.5, -3.0, -1.5, -2.5], [-0.7, -1.2, -2.2, -0.9, -1.1, -4.0]],
-                       dtype=torch.float64)
-    log_ratio = torch.tensor([[0.0, 0.5, -0.5, 0.2, -0.1, 1.0], [0.3, -0.9, 0.05, 0.45, -0.3, 0.0]],
-                             dtype=torch.float64)  # new - old
+    old = torch.tensor(
+        [[-1.0, -2.0, -0.5, -3.0, -1.5, -2.5], [-0.7, -1.2, -2.2, -0.9, -1.1, -4.0]], dtype=torch.float64
+    )
+    log_ratio = torch.tensor(
+        [[0.0, 0.5, -0.5, 0.2, -0.1, 1.0], [0.3, -0.9, 0.05, 0.45, -0.3, 0.0]], dtype=torch.float64
+    )  # new - old
     new = old + log_ratio
-    rollout = old - torch.tensor([[0.1, 1.2, -0.3, 0.8, 0.0, 0.9], [-0.2, 0.7, 2.0, 0.1, 0.69, 0.3]],
-                                 dtype=torch.float64)  # old - rollout = the IS log ratio
+    rollout = old - torch.tensor(
+        [[0.1, 1.2, -0.3, 0.8, 0.0, 0.9], [-0.2, 0.7, 2.0, 0.1, 0.69, 0.3]], dtype=torch.float64
+    )  # old - rollout = the IS log ratio
     adv = torch.tensor([[1.0] * 6, [-1.0] * 6], dtype=torch.float64)
     mask = torch.ones(2, 6, dtype=torch.float64)
     mask[1, 5] = 0
@@ -70,15 +72,25 @@ def _verl_loss(cfg, old, new, rollout, adv, mask):
     from verl.workers.config import ActorConfig
 
     rc = cfg.algorithm.rollout_correction
-    weights, _ = compute_rollout_correction_weights(log_ratio=old - rollout, response_mask=mask,
-                                                    rollout_is=rc.rollout_is,
-                                                    rollout_is_threshold=rc.rollout_is_threshold)
+    weights, _ = compute_rollout_correction_weights(
+        log_ratio=old - rollout,
+        response_mask=mask,
+        rollout_is=rc.rollout_is,
+        rollout_is_threshold=rc.rollout_is_threshold,
+    )
     a = cfg.actor_rollout_ref.actor
-    actor = ActorConfig(strategy="fsdp2", clip_ratio=a.clip_ratio, clip_ratio_low=a.clip_ratio_low,
-                        clip_ratio_high=a.clip_ratio_high, clip_ratio_c=a.clip_ratio_c,
-                        ppo_micro_batch_size_per_gpu=1, rollout_n=1)
-    loss, metrics = compute_policy_loss_vanilla(old, new, adv, mask, loss_agg_mode=a.loss_agg_mode, config=actor,
-                                                rollout_is_weights=weights)
+    actor = ActorConfig(
+        strategy="fsdp2",
+        clip_ratio=a.clip_ratio,
+        clip_ratio_low=a.clip_ratio_low,
+        clip_ratio_high=a.clip_ratio_high,
+        clip_ratio_c=a.clip_ratio_c,
+        ppo_micro_batch_size_per_gpu=1,
+        rollout_n=1,
+    )
+    loss, metrics = compute_policy_loss_vanilla(
+        old, new, adv, mask, loss_agg_mode=a.loss_agg_mode, config=actor, rollout_is_weights=weights
+    )
     return loss.item(), weights, metrics
 
 
@@ -87,17 +99,17 @@ def test_clip_and_tis_values_reach_verl(cfg):
     got, weights, metrics = _verl_loss(cfg, old, new, rollout, adv, mask)
     want = _reference(old, new, rollout, adv, mask, low=0.2, high=0.4, cap=2.0)
     assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
-    assert weights.max().item() == pytest.approx(2.0)          # the cap bit
+    assert weights.max().item() == pytest.approx(2.0)  # the cap bit
     assert (weights[mask == 0] == 0).all()
-    assert metrics["actor/pg_clipfrac"] > 0                      # some tokens were clipped
+    assert metrics["actor/pg_clipfrac"] > 0  # some tokens were clipped
 
 
 def test_reference_sees_each_switch():
     """The reference value changes if clip or TIS were off: the test above can fail for each."""
     old, new, rollout, adv, mask = _tensors()
     base = _reference(old, new, rollout, adv, mask, 0.2, 0.4, 2.0)
-    assert abs(base - _reference(old, new, rollout, adv, mask, 10.0, 10.0, 2.0)) > 1e-3     # no clip
-    assert abs(base - _reference(old, new, rollout, adv, mask, 0.2, 0.2, 2.0)) > 1e-3       # symmetric clip
-    assert abs(base - _reference(old, new, rollout, adv, mask, 0.2, 0.4, 1e9)) > 1e-3       # no truncation
+    assert abs(base - _reference(old, new, rollout, adv, mask, 10.0, 10.0, 2.0)) > 1e-3  # no clip
+    assert abs(base - _reference(old, new, rollout, adv, mask, 0.2, 0.2, 2.0)) > 1e-3  # symmetric clip
+    assert abs(base - _reference(old, new, rollout, adv, mask, 0.2, 0.4, 1e9)) > 1e-3  # no truncation
     ones = old.clone()  # no IS at all: weight 1
     assert abs(base - _reference(old, new, ones, adv, mask, 0.2, 0.4, 2.0)) > 1e-3

@@ -59,18 +59,30 @@ os._exit(0)                                    # no teardown: after a timeout th
 
 def _free_port() -> str:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return str(s.getsockname()[1])
 
 
 def _two_ranks(tmp_path, timeout_s: int) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "DIST_INIT_METHOD")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "DIST_INIT_METHOD")
+    }
     env.update(VERL_PLATFORM="cpu", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(r), port, str(timeout_s), str(SLOW_SVD_S),
-                               str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for r in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANK_SCRIPT, str(r), port, str(timeout_s), str(SLOW_SVD_S), str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -82,7 +94,7 @@ def test_timeout_key_decides_whether_a_slow_rank0_svd_kills_the_wait(tmp_path):
     short.mkdir(), long.mkdir()
     r = _two_ranks(short, timeout_s=2)
     assert [x["pg_timeout_s"] for x in r] == [2, 2] and [x["applied"] for x in r] == [2, 2]
-    assert "error" in r[1], r[1]                                  # rank 1 gave up waiting for rank 0's SVD
+    assert "error" in r[1], r[1]  # rank 1 gave up waiting for rank 0's SVD
     r = _two_ranks(long, timeout_s=120)
     assert [x["pg_timeout_s"] for x in r] == [120, 120]
     assert all("error" not in x for x in r), r
@@ -91,8 +103,10 @@ def test_timeout_key_decides_whether_a_slow_rank0_svd_kills_the_wait(tmp_path):
 
 def test_unset_key_leaves_verl_default_and_bad_values_are_refused(monkeypatch):
     calls = []
-    monkeypatch.setattr("tinylora_verl.verl_seam.worker.verl_distributed.initialize_global_process_group_ray",
-                        lambda timeout_second=None: calls.append(timeout_second))
+    monkeypatch.setattr(
+        "tinylora_verl.verl_seam.worker.verl_distributed.initialize_global_process_group_ray",
+        lambda timeout_second=None: calls.append(timeout_second),
+    )
     monkeypatch.setattr("torch.distributed.is_initialized", lambda: False)
     monkeypatch.setattr("torch.distributed.get_rank", lambda: 0)
     assert init_training_process_group({}) is None and calls == [None]

@@ -51,6 +51,7 @@ dist.destroy_process_group()
 
 def _free_port() -> str:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return str(s.getsockname()[1])
@@ -64,22 +65,30 @@ def test_untied_two_ranks_get_rank0s_factors(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(VERL_PLATFORM="cpu", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, str(r), str(model_dir), str(tmp_path), port,
-                               json.dumps(CFG)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True) for r in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANK_SCRIPT, str(r), str(model_dir), str(tmp_path), port, json.dumps(CFG)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["on_meta"] for r in ranks] == [False, True]           # rank 1 had no weights when TinyLoRA went in
+    assert [r["on_meta"] for r in ranks] == [False, True]  # rank 1 had no weights when TinyLoRA went in
     for r in ranks:
-        assert r["factor_hash"] == want.factor_hash()               # the SVD of the full weights, bit for bit
+        assert r["factor_hash"] == want.factor_hash()  # the SVD of the full weights, bit for bit
         assert r["identity"] == [want.base_fingerprint(), want.factor_hash()]
 
 
 def test_check_factors_match_refuses_factors_that_are_not_rank0s():
     from transformers import Qwen2ForCausalLM
+
     full = tiny_qwen2(tie_word_embeddings=False)
-    handle, identity = apply_tinylora_from_rank0(full, TinyLoRAConfig(**CFG))   # one process: rank 0
+    handle, identity = apply_tinylora_from_rank0(full, TinyLoRAConfig(**CFG))  # one process: rank 0
     assert identity == (handle.base_fingerprint(), handle.factor_hash())
     with torch.device("meta"):
         other = Qwen2ForCausalLM(tiny_qwen2_config(tie_word_embeddings=False))

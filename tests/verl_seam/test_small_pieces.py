@@ -10,8 +10,18 @@ from tinylora_verl.verl_seam.trainer_files import adapter_dirs
 
 def test_tinylora_block():
     from tinylora_verl.verl_seam.worker import tinylora_config_from
-    block = OmegaConf.create({"enable": True, "budget": 26, "frozen_rank": 2, "tie_mode": "tiled", "seed": 3,
-                              "alpha": 1.0, "verify_sync": True})
+
+    block = OmegaConf.create(
+        {
+            "enable": True,
+            "budget": 26,
+            "frozen_rank": 2,
+            "tie_mode": "tiled",
+            "seed": 3,
+            "alpha": 1.0,
+            "verify_sync": True,
+        }
+    )
     cfg = tinylora_config_from(block)
     assert (cfg.budget, cfg.seed, cfg.tie_mode) == (26, 3, "tiled")
     assert tinylora_config_from(OmegaConf.create({"enable": False, "budget": 13})) is None
@@ -30,32 +40,44 @@ def test_adapter_dirs(tmp_path):
 
 
 def test_summary_table():
-    text = summary_table([{"step": 1, "reward": 0.25, "t_gen": 20.0, "t_sync": 0.5},
-                          {"step": 2, "reward": 0.5}])
+    text = summary_table(
+        [{"step": 1, "reward": 0.25, "t_gen": 20.0, "t_sync": 0.5}, {"step": 2, "reward": 0.5}]
+    )
     lines = text.splitlines()
     assert lines[0].startswith("step | reward") and len(lines) == 4
     assert "0.250" in lines[2] and "0.50" in lines[2] and "-" in lines[3]
 
 
 def test_validation_lines():
-    rows = [{"step": 0, "val-core/a/reward/mean@8": 0.1875, "val-core/a/reward/best@8/std": 0.2},
-            {"step": 12, "val-core/a/reward/mean@8": 0.5, "val-core/b/acc/mean@8": 0.25}]
+    rows = [
+        {"step": 0, "val-core/a/reward/mean@8": 0.1875, "val-core/a/reward/best@8/std": 0.2},
+        {"step": 12, "val-core/a/reward/mean@8": 0.5, "val-core/b/acc/mean@8": 0.25},
+    ]
     assert validation_lines(rows) == [
         "held-out val-core/a/reward/mean@8: step 0: 0.188, step 12: 0.500",
-        "held-out val-core/b/acc/mean@8: step 12: 0.250"]
+        "held-out val-core/b/acc/mean@8: step 12: 0.250",
+    ]
     assert validation_lines([]) == []
 
 
 def test_run_rows_round_trip(tmp_path):
     from tinylora_verl.experiments.rl import train_metrics
     from tinylora_verl.verl_seam.trainer_files import METRICS_FILE, append_row, read_rows
+
     run = tmp_path / "run" / "verl"
     assert read_rows(run / METRICS_FILE) == [] and train_metrics(tmp_path / "run") == {}
     append_row(run, METRICS_FILE, {"step": 1, "reward": 0.25, "t_step": 10.0})
     with open(run / METRICS_FILE, "a") as f:
         f.write("\n")
     append_row(run, METRICS_FILE, {"step": 2, "reward": 0.5, "acc": 0.5, "t_step": 30.0})
-    assert read_rows(run / METRICS_FILE) == [{"step": 1, "reward": 0.25, "t_step": 10.0},
-                                             {"step": 2, "reward": 0.5, "acc": 0.5, "t_step": 30.0}]
-    assert train_metrics(tmp_path / "run") == {"steps": 2, "first_reward": 0.25, "final_reward": 0.5,
-                                               "final_acc": 0.5, "mean_step_s": 20.0}
+    assert read_rows(run / METRICS_FILE) == [
+        {"step": 1, "reward": 0.25, "t_step": 10.0},
+        {"step": 2, "reward": 0.5, "acc": 0.5, "t_step": 30.0},
+    ]
+    assert train_metrics(tmp_path / "run") == {
+        "steps": 2,
+        "first_reward": 0.25,
+        "final_reward": 0.5,
+        "final_acc": 0.5,
+        "mean_step_s": 20.0,
+    }

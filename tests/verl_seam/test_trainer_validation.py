@@ -11,11 +11,14 @@ from tinylora_verl.verl_seam.trainer_files import VAL_FILE
 
 def test_validate_records_headline_metrics(tmp_path, monkeypatch, capsys):
     import numpy as np
+
     steps = iter([0, 12])
-    results = iter([
-        {"val-core/tinylora/arithmetic/reward/mean@8": np.float64(0.1875), "val-aux/x/reward/std@8": 0.3},
-        {"val-core/tinylora/arithmetic/reward/mean@8": 0.5, "val-core/note": "text"},
-    ])
+    results = iter(
+        [
+            {"val-core/tinylora/arithmetic/reward/mean@8": np.float64(0.1875), "val-aux/x/reward/std@8": 0.3},
+            {"val-core/tinylora/arithmetic/reward/mean@8": 0.5, "val-core/note": "text"},
+        ]
+    )
 
     def fake_super_validate(self):
         self.global_steps = next(steps)
@@ -28,6 +31,11 @@ def test_validate_records_headline_metrics(tmp_path, monkeypatch, capsys):
     second = t._validate()
     assert first["val-aux/x/reward/std@8"] == 0.3 and second["val-core/note"] == "text"
     rows = [json.loads(x) for x in (tmp_path / "run" / VAL_FILE).read_text().splitlines()]
-    assert rows == [{"step": 0, "val-core/tinylora/arithmetic/reward/mean@8": 0.1875},
-                    {"step": 12, "val-core/tinylora/arithmetic/reward/mean@8": 0.5}]
-    assert "[tinylora] validation step=12 val-core/tinylora/arithmetic/reward/mean@8=0.5" in capsys.readouterr().out
+    assert rows == [
+        {"step": 0, "val-core/tinylora/arithmetic/reward/mean@8": 0.1875},
+        {"step": 12, "val-core/tinylora/arithmetic/reward/mean@8": 0.5},
+    ]
+    assert (
+        "[tinylora] validation step=12 val-core/tinylora/arithmetic/reward/mean@8=0.5"
+        in capsys.readouterr().out
+    )

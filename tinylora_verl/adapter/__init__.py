@@ -6,6 +6,15 @@ from .model import TinyLoRAError, TinyLoRAHandle, apply_tinylora
 from .planner import Plan, PlanError, plan_tying
 
 __all__ = [
-    "AdapterLoadError", "DEFAULT_TARGETS", "Plan", "PlanError", "TinyLoRAConfig", "TinyLoRAConfigError",
-    "TinyLoRAError", "TinyLoRAHandle", "apply_tinylora", "load_adapter", "plan_tying",
+    "AdapterLoadError",
+    "DEFAULT_TARGETS",
+    "Plan",
+    "PlanError",
+    "TinyLoRAConfig",
+    "TinyLoRAConfigError",
+    "TinyLoRAError",
+    "TinyLoRAHandle",
+    "apply_tinylora",
+    "load_adapter",
+    "plan_tying",
 ]

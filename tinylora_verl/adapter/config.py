@@ -18,36 +18,68 @@ class TinyLoRAConfigError(ValueError):
 
 @dataclass
 class TinyLoRAConfig:
-    budget: int | None = field(default=13, metadata={
-        "help": "Total trainable parameters to aim for; the planner picks u and the tie factor "
-                "(13 = the paper's headline). Set to None and give projection_dim to choose directly."})
+    budget: int | None = field(
+        default=13,
+        metadata={
+            "help": "Total trainable parameters to aim for; the planner picks u and the tie factor "
+            "(13 = the paper's headline). Set to None and give projection_dim to choose directly."
+        },
+    )
     frozen_rank: int = field(default=2, metadata={"help": "r: rank of the frozen truncated SVD (paper: 2)."})
-    projection_dim: int | None = field(default=None, metadata={
-        "help": "u: length of each trainable vector v. None = chosen by the planner from the budget."})
+    projection_dim: int | None = field(
+        default=None,
+        metadata={
+            "help": "u: length of each trainable vector v. None = chosen by the planner from the budget."
+        },
+    )
     tie_mode: str = field(default="tiled", metadata={"help": f"How modules share v: one of {TIE_MODES}."})
-    tie_factor: int | None = field(default=None, metadata={
-        "help": "Modules per shared vector for tiled/structured tying. None = chosen by the planner."})
-    target_modules: tuple[str, ...] = field(default=DEFAULT_TARGETS, metadata={
-        "help": "Suffixes of the nn.Linear modules to adapt (matched against the last name component)."})
-    seed: int = field(default=0, metadata={
-        "help": "Seed of the random P_i (combined with a hash of each module's name) and of the randomized SVD."})
-    alpha: float = field(default=1.0, metadata={
-        "help": "Scale of the update: W' = W + alpha U diag(S) M V^T. 1.0 is the paper's formula; other ports "
-                "use 1/sqrt(u) or alpha/u — set it explicitly to reproduce them. With lora_alpha set, the "
-                "scale is alpha * lora_alpha / sqrt(r u) (see lora_alpha)."})
-    lora_alpha: float | None = field(default=None, metadata={
-        "help": "The authors' scale (jxmorris12/verl-lora; docs/parity.md \"The authors' scale\"): their "
-                "ΔW = (lora_alpha / r) U (sum_i v_i P_i / sqrt(u)) diag(S) V^T with P_i ~ N(0, 1), ours has "
-                "P_i ~ N(0, 1/r); a module's scale becomes alpha * lora_alpha / sqrt(r u), which gives v the "
-                "same meaning as theirs (the same expected ||ΔW||_F for every v), so their learning rates, "
-                "weight decay and gradient clipping carry over as written. Their scripts: 32. "
-                "None = the paper's formula (scale alpha)."})
+    tie_factor: int | None = field(
+        default=None,
+        metadata={
+            "help": "Modules per shared vector for tiled/structured tying. None = chosen by the planner."
+        },
+    )
+    target_modules: tuple[str, ...] = field(
+        default=DEFAULT_TARGETS,
+        metadata={
+            "help": "Suffixes of the nn.Linear modules to adapt (matched against the last name component)."
+        },
+    )
+    seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed of the random P_i (combined with a hash of each module's name) and of the randomized SVD."
+        },
+    )
+    alpha: float = field(
+        default=1.0,
+        metadata={
+            "help": "Scale of the update: W' = W + alpha U diag(S) M V^T. 1.0 is the paper's formula; other ports "
+            "use 1/sqrt(u) or alpha/u — set it explicitly to reproduce them. With lora_alpha set, the "
+            "scale is alpha * lora_alpha / sqrt(r u) (see lora_alpha)."
+        },
+    )
+    lora_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "The authors' scale (jxmorris12/verl-lora; docs/parity.md \"The authors' scale\"): their "
+            "ΔW = (lora_alpha / r) U (sum_i v_i P_i / sqrt(u)) diag(S) V^T with P_i ~ N(0, 1), ours has "
+            "P_i ~ N(0, 1/r); a module's scale becomes alpha * lora_alpha / sqrt(r u), which gives v the "
+            "same meaning as theirs (the same expected ||ΔW||_F for every v), so their learning rates, "
+            "weight decay and gradient clipping carry over as written. Their scripts: 32. "
+            "None = the paper's formula (scale alpha)."
+        },
+    )
     svd_method: str = field(default="randomized", metadata={"help": f"One of {SVD_METHODS}."})
-    svd_dtype: str = field(default="float32", metadata={"help": f"Arithmetic of the SVD: one of {tuple(SVD_DTYPES)}."})
+    svd_dtype: str = field(
+        default="float32", metadata={"help": f"Arithmetic of the SVD: one of {tuple(SVD_DTYPES)}."}
+    )
     svd_power_iters: int = field(default=6, metadata={"help": "Power iterations of the randomized SVD."})
     svd_oversample: int = field(default=8, metadata={"help": "Extra random vectors of the randomized SVD."})
-    svd_cache_dir: str | None = field(default=None, metadata={
-        "help": "Directory for cached factors keyed by a hash of each weight; None = no cache."})
+    svd_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Directory for cached factors keyed by a hash of each weight; None = no cache."},
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str):
@@ -59,7 +91,9 @@ class TinyLoRAConfig:
             if value is None and optional:
                 return
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                errors.append(f"{name}={value!r} must be a positive integer" + (" or None" if optional else ""))
+                errors.append(
+                    f"{name}={value!r} must be a positive integer" + (" or None" if optional else "")
+                )
 
         positive_int("budget", self.budget, True)
         positive_int("frozen_rank", self.frozen_rank, False)
@@ -70,17 +104,24 @@ class TinyLoRAConfig:
         if self.tie_mode not in TIE_MODES:
             errors.append(f"tie_mode={self.tie_mode!r} must be one of {TIE_MODES}")
         if not self.target_modules or not all(isinstance(t, str) and t for t in self.target_modules):
-            errors.append(f"target_modules={self.target_modules!r} must be a non-empty list of module-name suffixes")
+            errors.append(
+                f"target_modules={self.target_modules!r} must be a non-empty list of module-name suffixes"
+            )
         if self.svd_method not in SVD_METHODS:
             errors.append(f"svd_method={self.svd_method!r} must be one of {SVD_METHODS}")
         if self.svd_dtype not in SVD_DTYPES:
             errors.append(f"svd_dtype={self.svd_dtype!r} must be one of {tuple(SVD_DTYPES)}")
         if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or self.alpha == 0:
             errors.append(f"alpha={self.alpha!r} must be a non-zero number (1.0 = the paper's formula)")
-        if self.lora_alpha is not None and (not isinstance(self.lora_alpha, (int, float))
-                                            or isinstance(self.lora_alpha, bool) or self.lora_alpha == 0):
-            errors.append(f"lora_alpha={self.lora_alpha!r} must be a non-zero number (the authors' scripts: 32) "
-                          "or None (the paper's formula)")
+        if self.lora_alpha is not None and (
+            not isinstance(self.lora_alpha, (int, float))
+            or isinstance(self.lora_alpha, bool)
+            or self.lora_alpha == 0
+        ):
+            errors.append(
+                f"lora_alpha={self.lora_alpha!r} must be a non-zero number (the authors' scripts: 32) "
+                "or None (the paper's formula)"
+            )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             errors.append(f"seed={self.seed!r} must be an integer")
         for name in ("svd_power_iters", "svd_oversample"):
@@ -102,8 +143,13 @@ class TinyLoRAConfig:
 
     @property
     def svd_options(self) -> SVDOptions:
-        return SVDOptions(method=self.svd_method, dtype=self.svd_dtype, oversample=self.svd_oversample,
-                          power_iters=self.svd_power_iters, seed=self.seed)
+        return SVDOptions(
+            method=self.svd_method,
+            dtype=self.svd_dtype,
+            oversample=self.svd_oversample,
+            power_iters=self.svd_power_iters,
+            seed=self.seed,
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -111,7 +157,7 @@ class TinyLoRAConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TinyLoRAConfig":
+    def from_dict(cls, d: dict) -> TinyLoRAConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

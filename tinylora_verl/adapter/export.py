@@ -20,17 +20,26 @@ from safetensors.torch import save_file
 from .functional import mix
 from .model import TinyLoRAHandle
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
-                   "added_tokens.json", "chat_template.jinja", "tokenizer.model", "generation_config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "generation_config.json",
+)
 
 
 def peft_lora_tensors(handle: TinyLoRAHandle) -> dict[str, torch.Tensor]:
     """{'base_model.model.<module>.lora_A.weight': [r, in], '...lora_B.weight': [out, r]} in float32."""
     out = {}
     for name, layer in handle.layers.items():
-        M = mix(layer.v().detach().to(layer.tinylora_P.dtype), layer.tinylora_P)     # [r, r]
-        B = (layer.tinylora_U * (layer.alpha * layer.tinylora_S)) @ M                 # [out, r]
-        A = layer.tinylora_V.T                                                         # [r, in]
+        M = mix(layer.v().detach().to(layer.tinylora_P.dtype), layer.tinylora_P)  # [r, r]
+        B = (layer.tinylora_U * (layer.alpha * layer.tinylora_S)) @ M  # [out, r]
+        A = layer.tinylora_V.T  # [r, in]
         out[f"base_model.model.{name}.lora_A.weight"] = A.float().cpu().contiguous()
         out[f"base_model.model.{name}.lora_B.weight"] = B.float().cpu().contiguous()
     return out
@@ -46,7 +55,7 @@ def export_peft_lora(handle: TinyLoRAHandle, directory: str | os.PathLike) -> Pa
         "task_type": "CAUSAL_LM",
         "base_model_name_or_path": getattr(cfg, "_name_or_path", None),
         "r": r,
-        "lora_alpha": r,            # scaling = lora_alpha / r = 1: B A is Delta W exactly
+        "lora_alpha": r,  # scaling = lora_alpha / r = 1: B A is Delta W exactly
         "lora_dropout": 0.0,
         "bias": "none",
         "fan_in_fan_out": False,
@@ -62,8 +71,9 @@ def export_peft_lora(handle: TinyLoRAHandle, directory: str | os.PathLike) -> Pa
     return out
 
 
-def export_merged(handle: TinyLoRAHandle, directory: str | os.PathLike,
-                  tokenizer_dir: str | os.PathLike | None = None) -> Path:
+def export_merged(
+    handle: TinyLoRAHandle, directory: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None
+) -> Path:
     """Save a plain HF model directory whose weights are W_base + Delta W (no adapter needed to serve it)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

@@ -67,34 +67,50 @@ def mix(v: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
     return torch.einsum("u,urs->rs", v.to(P.dtype), P)
 
 
-def delta_weight(U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor, v: torch.Tensor,
-                 alpha: float = 1.0) -> torch.Tensor:
+def delta_weight(
+    U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor, v: torch.Tensor, alpha: float = 1.0
+) -> torch.Tensor:
     """Delta W = alpha * U diag(S) M V^T  -> [out, in], in the dtype of the factors.
 
     Only used for merging and export; the forward pass never materialises it (see `lowrank_delta`).
     """
-    M = mix(v, P)                                   # [r, r]
-    return (U * (alpha * S)) @ M @ V.T              # [out, r] @ [r, r] @ [r, in]
+    M = mix(v, P)  # [r, r]
+    return (U * (alpha * S)) @ M @ V.T  # [out, r] @ [r, r] @ [r, in]
 
 
-def lowrank_delta(x: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor,
-                  v: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+def lowrank_delta(
+    x: torch.Tensor,
+    U: torch.Tensor,
+    S: torch.Tensor,
+    V: torch.Tensor,
+    P: torch.Tensor,
+    v: torch.Tensor,
+    alpha: float = 1.0,
+) -> torch.Tensor:
     """x Delta W^T without forming Delta W:  ((x V) M^T * S) U^T * alpha, computed in the factors' dtype.
 
     x [..., in] -> [..., out]. Cost O(tokens * (in + out) * r) instead of O(out * in).
     """
-    M = mix(v, P)                                   # [r, r]
-    z = x.to(V.dtype) @ V                           # [..., r]
-    z = (z @ M.T) * (alpha * S)                     # [..., r]
-    return z @ U.T                                  # [..., out]
+    M = mix(v, P)  # [r, r]
+    z = x.to(V.dtype) @ V  # [..., r]
+    z = (z @ M.T) * (alpha * S)  # [..., r]
+    return z @ U.T  # [..., out]
 
 
 # rows of W + Delta W computed at once by `merged_weight` (bounds each of its temporaries to 16 MB of float32)
 MERGE_BLOCK_ELEMENTS = 1 << 22
 
 
-def merged_weight(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor,
-                  v: torch.Tensor, alpha: float = 1.0, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+def merged_weight(
+    W: torch.Tensor,
+    U: torch.Tensor,
+    S: torch.Tensor,
+    V: torch.Tensor,
+    P: torch.Tensor,
+    v: torch.Tensor,
+    alpha: float = 1.0,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """out_dtype(W + Delta W) (default: W's dtype), computed out of place from the untouched W in float32
     (or wider) arithmetic.
 
@@ -105,11 +121,13 @@ def merged_weight(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Te
     matmul kernel a shape picks: trainer and rollout, with the same inputs, get the same result.
     """
     out_dtype = W.dtype if out_dtype is None else out_dtype
-    acc = torch.promote_types(torch.promote_types(W.dtype, U.dtype), torch.promote_types(out_dtype, torch.float32))
-    dev = W.device   # factors may sit elsewhere (buffers vs offloaded parameters under FSDP2)
+    acc = torch.promote_types(
+        torch.promote_types(W.dtype, U.dtype), torch.promote_types(out_dtype, torch.float32)
+    )
+    dev = W.device  # factors may sit elsewhere (buffers vs offloaded parameters under FSDP2)
     U, S, V, P, v = (t.detach().to(device=dev, dtype=acc) for t in (U, S, V, P, v))
-    US = (U * (alpha * S)) @ mix(v, P)             # [out, r]: U diag(alpha S) M
-    Vt = V.T                                       # [r, in]
+    US = (U * (alpha * S)) @ mix(v, P)  # [out, r]: U diag(alpha S) M
+    Vt = V.T  # [r, in]
     W = W.detach()
     out = torch.empty(W.shape, dtype=out_dtype, device=dev)
     step = max(1, MERGE_BLOCK_ELEMENTS // max(1, W.shape[1]))
@@ -117,6 +135,6 @@ def merged_weight(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Te
         rows = slice(i, i + step)
         delta = US[rows, 0:1] * Vt[0]
         for k in range(1, Vt.shape[0]):
-            delta += US[rows, k:k + 1] * Vt[k]
-        out[rows] = W[rows].to(acc) + delta        # one rounding to out_dtype, per entry
+            delta += US[rows, k : k + 1] * Vt[k]
+        out[rows] = W[rows].to(acc) + delta  # one rounding to out_dtype, per entry
     return out

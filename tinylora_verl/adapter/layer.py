@@ -35,19 +35,30 @@ class TinyLoRAVectors(nn.Module):
 
 
 class TinyLoRALinear(nn.Module):
-    def __init__(self, base_layer: nn.Linear, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor,
-                 P: torch.Tensor, group: int, vectors: TinyLoRAVectors, alpha: float = 1.0):
+    def __init__(
+        self,
+        base_layer: nn.Linear,
+        U: torch.Tensor,
+        S: torch.Tensor,
+        V: torch.Tensor,
+        P: torch.Tensor,
+        group: int,
+        vectors: TinyLoRAVectors,
+        alpha: float = 1.0,
+    ):
         super().__init__()
         out_f, in_f = base_layer.weight.shape
         r = S.shape[0]
         if U.shape != (out_f, r) or V.shape != (in_f, r) or P.shape[1:] != (r, r):
-            raise ValueError(f"factor shapes U{tuple(U.shape)} S{tuple(S.shape)} V{tuple(V.shape)} P{tuple(P.shape)} "
-                             f"do not fit a weight of shape {(out_f, in_f)} at rank {r}")
+            raise ValueError(
+                f"factor shapes U{tuple(U.shape)} S{tuple(S.shape)} V{tuple(V.shape)} P{tuple(P.shape)} "
+                f"do not fit a weight of shape {(out_f, in_f)} at rank {r}"
+            )
         self.base_layer = base_layer
-        self.register_buffer("tinylora_U", U, persistent=False)   # [out, r]
-        self.register_buffer("tinylora_S", S, persistent=False)   # [r]
-        self.register_buffer("tinylora_V", V, persistent=False)   # [in, r]
-        self.register_buffer("tinylora_P", P, persistent=False)   # [u, r, r]
+        self.register_buffer("tinylora_U", U, persistent=False)  # [out, r]
+        self.register_buffer("tinylora_S", S, persistent=False)  # [r]
+        self.register_buffer("tinylora_V", V, persistent=False)  # [in, r]
+        self.register_buffer("tinylora_P", P, persistent=False)  # [u, r, r]
         self.group = group
         self.alpha = alpha
         # A list, not an attribute, so the container is not registered (and not duplicated) as a submodule.
@@ -68,14 +79,22 @@ class TinyLoRALinear(nn.Module):
         y = self.base_layer(x)
         if not self.vectors.enabled:
             return y
-        d = lowrank_delta(x, self.tinylora_U, self.tinylora_S, self.tinylora_V, self.tinylora_P,
-                          self.v(), self.alpha)
+        d = lowrank_delta(
+            x, self.tinylora_U, self.tinylora_S, self.tinylora_V, self.tinylora_P, self.v(), self.alpha
+        )
         return y + d.to(y.dtype)
 
     def merged_weight(self) -> torch.Tensor:
         """dtype(W_base + Delta W(v)), from the untouched base weight (never in place)."""
-        return merged_weight(self.base_layer.weight, self.tinylora_U, self.tinylora_S, self.tinylora_V,
-                             self.tinylora_P, self.v(), self.alpha)
+        return merged_weight(
+            self.base_layer.weight,
+            self.tinylora_U,
+            self.tinylora_S,
+            self.tinylora_V,
+            self.tinylora_P,
+            self.v(),
+            self.alpha,
+        )
 
     def extra_repr(self) -> str:
         return f"rank={self.tinylora_S.shape[0]}, u={self.tinylora_P.shape[0]}, group={self.group}, alpha={self.alpha}"

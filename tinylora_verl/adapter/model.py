@@ -61,7 +61,7 @@ class TinyLoRAHandle:
     model: nn.Module
     config: TinyLoRAConfig
     plan: Plan
-    layers: dict[str, TinyLoRALinear]   # module name -> wrapped layer, model order
+    layers: dict[str, TinyLoRALinear]  # module name -> wrapped layer, model order
     vectors: TinyLoRAVectors
 
     # ---- training -------------------------------------------------------------------------------
@@ -84,7 +84,9 @@ class TinyLoRAHandle:
         for g, (p, val) in enumerate(zip(self.vectors.v, values)):
             val = torch.as_tensor(val)
             if val.shape != p.shape:
-                raise TinyLoRAError(f"vector for group {g} has shape {tuple(val.shape)}, expected {tuple(p.shape)}")
+                raise TinyLoRAError(
+                    f"vector for group {g} has shape {tuple(val.shape)}, expected {tuple(p.shape)}"
+                )
             p.copy_(val.to(p.dtype))
 
     @contextlib.contextmanager
@@ -106,8 +108,17 @@ class TinyLoRAHandle:
     def iter_delta_weights(self) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF parameter name, Delta W(v) in float32) for every adapted weight."""
         for name, layer in self.layers.items():
-            yield f"{name}.weight", delta_weight(layer.tinylora_U, layer.tinylora_S, layer.tinylora_V,
-                                                 layer.tinylora_P, layer.v().detach(), layer.alpha)
+            yield (
+                f"{name}.weight",
+                delta_weight(
+                    layer.tinylora_U,
+                    layer.tinylora_S,
+                    layer.tinylora_V,
+                    layer.tinylora_P,
+                    layer.v().detach(),
+                    layer.alpha,
+                ),
+            )
 
     def base_state_dict(self, merged: bool = False) -> dict[str, torch.Tensor]:
         """The model's state dict under the original HF names (no `base_layer.`, no adapter entries).
@@ -151,19 +162,23 @@ class TinyLoRAHandle:
     # ---- persistence (see checkpoint.py / export.py) --------------------------------------------
     def save_adapter(self, directory) -> None:
         from .checkpoint import save_adapter
+
         save_adapter(self, directory)
 
     def export_peft_lora(self, directory) -> None:
         from .export import export_peft_lora
+
         export_peft_lora(self, directory)
 
     def export_merged(self, directory) -> None:
         from .export import export_merged
+
         export_merged(self, directory)
 
 
-def apply_tinylora(model: nn.Module, config: TinyLoRAConfig | None = None, *,
-                   compute_factors: bool = True) -> TinyLoRAHandle:
+def apply_tinylora(
+    model: nn.Module, config: TinyLoRAConfig | None = None, *, compute_factors: bool = True
+) -> TinyLoRAHandle:
     """Wrap `model`'s target Linear layers with TinyLoRA (in place) and return the handle.
 
     compute_factors=False does not read the weights (they may be on the meta device): U, S, V are
@@ -173,27 +188,39 @@ def apply_tinylora(model: nn.Module, config: TinyLoRAConfig | None = None, *,
     """
     config = config or TinyLoRAConfig()
     if hasattr(model, CONTAINER):
-        raise TinyLoRAError("this model already has TinyLoRA applied; use the handle you got, or load the "
-                            "base model again")
+        raise TinyLoRAError(
+            "this model already has TinyLoRA applied; use the handle you got, or load the base model again"
+        )
     found = find_target_modules(model, config.target_modules)
     if not found:
-        linear = sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise TinyLoRAError(f"no nn.Linear named {list(config.target_modules)} in this model; its Linear layers "
-                            f"are named {linear}: set target_modules to some of those")
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise TinyLoRAError(
+            f"no nn.Linear named {list(config.target_modules)} in this model; its Linear layers "
+            f"are named {linear}: set target_modules to some of those"
+        )
     for name, module in found:
         if compute_factors and module.weight.device.type == "meta":
-            raise TinyLoRAError(f"{name}.weight is on the meta device: apply TinyLoRA to materialised, unsharded "
-                                "weights (before FSDP wraps the model), or pass compute_factors=False in a process "
-                                "that will receive the factors from one that holds the full weights")
+            raise TinyLoRAError(
+                f"{name}.weight is on the meta device: apply TinyLoRA to materialised, unsharded "
+                "weights (before FSDP wraps the model), or pass compute_factors=False in a process "
+                "that will receive the factors from one that holds the full weights"
+            )
     try:
-        plan = plan_tying([n for n, _ in found], config.tie_mode, config.budget, config.projection_dim,
-                          config.tie_factor)
+        plan = plan_tying(
+            [n for n, _ in found], config.tie_mode, config.budget, config.projection_dim, config.tie_factor
+        )
     except ValueError as err:
         raise TinyLoRAError(str(err)) from None
     if not plan.exact:
-        logger.warning("TinyLoRA budget %s is not reachable exactly with %d modules; using %d trainable parameters "
-                       "(u=%d, tie_factor=%d)", config.budget, len(found), plan.num_trainable,
-                       plan.projection_dim, plan.tie_factor)
+        logger.warning(
+            "TinyLoRA budget %s is not reachable exactly with %d modules; using %d trainable parameters "
+            "(u=%d, tie_factor=%d)",
+            config.budget,
+            len(found),
+            plan.num_trainable,
+            plan.projection_dim,
+            plan.tie_factor,
+        )
 
     device = found[0][1].weight.device
     vectors = TinyLoRAVectors(plan.num_groups, plan.projection_dim).to(device)
@@ -211,8 +238,16 @@ def apply_tinylora(model: nn.Module, config: TinyLoRAConfig | None = None, *,
         else:
             f = svd_factors(W, config.frozen_rank, opts)
         P = random_projections(name, config.seed, plan.projection_dim, config.frozen_rank).to(f.U.dtype)
-        layer = TinyLoRALinear(module, f.U, f.S, f.V, P.to(W.device), plan.group_of[name], vectors,
-                               config.scale(plan.projection_dim))
+        layer = TinyLoRALinear(
+            module,
+            f.U,
+            f.S,
+            f.V,
+            P.to(W.device),
+            plan.group_of[name],
+            vectors,
+            config.scale(plan.projection_dim),
+        )
         _set_submodule(model, name, layer)
         layers[name] = layer
     model.add_module(CONTAINER, vectors)

@@ -33,11 +33,11 @@ class PlanError(ValueError):
 @dataclass
 class Plan:
     tie_mode: str
-    projection_dim: int              # u
-    tie_factor: int                  # t (modules per group; n for "all", 1 for "none")
-    modules: list[str]               # adapted modules, model order
-    groups: list[list[str]]          # group id -> module names
-    budget: int | None = None        # what was asked for (None if u/t were given directly)
+    projection_dim: int  # u
+    tie_factor: int  # t (modules per group; n for "all", 1 for "none")
+    modules: list[str]  # adapted modules, model order
+    groups: list[list[str]]  # group id -> module names
+    budget: int | None = None  # what was asked for (None if u/t were given directly)
     group_of: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -57,18 +57,27 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {
-            "tie_mode": self.tie_mode, "projection_dim": self.projection_dim, "tie_factor": self.tie_factor,
-            "num_modules": len(self.modules), "num_groups": self.num_groups,
-            "num_trainable": self.num_trainable, "budget": self.budget, "exact": self.exact,
-            "groups": [{"group": g, "params": self.projection_dim, "modules": members}
-                       for g, members in enumerate(self.groups)],
+            "tie_mode": self.tie_mode,
+            "projection_dim": self.projection_dim,
+            "tie_factor": self.tie_factor,
+            "num_modules": len(self.modules),
+            "num_groups": self.num_groups,
+            "num_trainable": self.num_trainable,
+            "budget": self.budget,
+            "exact": self.exact,
+            "groups": [
+                {"group": g, "params": self.projection_dim, "modules": members}
+                for g, members in enumerate(self.groups)
+            ],
         }
 
     def table(self) -> str:
         """Human-readable group table (one row per group)."""
-        head = (f"TinyLoRA plan: {len(self.modules)} modules, tie_mode={self.tie_mode}, tie_factor={self.tie_factor}, "
-                f"u={self.projection_dim} -> {self.num_groups} groups x {self.projection_dim} = "
-                f"{self.num_trainable} trainable parameters")
+        head = (
+            f"TinyLoRA plan: {len(self.modules)} modules, tie_mode={self.tie_mode}, tie_factor={self.tie_factor}, "
+            f"u={self.projection_dim} -> {self.num_groups} groups x {self.projection_dim} = "
+            f"{self.num_trainable} trainable parameters"
+        )
         if self.budget is not None:
             head += f" (budget {self.budget}{'' if self.exact else ', NOT exact: nearest reachable'})"
         rows = [head, f"{'group':>5}  {'params':>6}  {'modules':>7}  types / first -> last module"]
@@ -93,15 +102,15 @@ def make_groups(modules: list[str], tie_mode: str, tie_factor: int) -> list[list
     """Assign modules (in model order) to groups of at most `tie_factor` members."""
     if tie_mode in ("tiled", "none", "all"):
         t = {"none": 1, "all": max(len(modules), 1)}.get(tie_mode, tie_factor)
-        return [modules[i:i + t] for i in range(0, len(modules), t)]
+        return [modules[i : i + t] for i in range(0, len(modules), t)]
     if tie_mode == "structured":
         by_type: dict[str, list[str]] = {}
-        for m in modules:                       # dict keeps first-appearance order of types
+        for m in modules:  # dict keeps first-appearance order of types
             by_type.setdefault(module_type(m), []).append(m)
         groups = []
         for members in by_type.values():
             members = sorted(members, key=_layer_key)
-            groups += [members[i:i + tie_factor] for i in range(0, len(members), tie_factor)]
+            groups += [members[i : i + tie_factor] for i in range(0, len(members), tie_factor)]
         return groups
     raise PlanError(f"tie_mode={tie_mode!r} is not one of {TIE_MODES}")
 
@@ -124,8 +133,13 @@ def _max_tie(modules: list[str], tie_mode: str) -> int:
     return len(modules)
 
 
-def plan_tying(modules: list[str], tie_mode: str = "tiled", budget: int | None = None,
-               projection_dim: int | None = None, tie_factor: int | None = None) -> Plan:
+def plan_tying(
+    modules: list[str],
+    tie_mode: str = "tiled",
+    budget: int | None = None,
+    projection_dim: int | None = None,
+    tie_factor: int | None = None,
+) -> Plan:
     """Choose (u, t) for `modules`. Give `budget`, or `projection_dim` (+ `tie_factor`), or both."""
     n = len(modules)
     if n == 0:
@@ -138,27 +152,41 @@ def plan_tying(modules: list[str], tie_mode: str = "tiled", budget: int | None =
     if budget is None and projection_dim is None:
         raise PlanError("give a parameter budget (e.g. budget=13) or a projection_dim u (and tie_factor)")
     if tie_factor is not None and tie_mode in ("none", "all"):
-        raise PlanError(f"tie_factor is only used with tie_mode 'tiled' or 'structured', not {tie_mode!r}; "
-                        "drop tie_factor or change tie_mode")
+        raise PlanError(
+            f"tie_factor is only used with tie_mode 'tiled' or 'structured', not {tie_mode!r}; "
+            "drop tie_factor or change tie_mode"
+        )
     max_t = _max_tie(modules, tie_mode) if tie_mode in ("tiled", "structured") else n
     if tie_factor is not None and tie_factor > max_t:
-        raise PlanError(f"tie_factor={tie_factor} exceeds the {max_t} modules that can share a vector with "
-                        f"tie_mode={tie_mode!r}; use tie_factor <= {max_t} or tie_mode='all'")
+        raise PlanError(
+            f"tie_factor={tie_factor} exceeds the {max_t} modules that can share a vector with "
+            f"tie_mode={tie_mode!r}; use tie_factor <= {max_t} or tie_mode='all'"
+        )
 
     def build(u: int, t: int) -> Plan:
-        return Plan(tie_mode=tie_mode, projection_dim=u, tie_factor=t, modules=list(modules),
-                    groups=make_groups(list(modules), tie_mode, t), budget=budget)
+        return Plan(
+            tie_mode=tie_mode,
+            projection_dim=u,
+            tie_factor=t,
+            modules=list(modules),
+            groups=make_groups(list(modules), tie_mode, t),
+            budget=budget,
+        )
 
     if tie_mode in ("none", "all"):
         g, t = (n, 1) if tie_mode == "none" else (1, n)
         if budget is None:
             return build(projection_dim, t)
         if projection_dim is not None and projection_dim * g != budget:
-            raise PlanError(f"budget={budget} conflicts with projection_dim={projection_dim}: tie_mode={tie_mode!r} "
-                            f"gives {g} group(s), so u={projection_dim} trains {g * projection_dim}; drop one of them")
+            raise PlanError(
+                f"budget={budget} conflicts with projection_dim={projection_dim}: tie_mode={tie_mode!r} "
+                f"gives {g} group(s), so u={projection_dim} trains {g * projection_dim}; drop one of them"
+            )
         if budget < g:
-            raise PlanError(f"budget={budget} is below the {n} modules of tie_mode='none' (at least one parameter "
-                            "per module); use tie_mode='tiled' or 'structured' to share vectors")
+            raise PlanError(
+                f"budget={budget} is below the {n} modules of tie_mode='none' (at least one parameter "
+                "per module); use tie_mode='tiled' or 'structured' to share vectors"
+            )
         return build(max(1, round(budget / g)), t)
 
     # tiled / structured: reachable group counts, smallest t for each
@@ -176,10 +204,19 @@ def plan_tying(modules: list[str], tie_mode: str = "tiled", budget: int | None =
         if budget % u == 0 and budget // u in t_for_groups:
             return build(u, t_for_groups[budget // u])
     # nothing exact: nearest total, smaller u first, then fewer groups
-    best = min(((abs(g * u - budget), u, g) for g in t_for_groups for u in u_candidates
-                if u == projection_dim or u <= max(1, budget // g) + 1), default=None)
+    best = min(
+        (
+            (abs(g * u - budget), u, g)
+            for g in t_for_groups
+            for u in u_candidates
+            if u == projection_dim or u <= max(1, budget // g) + 1
+        ),
+        default=None,
+    )
     if best is None:
-        raise PlanError(f"no tying reaches budget={budget} with projection_dim={projection_dim}; "
-                        f"reachable group counts are {sorted(t_for_groups)}")
+        raise PlanError(
+            f"no tying reaches budget={budget} with projection_dim={projection_dim}; "
+            f"reachable group counts are {sorted(t_for_groups)}"
+        )
     _, u, g = best
     return build(u, t_for_groups[g])

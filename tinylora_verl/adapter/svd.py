@@ -30,9 +30,9 @@ SVD_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class SVDOptions:
     method: str = "randomized"
     dtype: str = "float32"
-    oversample: int = 8      # extra random vectors beyond r
-    power_iters: int = 6     # subspace iterations; each sharpens the top-r subspace
-    seed: int = 0            # seed of the random test matrix (randomized only)
+    oversample: int = 8  # extra random vectors beyond r
+    power_iters: int = 6  # subspace iterations; each sharpens the top-r subspace
+    seed: int = 0  # seed of the random test matrix (randomized only)
 
 
 @dataclass
@@ -44,8 +44,8 @@ class Factors:
 
 def canonicalize_signs(U: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip (U[:, j], V[:, j]) together so that U's largest-magnitude entry in column j is positive."""
-    idx = U.abs().argmax(dim=0)                                     # [r]
-    signs = torch.sign(U.gather(0, idx.unsqueeze(0)).squeeze(0))    # [r]
+    idx = U.abs().argmax(dim=0)  # [r]
+    signs = torch.sign(U.gather(0, idx.unsqueeze(0)).squeeze(0))  # [r]
     signs = torch.where(signs == 0, torch.ones_like(signs), signs)
     return U * signs, V * signs
 
@@ -55,11 +55,11 @@ def _randomized(W: torch.Tensor, r: int, opts: SVDOptions) -> Factors:
     k = min(r + opts.oversample, out_f, in_f)
     gen = torch.Generator(device=W.device).manual_seed(opts.seed)
     omega = torch.randn(in_f, k, generator=gen, device=W.device, dtype=W.dtype)  # [in, k]
-    Q, _ = torch.linalg.qr(W @ omega)                                             # [out, k]
+    Q, _ = torch.linalg.qr(W @ omega)  # [out, k]
     for _ in range(opts.power_iters):
-        Z, _ = torch.linalg.qr(W.T @ Q)                                           # [in, k]
-        Q, _ = torch.linalg.qr(W @ Z)                                             # [out, k]
-    B = Q.T @ W                                                                   # [k, in]
+        Z, _ = torch.linalg.qr(W.T @ Q)  # [in, k]
+        Q, _ = torch.linalg.qr(W @ Z)  # [out, k]
+    B = Q.T @ W  # [k, in]
     Ub, S, Vh = torch.linalg.svd(B, full_matrices=False)
     return Factors(U=(Q @ Ub)[:, :r], S=S[:r], V=Vh[:r].T)
 
@@ -73,8 +73,10 @@ def _check(shape: tuple[int, ...], r: int, opts: SVDOptions) -> None:
     if len(shape) != 2:
         raise ValueError(f"TinyLoRA needs a 2-D weight, got shape {tuple(shape)}")
     if not 1 <= r <= min(shape):
-        raise ValueError(f"frozen_rank={r} must be between 1 and min(out, in)={min(shape)} for a "
-                         f"weight of shape {tuple(shape)}")
+        raise ValueError(
+            f"frozen_rank={r} must be between 1 and min(out, in)={min(shape)} for a "
+            f"weight of shape {tuple(shape)}"
+        )
     if opts.method not in SVD_METHODS:
         raise ValueError(f"svd method {opts.method!r} is not one of {SVD_METHODS}")
     if opts.dtype not in SVD_DTYPES:
@@ -116,7 +118,9 @@ class FactorCache:
 
     @staticmethod
     def key(weight: torch.Tensor, r: int, opts: SVDOptions) -> str:
-        params = f"r={r}|{opts.method}|{opts.dtype}|os={opts.oversample}|it={opts.power_iters}|seed={opts.seed}"
+        params = (
+            f"r={r}|{opts.method}|{opts.dtype}|os={opts.oversample}|it={opts.power_iters}|seed={opts.seed}"
+        )
         return hashlib.sha256(f"{weight_digest(weight)}|{params}".encode()).hexdigest()[:40]
 
     def get_or_compute(self, weight: torch.Tensor, r: int, opts: SVDOptions) -> Factors:

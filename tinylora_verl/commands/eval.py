@@ -23,13 +23,20 @@ EVAL_SETS = ("gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "amc
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="base model: a local HF directory (or hub id)")
     p.add_argument("--adapter", default=None, help="TinyLoRA adapter directory to merge into the model first")
-    p.add_argument("--benchmarks", required=True,
-                   help=f"comma-separated, from: {', '.join(EVAL_SETS)} (any prepare dataset with a test split)")
+    p.add_argument(
+        "--benchmarks",
+        required=True,
+        help=f"comma-separated, from: {', '.join(EVAL_SETS)} (any prepare dataset with a test split)",
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--from-jsonl", default=None, metavar="DIR", help="local JSONL directory (see `prepare`)")
     p.add_argument("--no-hub", action="store_true", help="never contact the Hugging Face hub")
-    p.add_argument("--template", default=None, choices=sorted(TEMPLATES),
-                   help="prompt template for every benchmark (default: each dataset's own)")
+    p.add_argument(
+        "--template",
+        default=None,
+        choices=sorted(TEMPLATES),
+        help="prompt template for every benchmark (default: each dataset's own)",
+    )
     p.add_argument("--n", type=int, default=1, help="samples per prompt")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=0.95)
@@ -37,7 +44,9 @@ def add_arguments(p) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N prompts of each benchmark")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="auto", help="vLLM dtype (auto, float32, bfloat16)")
-    p.add_argument("--max-model-len", type=int, default=None, help="vLLM context length (default: the model's)")
+    p.add_argument(
+        "--max-model-len", type=int, default=None, help="vLLM context length (default: the model's)"
+    )
     p.add_argument("--kv-cache-bytes", type=int, default=None, help="KV cache size (CPU default 256 MiB)")
 
 
@@ -65,9 +74,10 @@ def _check(args) -> list[str]:
 
 
 def _merged_model(model: str, adapter: str, tmp: str, dtype: str) -> str:
+    from .. import load_adapter
     from ..adapter.export import export_merged
     from ..hf import load_causal_lm
-    from .. import load_adapter
+
     base = load_causal_lm(model, dtype="float32" if dtype == "auto" else dtype)
     handle = load_adapter(base, adapter)
     export_merged(handle, tmp, tokenizer_dir=model if Path(model).is_dir() else None)
@@ -84,10 +94,11 @@ def run(args) -> int:
     names = _check(args)
     check_model_path(args.model)
     out = Path(args.out)
-    sampling = SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                              max_tokens=args.max_tokens, seed=args.seed)
+    sampling = SamplingConfig(
+        n=args.n, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
+    )
     prepared = {}
-    for name in names:                                   # all data first: fail before the model loads
+    for name in names:  # all data first: fail before the model loads
         spec = get_spec(name)
         origin = choose_origin(spec, args.from_jsonl, use_hub=not args.no_hub)
         raw, _ = load_split(spec.splits["test"], "test", origin)
@@ -99,20 +110,28 @@ def run(args) -> int:
         model_dir = _merged_model(args.model, args.adapter, tmp, args.dtype) if args.adapter else args.model
         all_rows = [row for _, rows in prepared.values() for row in rows]
         t0 = time.perf_counter()
-        completions = generate(model_dir, [r["prompt"] for r in all_rows], sampling, dtype=args.dtype,
-                               max_model_len=args.max_model_len, kv_cache_bytes=args.kv_cache_bytes)
+        completions = generate(
+            model_dir,
+            [r["prompt"] for r in all_rows],
+            sampling,
+            dtype=args.dtype,
+            max_model_len=args.max_model_len,
+            kv_cache_bytes=args.kv_cache_bytes,
+        )
         seconds = time.perf_counter() - t0
 
     summary, start = [], 0
     for name, (spec, rows) in prepared.items():
-        records = score_benchmark(name, spec.reward, rows, completions[start:start + len(rows)])
+        records = score_benchmark(name, spec.reward, rows, completions[start : start + len(rows)])
         start += len(rows)
         write_samples(out, name, records)
         summary.append(summarize(name, records))
     title = f"Evaluation of {args.model}" + (f" + adapter {args.adapter}" if args.adapter else "")
     csv_path, md_path = write_summary(out, summary, title=title)
     settings = {k: v for k, v in vars(args).items() if not k.startswith("_")}
-    (out / "eval_config.json").write_text(json.dumps({**settings, "generate_seconds": round(seconds, 2)}, indent=2))
+    (out / "eval_config.json").write_text(
+        json.dumps({**settings, "generate_seconds": round(seconds, 2)}, indent=2)
+    )
     print(md_path.read_text())
     print(f"wrote {csv_path}, {md_path} and {out / 'samples'}/<benchmark>.jsonl")
     return 0

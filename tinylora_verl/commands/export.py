@@ -13,8 +13,12 @@ def add_arguments(p) -> None:
     p.add_argument("--adapter", required=True, help="adapter directory written by save_adapter")
     p.add_argument("--format", required=True, choices=("peft-lora", "merged"))
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="dtype to load the base model in (and of the merged weights)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="dtype to load the base model in (and of the merged weights)",
+    )
 
 
 def run(args) -> int:
@@ -25,6 +29,7 @@ def run(args) -> int:
         handle.export_peft_lora(args.out)
     else:
         from ..adapter.export import export_merged
+
         tok_dir = args.model if Path(args.model).is_dir() else None
         export_merged(handle, args.out, tokenizer_dir=tok_dir)
     print(f"wrote {args.format} export of {handle.num_trainable} trained parameters to {args.out}")

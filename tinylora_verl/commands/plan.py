@@ -19,7 +19,9 @@ def add_arguments(p) -> None:
     p.add_argument("--projection-dim", type=int, help="u, instead of (or with) a budget")
     p.add_argument("--tie-factor", type=int, help="modules per shared vector (tiled/structured)")
     p.add_argument("--tie-mode", default="tiled", choices=TIE_MODES)
-    p.add_argument("--frozen-rank", type=int, default=2, help="r (only reported: planning does not depend on it)")
+    p.add_argument(
+        "--frozen-rank", type=int, default=2, help="r (only reported: planning does not depend on it)"
+    )
     p.add_argument("--target-modules", default=",".join(DEFAULT_TARGETS), help="comma-separated Linear names")
     p.add_argument("--json", action="store_true", help="print the full plan (every module's group) as JSON")
 

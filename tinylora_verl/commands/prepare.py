@@ -12,20 +12,36 @@ from ..data.templates import TEMPLATES
 
 
 def add_arguments(p) -> None:
-    p.add_argument("dataset", choices=sorted(DATASETS), metavar="DATASET",
-                   help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument(
+        "dataset", choices=sorted(DATASETS), metavar="DATASET", help=f"one of: {', '.join(DATASETS)}"
+    )
     p.add_argument("--out", required=True, help="output directory for <split>.parquet and rejected.jsonl")
-    p.add_argument("--from-jsonl", default=None, metavar="DIR",
-                   help="read local JSONL files laid out like shared/data (default: the hub if reachable, "
-                        "else <repo>/../shared/data)")
-    p.add_argument("--template", default=None, choices=sorted(TEMPLATES),
-                   help="prompt template (default: gsm8k for gsm8k, qwen-boxed for the MATH-style sets)")
+    p.add_argument(
+        "--from-jsonl",
+        default=None,
+        metavar="DIR",
+        help="read local JSONL files laid out like shared/data (default: the hub if reachable, "
+        "else <repo>/../shared/data)",
+    )
+    p.add_argument(
+        "--template",
+        default=None,
+        choices=sorted(TEMPLATES),
+        help="prompt template (default: gsm8k for gsm8k, qwen-boxed for the MATH-style sets)",
+    )
     p.add_argument("--no-hub", action="store_true", help="never contact the Hugging Face hub")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
     from ..data.prepare import prepare
-    prepare(args.dataset, args.out, jsonl_dir=args.from_jsonl, template=args.template,
-            use_hub=not args.no_hub, progress=not args.no_progress)
+
+    prepare(
+        args.dataset,
+        args.out,
+        jsonl_dir=args.from_jsonl,
+        template=args.template,
+        use_hub=not args.no_hub,
+        progress=not args.no_progress,
+    )
     return 0

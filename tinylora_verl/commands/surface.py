@@ -38,8 +38,10 @@ def run(args) -> int:
     from ..hf import load_causal_lm
 
     if args.grid < 2 or args.extent <= 0 or args.n_examples < 1:
-        raise ValueError(f"--grid {args.grid} --extent {args.extent} --n-examples {args.n_examples}: "
-                         "need grid >= 2, extent > 0, n-examples >= 1")
+        raise ValueError(
+            f"--grid {args.grid} --extent {args.extent} --n-examples {args.n_examples}: "
+            "need grid >= 2, extent > 0, n-examples >= 1"
+        )
     task = task_from_args(args)
     errors = check_task(task)
     if errors:
@@ -47,24 +49,41 @@ def run(args) -> int:
     out = Path(args.out).resolve()
     files = materialise(task, out / DATA_DIR)
     grid = surface.axis(args.grid, args.extent)
-    settings = {"model": args.model, "task": task, "n_examples": args.n_examples, "seed": args.seed,
-                "frozen_rank": args.frozen_rank, "max_length": args.max_length}
-    surface.load_state(out, {**settings, "grid1": grid, "grid2": grid})     # refuse a mismatch before loading
+    settings = {
+        "model": args.model,
+        "task": task,
+        "n_examples": args.n_examples,
+        "seed": args.seed,
+        "frozen_rank": args.frozen_rank,
+        "max_length": args.max_length,
+    }
+    surface.load_state(out, {**settings, "grid1": grid, "grid2": grid})  # refuse a mismatch before loading
     model_path = resolve_model(args.model)
     tok = AutoTokenizer.from_pretrained(model_path)
     examples, dropped = build_examples(tok, read_rows(files.train, args.n_examples), args.max_length)
     if not examples:
-        raise ValueError(f"none of the first {args.n_examples} training rows fits --max-length {args.max_length}")
+        raise ValueError(
+            f"none of the first {args.n_examples} training rows fits --max-length {args.max_length}"
+        )
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    handle = surface.surface_adapter(load_causal_lm(model_path, device=device), seed=args.seed,
-                                     frozen_rank=args.frozen_rank)
-    print(f"surface: {len(examples)} examples ({dropped} too long), {args.grid}x{args.grid} grid over "
-          f"[-{args.extent}, {args.extent}]^2, {len(handle.layers)} modules share v = (v1, v2)", flush=True)
+    handle = surface.surface_adapter(
+        load_causal_lm(model_path, device=device), seed=args.seed, frozen_rank=args.frozen_rank
+    )
+    print(
+        f"surface: {len(examples)} examples ({dropped} too long), {args.grid}x{args.grid} grid over "
+        f"[-{args.extent}, {args.extent}]^2, {len(handle.layers)} modules share v = (v1, v2)",
+        flush=True,
+    )
     torch.set_grad_enabled(False)
     loss = surface.loss_at(handle, examples, pad_id_of(tok), args.micro_batch_size)
     values = surface.scan(loss, grid, grid, out, settings, log=lambda m: print(m, flush=True))
-    png = surface.plot_surface(values, grid, grid, out / surface.FIGURE,
-                               title=f"SFT loss, 2-parameter TinyLoRA ({Path(model_path).name})")
+    png = surface.plot_surface(
+        values,
+        grid,
+        grid,
+        out / surface.FIGURE,
+        title=f"SFT loss, 2-parameter TinyLoRA ({Path(model_path).name})",
+    )
     mid = args.grid // 2
     i, j = divmod(int(values.argmin()), values.shape[1])
     base = f"loss at v=(0, 0) (base model) {values[mid, mid]:.4f}; " if args.grid % 2 else ""

@@ -12,9 +12,13 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="directory searched (recursively) for result.json files")
+    p.add_argument(
+        "runs_dir", metavar="RUNS_DIR", help="directory searched (recursively) for result.json files"
+    )
     p.add_argument("--out", default=None, help="where the tables and figures go (default: RUNS_DIR)")
-    p.add_argument("--select-on", default="val", help="eval set whose mean accuracy picks the best LR (default val)")
+    p.add_argument(
+        "--select-on", default="val", help="eval set whose mean accuracy picks the best LR (default val)"
+    )
     p.add_argument("--no-figures", action="store_true", help="tables only")
 
 
@@ -27,11 +31,19 @@ def run(args) -> int:
         raise FileNotFoundError(f"{runs}: no such directory")
     records, failed = load_records(runs)
     if not records:
-        raise ValueError(f"no finished result.json under {runs} ({failed} failed); run `tinylora-verl sweep` first")
+        raise ValueError(
+            f"no finished result.json under {runs} ({failed} failed); run `tinylora-verl sweep` first"
+        )
     out = Path(args.out) if args.out else runs
     paths = write_tables(records, out, args.select_on)
-    figures = [] if args.no_figures else write_figures(summarize(records, args.select_on)[0], eval_sets(records), out)
+    figures = (
+        []
+        if args.no_figures
+        else write_figures(summarize(records, args.select_on)[0], eval_sets(records), out)
+    )
     print(paths["md"].read_text())
-    print(f"{len(records)} finished runs ({failed} failed, left out); wrote {paths['md']}, {paths['csv']}, "
-          f"{paths['all_csv']}" + "".join(f", {f}" for f in figures))
+    print(
+        f"{len(records)} finished runs ({failed} failed, left out); wrote {paths['md']}, {paths['csv']}, "
+        f"{paths['all_csv']}" + "".join(f", {f}" for f in figures)
+    )
     return 0

@@ -21,6 +21,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .. import main as entry
+
     sys.argv = ["tinylora-verl train", *args.overrides]
     entry.main()
     return 0

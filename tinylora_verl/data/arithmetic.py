@@ -36,10 +36,15 @@ VERSION = 2  # of the row format; a cached data set written by another version i
 def _messages(style: str, a: int, sym: str, b: int) -> list[dict]:
     if style == "hash":
         return [{"role": "user", "content": PROMPT.format(a=a, sym=sym, b=b)}]
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION.format(a=a, sym=sym, b=b)}]
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": QUESTION.format(a=a, sym=sym, b=b)},
+    ]
 
 
-def make_rows(op: str, n: int, seed: int, split: str, exclude: set | None = None, style: str = "hash") -> list[dict]:
+def make_rows(
+    op: str, n: int, seed: int, split: str, exclude: set | None = None, style: str = "hash"
+) -> list[dict]:
     if op not in OPS:
         raise ValueError(f"task op {op!r} is not one of {sorted(OPS)}")
     if style not in STYLES:
@@ -54,18 +59,21 @@ def make_rows(op: str, n: int, seed: int, split: str, exclude: set | None = None
         if (a, b) in seen:
             continue
         seen.add((a, b))
-        rows.append({
-            "data_source": DATA_SOURCE,
-            "prompt": _messages(style, a, sym, b),
-            "ability": "math",
-            "reward_model": {"style": "rule", "ground_truth": str(fn(a, b))},
-            "extra_info": {"split": split, "index": len(rows), "a": a, "b": b, "op": op, "style": style},
-        })
+        rows.append(
+            {
+                "data_source": DATA_SOURCE,
+                "prompt": _messages(style, a, sym, b),
+                "ability": "math",
+                "reward_model": {"style": "rule", "ground_truth": str(fn(a, b))},
+                "extra_info": {"split": split, "index": len(rows), "a": a, "b": b, "op": op, "style": style},
+            }
+        )
     return rows
 
 
-def ensure_dataset(directory, op: str = "add", n_train: int = 256, n_val: int = 32, seed: int = 0,
-                   style: str = "hash") -> Path:
+def ensure_dataset(
+    directory, op: str = "add", n_train: int = 256, n_val: int = 32, seed: int = 0, style: str = "hash"
+) -> Path:
     """Write DIR/train.parquet and DIR/val.parquet unless DIR already holds exactly this data set; returns DIR."""
     import pandas as pd
 

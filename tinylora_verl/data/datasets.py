@@ -52,6 +52,7 @@ def _boxed_solution(question_key: str) -> Callable[[dict], tuple[str, str]]:
         if boxed is None or not boxed.strip():
             raise ValueError("field 'solution' has no complete, non-empty \\boxed{...} answer")
         return _text(data, question_key), boxed.strip()
+
     return example
 
 
@@ -87,51 +88,103 @@ def _level_3_to_5(data: dict) -> bool:
 
 @dataclass(frozen=True)
 class SplitSource:
-    jsonl: str                                        # path under the JSONL directory
-    data_source: str                                  # written to every row
-    example: Callable[[dict], tuple[str, str]]        # raw row -> (question, answer); ValueError if unusable
-    keep: Callable[[dict], bool] | None = None        # deliberate filter (counted, not rejected)
-    hub: tuple[str, str | None, str] | None = None    # (repo id, config, split) on the Hugging Face hub
-    solution_key: str | None = None                   # raw field holding the reference solution (SFT)
+    jsonl: str  # path under the JSONL directory
+    data_source: str  # written to every row
+    example: Callable[[dict], tuple[str, str]]  # raw row -> (question, answer); ValueError if unusable
+    keep: Callable[[dict], bool] | None = None  # deliberate filter (counted, not rejected)
+    hub: tuple[str, str | None, str] | None = None  # (repo id, config, split) on the Hugging Face hub
+    solution_key: str | None = None  # raw field holding the reference solution (SFT)
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     splits: dict[str, SplitSource]
-    template: str                                     # default prompt template
-    reward: str                                       # "gsm8k" or "math": which reward_fns module scores it
-    expected_rows: dict[str, int]                     # rows written from the offline copies (shared/data)
+    template: str  # default prompt template
+    reward: str  # "gsm8k" or "math": which reward_fns module scores it
+    expected_rows: dict[str, int]  # rows written from the offline copies (shared/data)
 
 
-_MATH500 = SplitSource("math500/test.jsonl", "math500", _answer_field, hub=("HuggingFaceH4/MATH-500", None, "test"),
-                       solution_key="solution")
+_MATH500 = SplitSource(
+    "math500/test.jsonl",
+    "math500",
+    _answer_field,
+    hub=("HuggingFaceH4/MATH-500", None, "test"),
+    solution_key="solution",
+)
 _MATH12K = "math/train_12k_prm800k_split.jsonl"
 
 DATASETS: dict[str, DatasetSpec] = {
-    "gsm8k": DatasetSpec({
-        "train": SplitSource("gsm8k/train.jsonl", "gsm8k", _gsm8k, hub=("openai/gsm8k", "main", "train"),
-                             solution_key="answer"),
-        "test": SplitSource("gsm8k/test.jsonl", "gsm8k", _gsm8k, hub=("openai/gsm8k", "main", "test"),
-                            solution_key="answer"),
-    }, "gsm8k", "gsm8k", {"train": 7473, "test": 1319}),
-    "math": DatasetSpec({
-        "train": SplitSource(_MATH12K, "math", _boxed_solution("problem"), solution_key="solution"),
-        "test": _MATH500,
-    }, "qwen-boxed", "math", {"train": 11998, "test": 500}),      # 12,000 minus 2 with an empty \boxed{}
-    "simplerl_math35": DatasetSpec({
-        "train": SplitSource(_MATH12K, "simplerl_math35", _boxed_solution("problem"), keep=_level_3_to_5,
-                             solution_key="solution"),
-        "test": _MATH500,
-    }, "qwen-boxed", "math", {"train": 8886, "test": 500}),       # 8,888 at level 3-5 minus the same 2
+    "gsm8k": DatasetSpec(
+        {
+            "train": SplitSource(
+                "gsm8k/train.jsonl",
+                "gsm8k",
+                _gsm8k,
+                hub=("openai/gsm8k", "main", "train"),
+                solution_key="answer",
+            ),
+            "test": SplitSource(
+                "gsm8k/test.jsonl",
+                "gsm8k",
+                _gsm8k,
+                hub=("openai/gsm8k", "main", "test"),
+                solution_key="answer",
+            ),
+        },
+        "gsm8k",
+        "gsm8k",
+        {"train": 7473, "test": 1319},
+    ),
+    "math": DatasetSpec(
+        {
+            "train": SplitSource(_MATH12K, "math", _boxed_solution("problem"), solution_key="solution"),
+            "test": _MATH500,
+        },
+        "qwen-boxed",
+        "math",
+        {"train": 11998, "test": 500},
+    ),  # 12,000 minus 2 with an empty \boxed{}
+    "simplerl_math35": DatasetSpec(
+        {
+            "train": SplitSource(
+                _MATH12K,
+                "simplerl_math35",
+                _boxed_solution("problem"),
+                keep=_level_3_to_5,
+                solution_key="solution",
+            ),
+            "test": _MATH500,
+        },
+        "qwen-boxed",
+        "math",
+        {"train": 8886, "test": 500},
+    ),  # 8,888 at level 3-5 minus the same 2
     "math500": DatasetSpec({"test": _MATH500}, "qwen-boxed", "math", {"test": 500}),
-    "minerva_math": DatasetSpec({"test": SplitSource("minerva_math/test.jsonl", "minerva_math", _boxed_solution("problem"),
-                                                     solution_key="solution")}, "qwen-boxed", "math", {"test": 272}),
-    "olympiadbench": DatasetSpec({"test": SplitSource("olympiadbench/test.jsonl", "olympiadbench", _olympiad)},
-                                 "qwen-boxed", "math", {"test": 675}),
-    "aime24": DatasetSpec({"test": SplitSource("aime24/test.jsonl", "aime24", _answer_field)},
-                          "qwen-boxed", "math", {"test": 30}),
-    "amc23": DatasetSpec({"test": SplitSource("amc23/test.jsonl", "amc23", _answer_field)},
-                         "qwen-boxed", "math", {"test": 40}),
+    "minerva_math": DatasetSpec(
+        {
+            "test": SplitSource(
+                "minerva_math/test.jsonl", "minerva_math", _boxed_solution("problem"), solution_key="solution"
+            )
+        },
+        "qwen-boxed",
+        "math",
+        {"test": 272},
+    ),
+    "olympiadbench": DatasetSpec(
+        {"test": SplitSource("olympiadbench/test.jsonl", "olympiadbench", _olympiad)},
+        "qwen-boxed",
+        "math",
+        {"test": 675},
+    ),
+    "aime24": DatasetSpec(
+        {"test": SplitSource("aime24/test.jsonl", "aime24", _answer_field)},
+        "qwen-boxed",
+        "math",
+        {"test": 30},
+    ),
+    "amc23": DatasetSpec(
+        {"test": SplitSource("amc23/test.jsonl", "amc23", _answer_field)}, "qwen-boxed", "math", {"test": 40}
+    ),
 }
 
 
@@ -145,16 +198,18 @@ def get_spec(name: str) -> DatasetSpec:
 class SplitResult:
     rows: list[dict]
     rejected: list[Rejected]
-    filtered: int                                     # rows left out on purpose by SplitSource.keep
+    filtered: int  # rows left out on purpose by SplitSource.keep
 
 
-def build_split(source: SplitSource, split: str, raw: list[RawRow], template: str,
-                progress: bool = False) -> SplitResult:
+def build_split(
+    source: SplitSource, split: str, raw: list[RawRow], template: str, progress: bool = False
+) -> SplitResult:
     """verl rows for one split (see the module docstring for the row layout)."""
     rows, rejected, filtered = [], [], 0
     iterator = raw
     if progress:
         from tqdm import tqdm
+
         iterator = tqdm(raw, desc=f"{source.data_source} {split}", unit="row", leave=False)
     for item in iterator:
         if source.keep is not None and not source.keep(item.data):
@@ -167,13 +222,20 @@ def build_split(source: SplitSource, split: str, raw: list[RawRow], template: st
             continue
         source_id = item.data.get("unique_id", item.data.get("id", item.data.get("idx", "")))
         solution = item.data.get(source.solution_key) if source.solution_key else None
-        rows.append({
-            "data_source": source.data_source,
-            "prompt": render(template, question),
-            "ability": "math",
-            "reward_model": {"style": "rule", "ground_truth": answer},
-            "extra_info": {"split": split, "index": len(rows), "question": question,
-                           "source_line": item.line, "source_id": str(source_id),
-                           "solution": solution.strip() if isinstance(solution, str) else ""},
-        })
+        rows.append(
+            {
+                "data_source": source.data_source,
+                "prompt": render(template, question),
+                "ability": "math",
+                "reward_model": {"style": "rule", "ground_truth": answer},
+                "extra_info": {
+                    "split": split,
+                    "index": len(rows),
+                    "question": question,
+                    "source_line": item.line,
+                    "source_id": str(source_id),
+                    "solution": solution.strip() if isinstance(solution, str) else "",
+                },
+            }
+        )
     return SplitResult(rows, rejected, filtered)

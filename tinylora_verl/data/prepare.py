@@ -24,9 +24,9 @@ SHOW_REJECTED = 3
 
 @dataclass
 class Origin:
-    kind: str                      # "hub" or "jsonl"
+    kind: str  # "hub" or "jsonl"
     jsonl_dir: Path | None
-    note: str                      # why this origin was chosen
+    note: str  # why this origin was chosen
 
 
 def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool = True) -> Origin:
@@ -44,8 +44,10 @@ def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool
         reason = "--no-hub"
     default = default_jsonl_dir()
     if default is None:
-        raise FileNotFoundError(f"cannot read the data: hub not used ({reason}) and no offline copy at "
-                                "<repo>/../shared/data; pass --from-jsonl DIR (the shared/data layout)")
+        raise FileNotFoundError(
+            f"cannot read the data: hub not used ({reason}) and no offline copy at "
+            "<repo>/../shared/data; pass --from-jsonl DIR (the shared/data layout)"
+        )
     return Origin("jsonl", default, f"local JSONL in {default} (hub not used: {reason})")
 
 
@@ -61,8 +63,15 @@ def _row_count_note(spec: DatasetSpec, split: str, n: int) -> str:
     return "" if expected is None or expected == n else f"  (offline copies give {expected})"
 
 
-def prepare(name: str, out: str | Path, jsonl_dir: str | Path | None = None, template: str | None = None,
-            use_hub: bool = True, progress: bool = True, log=print) -> dict[str, SplitResult]:
+def prepare(
+    name: str,
+    out: str | Path,
+    jsonl_dir: str | Path | None = None,
+    template: str | None = None,
+    use_hub: bool = True,
+    progress: bool = True,
+    log=print,
+) -> dict[str, SplitResult]:
     """Write DIR/<split>.parquet for every split of dataset `name`; returns the per-split results."""
     import pandas as pd
 
@@ -84,8 +93,10 @@ def prepare(name: str, out: str | Path, jsonl_dir: str | Path | None = None, tem
         path = out / f"{split}.parquet"
         pd.DataFrame(result.rows).to_parquet(path, index=False)
         filtered = f", {result.filtered} filtered out by design" if result.filtered else ""
-        log(f"{name} {split}: {len(result.rows)} rows -> {path} ({len(result.rejected)} rejected{filtered})"
-            + _row_count_note(spec, split, len(result.rows)))
+        log(
+            f"{name} {split}: {len(result.rows)} rows -> {path} ({len(result.rejected)} rejected{filtered})"
+            + _row_count_note(spec, split, len(result.rows))
+        )
         for bad in result.rejected[:SHOW_REJECTED]:
             log(f"  rejected {split} line {bad.line}: {bad.reason}")
     with open(out / "rejected.jsonl", "w", encoding="utf-8") as f:

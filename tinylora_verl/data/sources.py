@@ -22,7 +22,7 @@ HUB_CHECK_TIMEOUT_S = 3.0
 
 @dataclass
 class RawRow:
-    line: int          # 1-based line number in the source file (row index + 1 for hub data)
+    line: int  # 1-based line number in the source file (row index + 1 for hub data)
     data: dict
 
 
@@ -46,8 +46,10 @@ def default_jsonl_dir() -> Path | None:
 def read_jsonl(path: Path, split: str) -> tuple[list[RawRow], list[Rejected]]:
     """All rows of a JSONL file; lines that are not JSON objects come back as Rejected (blank lines skipped)."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist (expected a JSONL file; see shared/data/SOURCES.md "
-                                "for the layout, or pass --from-jsonl DIR)")
+        raise FileNotFoundError(
+            f"{path} does not exist (expected a JSONL file; see shared/data/SOURCES.md "
+            "for the layout, or pass --from-jsonl DIR)"
+        )
     rows, rejected = [], []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
@@ -59,8 +61,9 @@ def read_jsonl(path: Path, split: str) -> tuple[list[RawRow], list[Rejected]]:
                 rejected.append(Rejected(split, number, f"not valid JSON: {err}", line.rstrip("\n")))
                 continue
             if not isinstance(data, dict):
-                rejected.append(Rejected(split, number, f"a JSON {type(data).__name__}, not an object",
-                                         line.rstrip("\n")))
+                rejected.append(
+                    Rejected(split, number, f"a JSON {type(data).__name__}, not an object", line.rstrip("\n"))
+                )
                 continue
             rows.append(RawRow(number, data))
     return rows, rejected
@@ -99,5 +102,6 @@ def hub_reachable(repo_id: str = "openai/gsm8k", timeout_s: float = HUB_CHECK_TI
 def read_hub(repo_id: str, config: str | None, split: str) -> list[RawRow]:
     """Rows of a hub dataset split (only called after hub_reachable() said yes)."""
     import datasets
+
     ds = datasets.load_dataset(repo_id, config, split=split)
     return [RawRow(i + 1, dict(row)) for i, row in enumerate(ds)]

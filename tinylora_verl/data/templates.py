@@ -24,8 +24,10 @@ def _gsm8k(question: str) -> list[dict]:
 
 
 def _qwen_boxed(question: str) -> list[dict]:
-    return [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": question + "\n" + BOXED_INSTRUCTION}]
+    return [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": question + "\n" + BOXED_INSTRUCTION},
+    ]
 
 
 def _qwen25_math_cot(question: str) -> list[dict]:

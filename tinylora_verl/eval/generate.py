@@ -30,17 +30,26 @@ class SamplingConfig:
 
 def _on_cpu() -> bool:
     import torch
+
     return not torch.cuda.is_available()
 
 
 def render_prompts(tokenizer, prompts: list[list[dict]]) -> list[str]:
-    return [tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
-            for messages in prompts]
+    return [
+        tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
+        for messages in prompts
+    ]
 
 
-def generate(model_dir: str, prompts: list[list[dict]], sampling: SamplingConfig, dtype: str = "auto",
-             max_model_len: int | None = None, kv_cache_bytes: int | None = None,
-             gpu_memory_utilization: float = 0.85) -> list[list[Completion]]:
+def generate(
+    model_dir: str,
+    prompts: list[list[dict]],
+    sampling: SamplingConfig,
+    dtype: str = "auto",
+    max_model_len: int | None = None,
+    kv_cache_bytes: int | None = None,
+    gpu_memory_utilization: float = 0.85,
+) -> list[list[Completion]]:
     """`sampling.n` completions for each chat prompt, in prompt order."""
     cpu = _on_cpu()
     if cpu:
@@ -50,8 +59,13 @@ def generate(model_dir: str, prompts: list[list[dict]], sampling: SamplingConfig
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     texts = render_prompts(tokenizer, prompts)
-    kwargs = {"model": model_dir, "tokenizer": model_dir, "dtype": dtype, "seed": sampling.seed,
-              "max_model_len": max_model_len}
+    kwargs = {
+        "model": model_dir,
+        "tokenizer": model_dir,
+        "dtype": dtype,
+        "seed": sampling.seed,
+        "max_model_len": max_model_len,
+    }
     if cpu:
         kwargs["kv_cache_memory_bytes"] = kv_cache_bytes or CPU_KV_CACHE_BYTES
         kwargs["enforce_eager"] = True
@@ -60,9 +74,16 @@ def generate(model_dir: str, prompts: list[list[dict]], sampling: SamplingConfig
         if kv_cache_bytes:
             kwargs["kv_cache_memory_bytes"] = kv_cache_bytes
     llm = LLM(**kwargs)
-    params = SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
-                            max_tokens=sampling.max_tokens, seed=sampling.seed)
+    params = SamplingParams(
+        n=sampling.n,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,
+        seed=sampling.seed,
+    )
     outputs = llm.generate(texts, params, use_tqdm=True)
-    results = [[Completion(o.text, len(o.token_ids), o.finish_reason) for o in out.outputs] for out in outputs]
+    results = [
+        [Completion(o.text, len(o.token_ids), o.finish_reason) for o in out.outputs] for out in outputs
+    ]
     del llm
     return results

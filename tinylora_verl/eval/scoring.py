@@ -26,20 +26,36 @@ from reward_fns import math as math_reward
 
 
 def _arithmetic_exact(data_source, solution_str, ground_truth, extra_info=None) -> float:
-    return 1.0 if arithmetic_reward.compute_score(data_source, solution_str, ground_truth, extra_info) == 1.0 else 0.0
+    return (
+        1.0
+        if arithmetic_reward.compute_score(data_source, solution_str, ground_truth, extra_info) == 1.0
+        else 0.0
+    )
 
 
-REWARDS = {"gsm8k": gsm8k_reward, "math": math_reward,
-           "arithmetic": SimpleNamespace(extract_answer=arithmetic_reward.extract_answer, compute_score=_arithmetic_exact)}
-SUMMARY_FIELDS = ("benchmark", "n_prompts", "n_samples", "accuracy", "pass_at_n", "mean_response_tokens",
-                  "truncated")
+REWARDS = {
+    "gsm8k": gsm8k_reward,
+    "math": math_reward,
+    "arithmetic": SimpleNamespace(
+        extract_answer=arithmetic_reward.extract_answer, compute_score=_arithmetic_exact
+    ),
+}
+SUMMARY_FIELDS = (
+    "benchmark",
+    "n_prompts",
+    "n_samples",
+    "accuracy",
+    "pass_at_n",
+    "mean_response_tokens",
+    "truncated",
+)
 
 
 @dataclass
 class Completion:
     text: str
     n_tokens: int
-    finish_reason: str | None = None      # "stop" | "length" | None
+    finish_reason: str | None = None  # "stop" | "length" | None
 
 
 @dataclass
@@ -53,7 +69,9 @@ class SummaryRow:
     truncated: float
 
 
-def score_benchmark(benchmark: str, reward: str, rows: list[dict], completions: list[list[Completion]]) -> list[dict]:
+def score_benchmark(
+    benchmark: str, reward: str, rows: list[dict], completions: list[list[Completion]]
+) -> list[dict]:
     """One record per (prompt, sample): rows are verl rows (prepare's layout), completions[i] belong to rows[i]."""
     if reward not in REWARDS:
         raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
@@ -64,20 +82,24 @@ def score_benchmark(benchmark: str, reward: str, rows: list[dict], completions: 
     for row, samples in zip(rows, completions):
         truth = row["reward_model"]["ground_truth"]
         for k, completion in enumerate(samples):
-            records.append({
-                "benchmark": benchmark,
-                "index": int(row["extra_info"]["index"]),
-                "sample": k,
-                "data_source": row["data_source"],
-                "question": row["extra_info"]["question"],
-                "prompt": [dict(m) for m in row["prompt"]],
-                "response": completion.text,
-                "extracted": module.extract_answer(completion.text),
-                "ground_truth": truth,
-                "score": module.compute_score(row["data_source"], completion.text, truth, row["extra_info"]),
-                "response_tokens": completion.n_tokens,
-                "finish_reason": completion.finish_reason,
-            })
+            records.append(
+                {
+                    "benchmark": benchmark,
+                    "index": int(row["extra_info"]["index"]),
+                    "sample": k,
+                    "data_source": row["data_source"],
+                    "question": row["extra_info"]["question"],
+                    "prompt": [dict(m) for m in row["prompt"]],
+                    "response": completion.text,
+                    "extracted": module.extract_answer(completion.text),
+                    "ground_truth": truth,
+                    "score": module.compute_score(
+                        row["data_source"], completion.text, truth, row["extra_info"]
+                    ),
+                    "response_tokens": completion.n_tokens,
+                    "finish_reason": completion.finish_reason,
+                }
+            )
     return records
 
 
@@ -102,9 +124,15 @@ def summarize(benchmark: str, records: list[dict]) -> SummaryRow:
 def average_row(rows: list[SummaryRow]) -> SummaryRow:
     """Unweighted mean over benchmarks."""
     k = len(rows)
-    return SummaryRow("average", sum(r.n_prompts for r in rows), max(r.n_samples for r in rows),
-                      sum(r.accuracy for r in rows) / k, sum(r.pass_at_n for r in rows) / k,
-                      sum(r.mean_response_tokens for r in rows) / k, sum(r.truncated for r in rows) / k)
+    return SummaryRow(
+        "average",
+        sum(r.n_prompts for r in rows),
+        max(r.n_samples for r in rows),
+        sum(r.accuracy for r in rows) / k,
+        sum(r.pass_at_n for r in rows) / k,
+        sum(r.mean_response_tokens for r in rows) / k,
+        sum(r.truncated for r in rows) / k,
+    )
 
 
 def write_samples(out: Path, benchmark: str, records: list[dict]) -> Path:
@@ -127,11 +155,18 @@ def write_summary(out: Path, rows: list[SummaryRow], title: str = "Evaluation") 
         writer.writeheader()
         for r in table:
             writer.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(r).items()})
-    lines = [f"# {title}", "", "| benchmark | prompts | samples/prompt | accuracy (%) | pass@n (%) | "
-             "mean response tokens | truncated (%) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| benchmark | prompts | samples/prompt | accuracy (%) | pass@n (%) | "
+        "mean response tokens | truncated (%) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in table:
-        lines.append(f"| {r.benchmark} | {r.n_prompts} | {r.n_samples} | {100 * r.accuracy:.1f} | "
-                     f"{100 * r.pass_at_n:.1f} | {r.mean_response_tokens:.1f} | {100 * r.truncated:.1f} |")
+        lines.append(
+            f"| {r.benchmark} | {r.n_prompts} | {r.n_samples} | {100 * r.accuracy:.1f} | "
+            f"{100 * r.pass_at_n:.1f} | {r.mean_response_tokens:.1f} | {100 * r.truncated:.1f} |"
+        )
     md_path = out / "summary.md"
     md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return csv_path, md_path

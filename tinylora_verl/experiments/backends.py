@@ -50,8 +50,16 @@ def finish_without_record(run: PendingRun, reason: str, log_text: str) -> None:
     if records.status(run.run_dir) != "pending" and records.previous_attempts(run.run_dir) >= run.attempt:
         return
     settings = records.read_settings(run.run_dir) or {"name": run.name}
-    records.write_result(run.run_dir, records.make_record(
-        settings, "failed", attempt=run.attempt, wall_s=0.0, error=f"{reason}; output tail:\n{log_text[-1500:]}"))
+    records.write_result(
+        run.run_dir,
+        records.make_record(
+            settings,
+            "failed",
+            attempt=run.attempt,
+            wall_s=0.0,
+            error=f"{reason}; output tail:\n{log_text[-1500:]}",
+        ),
+    )
 
 
 class LocalBackend:
@@ -69,8 +77,13 @@ class LocalBackend:
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             with open(log_path, "a") as log:
                 try:
-                    rc = subprocess.call(entry_command(run.run_dir, self.python), stdout=log,
-                                         stderr=subprocess.STDOUT, env=env, timeout=self.timeout_s)
+                    rc = subprocess.call(
+                        entry_command(run.run_dir, self.python),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        timeout=self.timeout_s,
+                    )
                     reason = f"run process exited with status {rc}"
                 except subprocess.TimeoutExpired:
                     reason = f"run exceeded --timeout {self.timeout_s:.0f} s and was killed"
@@ -81,8 +94,17 @@ class LocalBackend:
 class RayJobsBackend:
     name = "ray"
 
-    def __init__(self, address: str | None, client=None, python: str = "python", runtime_env: dict | None = None,
-                 max_parallel: int = 4, poll_s: float = 10.0, entrypoint_num_gpus: float = 1.0, sweep_dir=None):
+    def __init__(
+        self,
+        address: str | None,
+        client=None,
+        python: str = "python",
+        runtime_env: dict | None = None,
+        max_parallel: int = 4,
+        poll_s: float = 10.0,
+        entrypoint_num_gpus: float = 1.0,
+        sweep_dir=None,
+    ):
         self.address, self._client, self.python, self.runtime_env = address, client, python, runtime_env or {}
         self.max_parallel, self.poll_s, self.gpus = max_parallel, poll_s, entrypoint_num_gpus
         self.tag = hashlib.sha256(str(Path(sweep_dir or ".").resolve()).encode()).hexdigest()[:8]
@@ -92,6 +114,7 @@ class RayJobsBackend:
         """The JobSubmissionClient, connected on first use (a dry run never connects)."""
         if self._client is None:
             from ray.job_submission import JobSubmissionClient
+
             self._client = JobSubmissionClient(self.address)
         return self._client
 
@@ -99,11 +122,16 @@ class RayJobsBackend:
         """The keyword arguments of JobSubmissionClient.submit_job for `run`."""
         env = dict(self.runtime_env)
         env["env_vars"] = {**env.get("env_vars", {}), "PYTHONUNBUFFERED": "1"}
-        kwargs = {"entrypoint": shlex.join(entry_command(run.run_dir, self.python)),
-                  "submission_id": f"tinylora-{self.tag}-{run.name}-a{run.attempt}".replace(".", "_"),
-                  "runtime_env": env,
-                  "metadata": {"tinylora_run": run.name, "run_dir": str(run.run_dir.resolve()),
-                               "attempt": str(run.attempt)}}
+        kwargs = {
+            "entrypoint": shlex.join(entry_command(run.run_dir, self.python)),
+            "submission_id": f"tinylora-{self.tag}-{run.name}-a{run.attempt}".replace(".", "_"),
+            "runtime_env": env,
+            "metadata": {
+                "tinylora_run": run.name,
+                "run_dir": str(run.run_dir.resolve()),
+                "attempt": str(run.attempt),
+            },
+        }
         if run.method in ("sft", "base") and self.gpus:
             kwargs["entrypoint_num_gpus"] = self.gpus
         return kwargs
@@ -111,8 +139,16 @@ class RayJobsBackend:
     def describe(self, run: PendingRun) -> str:
         """The `ray job submit` command line equivalent to this run's submission."""
         s = self.submission(run)
-        args = ["ray", "job", "submit", *(["--address", self.address] if self.address else []),
-                "--submission-id", s["submission_id"], "--runtime-env-json", json.dumps(s["runtime_env"])]
+        args = [
+            "ray",
+            "job",
+            "submit",
+            *(["--address", self.address] if self.address else []),
+            "--submission-id",
+            s["submission_id"],
+            "--runtime-env-json",
+            json.dumps(s["runtime_env"]),
+        ]
         if "entrypoint_num_gpus" in s:
             args += ["--entrypoint-num-gpus", str(s["entrypoint_num_gpus"])]
         return shlex.join(args) + " -- " + s["entrypoint"]

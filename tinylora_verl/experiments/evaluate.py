@@ -25,14 +25,14 @@ BACKENDS = ("auto", "hf", "vllm")
 
 @dataclass
 class EvalConfig:
-    backend: str = "auto"           # auto | hf | vllm
-    n: int = 1                      # samples per prompt
-    temperature: float = 1.0        # 0 = greedy (the authors' eval: T 1.0, top-p 0.95)
+    backend: str = "auto"  # auto | hf | vllm
+    n: int = 1  # samples per prompt
+    temperature: float = 1.0  # 0 = greedy (the authors' eval: T 1.0, top-p 0.95)
     top_p: float = 0.95
-    max_tokens: int = 4096          # response token limit
+    max_tokens: int = 4096  # response token limit
     seed: int = 0
-    limit: int | None = None        # first N prompts of each set
-    batch_size: int = 64            # prompts per HF generate call
+    limit: int | None = None  # first N prompts of each set
+    batch_size: int = 64  # prompts per HF generate call
 
     def __post_init__(self) -> None:
         errors = []
@@ -48,7 +48,7 @@ class EvalConfig:
             raise ValueError("invalid eval settings: " + "; ".join(errors))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EvalConfig":
+    def from_dict(cls, d: dict) -> EvalConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown eval settings {unknown}; valid: {[f.name for f in fields(cls)]}")
@@ -74,25 +74,42 @@ def generate_hf(model, tokenizer, prompts: list[list[dict]], cfg: EvalConfig) ->
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     sample = cfg.temperature > 0
-    kwargs = {"do_sample": sample, "max_new_tokens": cfg.max_tokens, "num_return_sequences": cfg.n,
-              "pad_token_id": pad, "eos_token_id": eos}
-    kwargs.update({"temperature": cfg.temperature, "top_p": cfg.top_p} if sample
-                  else {"temperature": None, "top_p": None, "top_k": None})
+    kwargs = {
+        "do_sample": sample,
+        "max_new_tokens": cfg.max_tokens,
+        "num_return_sequences": cfg.n,
+        "pad_token_id": pad,
+        "eos_token_id": eos,
+    }
+    kwargs.update(
+        {"temperature": cfg.temperature, "top_p": cfg.top_p}
+        if sample
+        else {"temperature": None, "top_p": None, "top_k": None}
+    )
     torch.manual_seed(cfg.seed)
     results: list[list[Completion]] = []
     try:
         for i in range(0, len(prompts), cfg.batch_size):
-            texts = [tokenizer.apply_chat_template([dict(m) for m in p], tokenize=False, add_generation_prompt=True)
-                     for p in prompts[i:i + cfg.batch_size]]
+            texts = [
+                tokenizer.apply_chat_template(
+                    [dict(m) for m in p], tokenize=False, add_generation_prompt=True
+                )
+                for p in prompts[i : i + cfg.batch_size]
+            ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            out = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1]:]          # [b * n, new]
+            out = model.generate(**enc, **kwargs)[:, enc["input_ids"].shape[1] :]  # [b * n, new]
             for k in range(0, out.shape[0], cfg.n):
                 group = []
-                for seq in out[k:k + cfg.n].tolist():
+                for seq in out[k : k + cfg.n].tolist():
                     stop = next((j for j, t in enumerate(seq) if t in eos), None)
-                    tokens = seq if stop is None else seq[:stop + 1]
-                    group.append(Completion(tokenizer.decode(tokens, skip_special_tokens=True), len(tokens),
-                                            "length" if stop is None else "stop"))
+                    tokens = seq if stop is None else seq[: stop + 1]
+                    group.append(
+                        Completion(
+                            tokenizer.decode(tokens, skip_special_tokens=True),
+                            len(tokens),
+                            "length" if stop is None else "stop",
+                        )
+                    )
                 results.append(group)
     finally:
         tokenizer.padding_side = side
@@ -101,8 +118,14 @@ def generate_hf(model, tokenizer, prompts: list[list[dict]], cfg: EvalConfig) ->
 
 def generate_vllm(model_dir: str, prompts: list[list[dict]], cfg: EvalConfig) -> list[list[Completion]]:
     from ..eval.generate import SamplingConfig, generate
-    return generate(model_dir, prompts, SamplingConfig(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
-                                                       max_tokens=cfg.max_tokens, seed=cfg.seed))
+
+    return generate(
+        model_dir,
+        prompts,
+        SamplingConfig(
+            n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed
+        ),
+    )
 
 
 def evaluate(eval_sets: dict[str, str], cfg: EvalConfig, out_dir, generate_fn) -> dict[str, dict]:
@@ -113,7 +136,7 @@ def evaluate(eval_sets: dict[str, str], cfg: EvalConfig, out_dir, generate_fn) -
     summary, start = [], 0
     for name, rows in loaded.items():
         reward = reward_for(rows[0]["data_source"]) if rows else "math"
-        records = score_benchmark(name, reward, rows, completions[start:start + len(rows)])
+        records = score_benchmark(name, reward, rows, completions[start : start + len(rows)])
         start += len(rows)
         write_samples(out_dir, name, records)
         summary.append(summarize(name, records))

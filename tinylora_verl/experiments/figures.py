@@ -17,28 +17,52 @@ COLORS = {"rl": "tab:blue", "sft": "tab:orange"}
 def plot_accuracy_vs_params(rows: list[Row], eval_set: str, path, title: str | None = None):
     """Draw one eval set's figure to PATH; returns the matplotlib Figure (closed, for inspection)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for method in ("rl", "sft"):
         color = COLORS[method]
-        tiny = sorted((r for r in rows if r.method == method and r.kind == "tinylora" and eval_set in r.acc),
-                      key=lambda r: r.trainable_params or 0)
+        tiny = sorted(
+            (r for r in rows if r.method == method and r.kind == "tinylora" and eval_set in r.acc),
+            key=lambda r: r.trainable_params or 0,
+        )
         if tiny:
             xs = [r.trainable_params for r in tiny]
             ys = [100 * r.acc[eval_set][0] for r in tiny]
             errs = [100 * (r.acc[eval_set][1] or 0.0) for r in tiny]
-            ax.errorbar(xs, ys, yerr=errs, color=color, marker="o", capsize=3, label=f"{method.upper()} TinyLoRA",
-                        gid=f"{method}-tinylora")
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=errs,
+                color=color,
+                marker="o",
+                capsize=3,
+                label=f"{method.upper()} TinyLoRA",
+                gid=f"{method}-tinylora",
+            )
         for r in rows:
             if r.method == method and r.kind == "lora" and eval_set in r.acc:
-                ax.errorbar([r.trainable_params], [100 * r.acc[eval_set][0]], yerr=[100 * (r.acc[eval_set][1] or 0)],
-                            color=color, marker="s", linestyle="none", capsize=3,
-                            label=f"{method.upper()} LoRA r=1", gid=f"{method}-lora")
+                ax.errorbar(
+                    [r.trainable_params],
+                    [100 * r.acc[eval_set][0]],
+                    yerr=[100 * (r.acc[eval_set][1] or 0)],
+                    color=color,
+                    marker="s",
+                    linestyle="none",
+                    capsize=3,
+                    label=f"{method.upper()} LoRA r=1",
+                    gid=f"{method}-lora",
+                )
             if r.method == method and r.kind == "full" and eval_set in r.acc:
-                ax.axhline(100 * r.acc[eval_set][0], color=color, linestyle=":", label=f"{method.upper()} full FT",
-                           gid=f"{method}-full")
+                ax.axhline(
+                    100 * r.acc[eval_set][0],
+                    color=color,
+                    linestyle=":",
+                    label=f"{method.upper()} full FT",
+                    gid=f"{method}-full",
+                )
     for r in rows:
         if r.kind == "base" and eval_set in r.acc:
             ax.axhline(100 * r.acc[eval_set][0], color="grey", linestyle="--", label="base model", gid="base")

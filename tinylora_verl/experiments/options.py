@@ -10,18 +10,36 @@ from .tasks import ARITH_DEFAULTS
 
 def add_task_arguments(p) -> None:
     g = p.add_argument_group("task (one of: a generated arithmetic task, or verl parquet files)")
-    g.add_argument("--arithmetic", choices=("add", "mul"), default=None,
-                   help="generate the arithmetic task: two-digit addition or single-digit multiplication")
-    g.add_argument("--n-train", type=int, default=ARITH_DEFAULTS["n_train"], help="arithmetic training problems")
-    g.add_argument("--n-val", type=int, default=ARITH_DEFAULTS["n_val"], help="arithmetic validation problems")
+    g.add_argument(
+        "--arithmetic",
+        choices=("add", "mul"),
+        default=None,
+        help="generate the arithmetic task: two-digit addition or single-digit multiplication",
+    )
+    g.add_argument(
+        "--n-train", type=int, default=ARITH_DEFAULTS["n_train"], help="arithmetic training problems"
+    )
+    g.add_argument(
+        "--n-val", type=int, default=ARITH_DEFAULTS["n_val"], help="arithmetic validation problems"
+    )
     g.add_argument("--n-test", type=int, default=ARITH_DEFAULTS["n_test"], help="arithmetic test problems")
-    g.add_argument("--task-seed", type=int, default=ARITH_DEFAULTS["seed"], help="seed of the arithmetic problems")
-    g.add_argument("--task-style", choices=STYLES, default=ARITH_DEFAULTS["style"],
-                   help="how the answer is asked for and scored: 'hash' (#### 42) or 'number' (the CPU demo's "
-                        "calculator prompt, scored by the last number)")
-    g.add_argument("--train", default=None, help="training parquet (verl rows; SFT needs extra_info.solution)")
+    g.add_argument(
+        "--task-seed", type=int, default=ARITH_DEFAULTS["seed"], help="seed of the arithmetic problems"
+    )
+    g.add_argument(
+        "--task-style",
+        choices=STYLES,
+        default=ARITH_DEFAULTS["style"],
+        help="how the answer is asked for and scored: 'hash' (#### 42) or 'number' (the CPU demo's "
+        "calculator prompt, scored by the last number)",
+    )
+    g.add_argument(
+        "--train", default=None, help="training parquet (verl rows; SFT needs extra_info.solution)"
+    )
     g.add_argument("--val", default=None, help="validation parquet (model selection)")
-    g.add_argument("--test", action="append", default=[], metavar="NAME=FILE", help="test parquet (repeatable)")
+    g.add_argument(
+        "--test", action="append", default=[], metavar="NAME=FILE", help="test parquet (repeatable)"
+    )
 
 
 def task_from_args(args, required: bool = True) -> dict | None:
@@ -29,16 +47,27 @@ def task_from_args(args, required: bool = True) -> dict | None:
     if args.arithmetic and (args.train or args.val or args.test):
         raise ValueError("give either --arithmetic OP or --train/--val/--test files, not both")
     if args.arithmetic:
-        return {"kind": "arithmetic", "op": args.arithmetic, "n_train": args.n_train, "n_val": args.n_val,
-                "n_test": args.n_test, "seed": args.task_seed, "style": args.task_style}
+        return {
+            "kind": "arithmetic",
+            "op": args.arithmetic,
+            "n_train": args.n_train,
+            "n_val": args.n_val,
+            "n_test": args.n_test,
+            "seed": args.task_seed,
+            "style": args.task_style,
+        }
     if args.train or args.val or args.test:
         if not (args.train and args.val):
-            raise ValueError("file tasks need both --train FILE and --val FILE (the validation set picks the LR)")
+            raise ValueError(
+                "file tasks need both --train FILE and --val FILE (the validation set picks the LR)"
+            )
         tests = {}
         for item in args.test:
             name, sep, path = item.partition("=")
             if not sep or not name or not path:
-                raise ValueError(f"--test {item!r}: write NAME=FILE, e.g. --test gsm8k=data/gsm8k/test.parquet")
+                raise ValueError(
+                    f"--test {item!r}: write NAME=FILE, e.g. --test gsm8k=data/gsm8k/test.parquet"
+                )
             tests[name] = path
         return {"kind": "files", "train": args.train, "val": args.val, "tests": tests}
     if required:

@@ -65,12 +65,30 @@ def previous_attempts(run_dir) -> int:
     return int(result.get("attempt", 1)) if result else 0
 
 
-def make_record(settings: dict, status_: str, *, attempt: int, wall_s: float, trainable_params: int | None = None,
-                train: dict | None = None, eval_: dict | None = None, error: str | None = None) -> dict:
-    return {"name": settings["name"], "status": status_, "attempt": attempt,
-            "params": {k: settings.get(k) for k in PARAM_KEYS}, "model": settings.get("model"),
-            "trainable_params": trainable_params, "train": train or {}, "eval": eval_ or {},
-            "wall_s": round(wall_s, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "error": error}
+def make_record(
+    settings: dict,
+    status_: str,
+    *,
+    attempt: int,
+    wall_s: float,
+    trainable_params: int | None = None,
+    train: dict | None = None,
+    eval_: dict | None = None,
+    error: str | None = None,
+) -> dict:
+    return {
+        "name": settings["name"],
+        "status": status_,
+        "attempt": attempt,
+        "params": {k: settings.get(k) for k in PARAM_KEYS},
+        "model": settings.get("model"),
+        "trainable_params": trainable_params,
+        "train": train or {},
+        "eval": eval_ or {},
+        "wall_s": round(wall_s, 2),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "error": error,
+    }
 
 
 def write_result(run_dir, record: dict) -> None:

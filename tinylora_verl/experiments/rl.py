@@ -32,20 +32,26 @@ VERL_DIR = "verl"
 def resolve_model(model: str) -> str:
     if model == "smollm2":
         from ..smollm2 import ensure_smollm2
+
         return str(ensure_smollm2())
     return model
 
 
 def overrides(settings: dict, run_dir: str | Path, model_path: str | None = None) -> list[str]:
     run_dir, seed, rl = Path(run_dir).resolve(), settings["seed"], settings["rl"]
-    out = [f"--config-name={rl['config_name']}",
-           f"actor_rollout_ref.model.path={model_path or settings['model']}",
-           f"data.train_files={settings['data']['train']}", f"data.val_files={settings['data']['val']}",
-           f"actor_rollout_ref.actor.optim.lr={settings['lr']}",
-           f"data.seed={seed}", f"actor_rollout_ref.actor.data_loader_seed={seed}",
-           f"actor_rollout_ref.rollout.seed={seed}",
-           f"trainer.default_local_dir={run_dir / VERL_DIR}", f"trainer.experiment_name={settings['name']}",
-           "trainer.save_freq=${trainer.total_training_steps}"]
+    out = [
+        f"--config-name={rl['config_name']}",
+        f"actor_rollout_ref.model.path={model_path or settings['model']}",
+        f"data.train_files={settings['data']['train']}",
+        f"data.val_files={settings['data']['val']}",
+        f"actor_rollout_ref.actor.optim.lr={settings['lr']}",
+        f"data.seed={seed}",
+        f"actor_rollout_ref.actor.data_loader_seed={seed}",
+        f"actor_rollout_ref.rollout.seed={seed}",
+        f"trainer.default_local_dir={run_dir / VERL_DIR}",
+        f"trainer.experiment_name={settings['name']}",
+        "trainer.save_freq=${trainer.total_training_steps}",
+    ]
     kind = settings["kind"]
     if kind == "tinylora":
         tiny = settings.get("tinylora") or {}
@@ -62,7 +68,9 @@ def overrides(settings: dict, run_dir: str | Path, model_path: str | None = None
     return out + list(rl.get("overrides", []))
 
 
-def command(settings: dict, run_dir, python: str = sys.executable, model_path: str | None = None) -> list[str]:
+def command(
+    settings: dict, run_dir, python: str = sys.executable, model_path: str | None = None
+) -> list[str]:
     return [python, "-m", "tinylora_verl.main", *overrides(settings, run_dir, model_path)]
 
 
@@ -73,21 +81,35 @@ def last_actor_checkpoint(verl_dir: Path) -> Path:
         if m:
             steps.append((int(m.group(1)), d))
     if not steps:
-        raise RuntimeError(f"no verl checkpoint (global_step_*/actor) under {verl_dir}: the run saved nothing")
+        raise RuntimeError(
+            f"no verl checkpoint (global_step_*/actor) under {verl_dir}: the run saved nothing"
+        )
     return max(steps)[1]
 
 
 def final_adapter(run_dir) -> Path:
     found = adapter_dirs(Path(run_dir) / VERL_DIR)
     if not found:
-        raise RuntimeError(f"no TinyLoRA adapter under {Path(run_dir) / VERL_DIR}/global_step_*/actor/: "
-                           "the run saved no checkpoint")
+        raise RuntimeError(
+            f"no TinyLoRA adapter under {Path(run_dir) / VERL_DIR}/global_step_*/actor/: "
+            "the run saved no checkpoint"
+        )
     return found[-1]
 
 
 def merge_command(actor_dir: Path, target_dir: Path, python: str = sys.executable) -> list[str]:
-    return [python, "-m", "verl.model_merger", "merge", "--backend", "fsdp",
-            "--local_dir", str(actor_dir), "--target_dir", str(target_dir)]
+    return [
+        python,
+        "-m",
+        "verl.model_merger",
+        "merge",
+        "--backend",
+        "fsdp",
+        "--local_dir",
+        str(actor_dir),
+        "--target_dir",
+        str(target_dir),
+    ]
 
 
 def merged_model_dir(run_dir, log_path, python: str = sys.executable) -> Path:
@@ -96,8 +118,12 @@ def merged_model_dir(run_dir, log_path, python: str = sys.executable) -> Path:
     if (target / "config.json").exists() and not (target / "lora_adapter").exists():
         return target
     with open(log_path, "a") as log:
-        subprocess.run(merge_command(last_actor_checkpoint(Path(run_dir) / VERL_DIR), target, python),
-                       stdout=log, stderr=subprocess.STDOUT, check=True)
+        subprocess.run(
+            merge_command(last_actor_checkpoint(Path(run_dir) / VERL_DIR), target, python),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
     lora = target / "lora_adapter"
     if lora.exists():  # base weights + peft adapter -> one merged model
         import shutil
@@ -105,6 +131,7 @@ def merged_model_dir(run_dir, log_path, python: str = sys.executable) -> Path:
         from peft import PeftModel
 
         from ..hf import load_causal_lm
+
         model = PeftModel.from_pretrained(load_causal_lm(str(target)), str(lora)).merge_and_unload()
         model.save_pretrained(target)
         shutil.rmtree(lora)
@@ -117,5 +144,10 @@ def train_metrics(run_dir) -> dict:
     if not rows:
         return {}
     first, last = rows[0], rows[-1]
-    return {"steps": last.get("step"), "first_reward": first.get("reward"), "final_reward": last.get("reward"),
-            "final_acc": last.get("acc"), "mean_step_s": sum(r.get("t_step", 0.0) for r in rows) / len(rows)}
+    return {
+        "steps": last.get("step"),
+        "first_reward": first.get("reward"),
+        "final_reward": last.get("reward"),
+        "final_acc": last.get("acc"),
+        "mean_step_s": sum(r.get("t_step", 0.0) for r in rows) / len(rows),
+    }

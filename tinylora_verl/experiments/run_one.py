@@ -35,12 +35,14 @@ EVAL_DIR = "eval"
 
 def _device() -> str:
     import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _release() -> None:
     """Free what the caller dropped before vLLM takes the GPU (it sizes its cache from free memory)."""
     import torch
+
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -48,15 +50,19 @@ def _release() -> None:
 
 def _tokenizer(model_path: str):
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(model_path)
 
 
 def _eval(settings: dict, run_dir: Path, generate_fn) -> dict:
-    return evaluate(settings["data_eval"], EvalConfig.from_dict(settings["eval"]), run_dir / EVAL_DIR, generate_fn)
+    return evaluate(
+        settings["data_eval"], EvalConfig.from_dict(settings["eval"]), run_dir / EVAL_DIR, generate_fn
+    )
 
 
 def _export_merged(handle, model_path: str, out: str) -> str:
     from ..adapter.export import export_merged
+
     export_merged(handle, out, tokenizer_dir=model_path if Path(model_path).is_dir() else None)
     return out
 
@@ -66,43 +72,63 @@ def count_params(model_path: str, kind: str, lora_rank: int = 1) -> int:
     from torch import nn
 
     from ..hf import load_on_meta
+
     model = load_on_meta(model_path)
     if kind == "full":
         return sum(p.numel() for p in model.parameters())
     head = model.get_output_embeddings()
-    return sum(lora_rank * (m.in_features + m.out_features) for m in model.modules()
-               if isinstance(m, nn.Linear) and m is not head)
+    return sum(
+        lora_rank * (m.in_features + m.out_features)
+        for m in model.modules()
+        if isinstance(m, nn.Linear) and m is not head
+    )
 
 
 def run_base(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     from ..hf import load_causal_lm
+
     cfg, tok = EvalConfig.from_dict(settings["eval"]), _tokenizer(model_path)
     if cfg.resolved_backend() == "vllm":
-        return {"trainable_params": 0, "train": {},
-                "eval": _eval(settings, run_dir, lambda p: generate_vllm(model_path, p, cfg))}
+        return {
+            "trainable_params": 0,
+            "train": {},
+            "eval": _eval(settings, run_dir, lambda p: generate_vllm(model_path, p, cfg)),
+        }
     model = load_causal_lm(model_path, device=_device())
-    return {"trainable_params": 0, "train": {},
-            "eval": _eval(settings, run_dir, lambda p: generate_hf(model, tok, p, cfg))}
+    return {
+        "trainable_params": 0,
+        "train": {},
+        "eval": _eval(settings, run_dir, lambda p: generate_hf(model, tok, p, cfg)),
+    }
 
 
 def run_sft(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     from ..hf import load_causal_lm
     from .sft import prepare_trainable, save_trainable, settings_dict, train_sft
+
     cfg, ev_cfg = sft_config(settings), EvalConfig.from_dict(settings["eval"])
     model, tok = load_causal_lm(model_path, dtype=cfg.dtype, device=_device()), _tokenizer(model_path)
     trainable = prepare_trainable(model, cfg)
     n_trainable = trainable.num_trainable
     log(f"sft: {trainable.kind}, {n_trainable} trainable parameters, lr {cfg.lr}, seed {cfg.seed}")
-    train = train_sft(trainable, tok, read_rows(settings["data"]["train"]), cfg,
-                      val_rows=read_rows(settings["data"]["val"]), metrics_path=run_dir / "sft_metrics.jsonl", log=log)
-    train["config"] = settings_dict(cfg)                 # every SFT setting, defaults included
+    train = train_sft(
+        trainable,
+        tok,
+        read_rows(settings["data"]["train"]),
+        cfg,
+        val_rows=read_rows(settings["data"]["val"]),
+        metrics_path=run_dir / "sft_metrics.jsonl",
+        log=log,
+    )
+    train["config"] = settings_dict(cfg)  # every SFT setting, defaults included
     saved = save_trainable(trainable, run_dir, tokenizer=tok)
     log(f"sft: saved {saved}")
     if ev_cfg.resolved_backend() == "hf":
-        ev = _eval(settings, run_dir, lambda p: generate_hf(trainable.model, tok, p, ev_cfg))
+        hf_model = trainable.model
+        ev = _eval(settings, run_dir, lambda p: generate_hf(hf_model, tok, p, ev_cfg))
         return {"trainable_params": n_trainable, "train": train, "eval": ev}
     with tempfile.TemporaryDirectory(prefix="tinylora-servable-") as tmp:
-        if trainable.kind == "tinylora":          # vLLM serves plain weights: merge the adapter into a copy
+        if trainable.kind == "tinylora":  # vLLM serves plain weights: merge the adapter into a copy
             served = _export_merged(trainable.handle, model_path, tmp)
         elif trainable.kind == "lora":
             trainable.model.merge_and_unload().save_pretrained(tmp)
@@ -120,14 +146,17 @@ def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     from .. import load_adapter
     from ..hf import load_causal_lm
     from . import rl
+
     cmd = rl.command(settings, run_dir, model_path=model_path)
     log("rl: " + " ".join(cmd))
     train_log = run_dir / "train.log"
     with open(train_log, "a") as out:
         rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
     if rc != 0:
-        raise RuntimeError(f"verl training exited with status {rc}; last lines of {train_log}:\n"
-                           + records.log_tail(train_log, 1500))
+        raise RuntimeError(
+            f"verl training exited with status {rc}; last lines of {train_log}:\n"
+            + records.log_tail(train_log, 1500)
+        )
     tok, cfg = _tokenizer(model_path), EvalConfig.from_dict(settings["eval"])
     vllm = cfg.resolved_backend() == "vllm"
     result = {"train": rl.train_metrics(run_dir)}
@@ -137,7 +166,10 @@ def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
         result["trainable_params"] = handle.num_trainable
         log(f"rl: evaluating adapter {adapter} ({handle.num_trainable} parameters)")
         if not vllm:
-            return {**result, "eval": _eval(settings, run_dir, lambda p: generate_hf(handle.model, tok, p, cfg))}
+            return {
+                **result,
+                "eval": _eval(settings, run_dir, lambda p: generate_hf(handle.model, tok, p, cfg)),
+            }
         with tempfile.TemporaryDirectory(prefix="tinylora-servable-") as tmp:
             served = _export_merged(handle, model_path, tmp)
             del handle
@@ -159,6 +191,7 @@ def execute(run_dir, log=print) -> dict:
     failure of the run itself: that is recorded)."""
     from .rl import resolve_model
     from .tasks import TaskFiles
+
     run_dir = Path(run_dir).resolve()
     settings = records.read_settings(run_dir)
     if settings is None:
@@ -169,12 +202,24 @@ def execute(run_dir, log=print) -> dict:
         model_path = resolve_model(settings["model"])
         settings["data_eval"] = TaskFiles(**settings["data"]).eval_sets()
         out = RUNNERS[settings["method"]](settings, run_dir, model_path, log)
-        record = records.make_record(settings, "finished", attempt=attempt, wall_s=time.time() - start,
-                                     trainable_params=out["trainable_params"], train=out["train"], eval_=out["eval"])
+        record = records.make_record(
+            settings,
+            "finished",
+            attempt=attempt,
+            wall_s=time.time() - start,
+            trainable_params=out["trainable_params"],
+            train=out["train"],
+            eval_=out["eval"],
+        )
     except Exception as err:  # noqa: BLE001 - any failure of the run is its result
         log(traceback.format_exc())
-        record = records.make_record(settings, "failed", attempt=attempt, wall_s=time.time() - start,
-                                     error=f"{type(err).__name__}: {err}")
+        record = records.make_record(
+            settings,
+            "failed",
+            attempt=attempt,
+            wall_s=time.time() - start,
+            error=f"{type(err).__name__}: {err}",
+        )
     records.write_result(run_dir, record)
     return record
 
@@ -186,8 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     record = execute(argv[0], log=lambda msg: print(msg, flush=True))
     accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in record["eval"].items())
-    print(f"run {record['name']}: {record['status']} in {record['wall_s']:.0f} s" + (f"; {accs}" if accs else "")
-          + (f"; {record['error']}" if record["error"] else ""), flush=True)
+    print(
+        f"run {record['name']}: {record['status']} in {record['wall_s']:.0f} s"
+        + (f"; {accs}" if accs else "")
+        + (f"; {record['error']}" if record["error"] else ""),
+        flush=True,
+    )
     return 0 if record["status"] == "finished" else 1
 
 

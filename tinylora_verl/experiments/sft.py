@@ -37,8 +37,12 @@ class SFTConfig:
     budget: int | None = field(default=13, metadata={"help": "TinyLoRA trainable parameters (planner)"})
     tie_mode: str = field(default="tiled", metadata={"help": "TinyLoRA tie mode"})
     frozen_rank: int = field(default=2, metadata={"help": "TinyLoRA r"})
-    tinylora_lora_alpha: float | None = field(default=None, metadata={
-        "help": "TinyLoRA: the authors' scale (TinyLoRAConfig.lora_alpha; a sweep sets 32); None = the paper's formula"})
+    tinylora_lora_alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "TinyLoRA: the authors' scale (TinyLoRAConfig.lora_alpha; a sweep sets 32); None = the paper's formula"
+        },
+    )
     lora_rank: int = field(default=1, metadata={"help": "rank of the LoRA baseline"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (verl's default)"})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
@@ -77,7 +81,7 @@ class SFTConfig:
         self.lr = float(self.lr)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SFTConfig":
+    def from_dict(cls, d: dict) -> SFTConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown SFT settings {unknown}; valid: {[f.name for f in fields(cls)]}")
@@ -87,9 +91,9 @@ class SFTConfig:
 @dataclass
 class Trainable:
     kind: str
-    model: torch.nn.Module          # what forward() is called on (the peft wrapper for lora)
+    model: torch.nn.Module  # what forward() is called on (the peft wrapper for lora)
     params: list[torch.nn.Parameter]
-    handle: object = None           # TinyLoRAHandle for tinylora
+    handle: object = None  # TinyLoRAHandle for tinylora
 
     @property
     def num_trainable(self) -> int:
@@ -99,14 +103,29 @@ class Trainable:
 def prepare_trainable(model: torch.nn.Module, cfg: SFTConfig) -> Trainable:
     """Make `cfg.kind`'s parameters trainable (in place) and freeze the rest."""
     if cfg.kind == "tinylora":
-        handle = apply_tinylora(model, TinyLoRAConfig(budget=cfg.budget, frozen_rank=cfg.frozen_rank,
-                                                       tie_mode=cfg.tie_mode, seed=cfg.seed,
-                                                       lora_alpha=cfg.tinylora_lora_alpha))
+        handle = apply_tinylora(
+            model,
+            TinyLoRAConfig(
+                budget=cfg.budget,
+                frozen_rank=cfg.frozen_rank,
+                tie_mode=cfg.tie_mode,
+                seed=cfg.seed,
+                lora_alpha=cfg.tinylora_lora_alpha,
+            ),
+        )
         return Trainable("tinylora", model, handle.trainable_parameters(), handle)
     if cfg.kind == "lora":
         from peft import LoraConfig, get_peft_model
-        peft_model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                                      target_modules=list(DEFAULT_TARGETS)))
+
+        peft_model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.lora_rank,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=0.0,
+                target_modules=list(DEFAULT_TARGETS),
+            ),
+        )
         return Trainable("lora", peft_model, [p for p in peft_model.parameters() if p.requires_grad])
     for p in model.parameters():
         p.requires_grad_(True)
@@ -124,8 +143,15 @@ def _order(n: int, seed: int):
         yield from torch.randperm(n, generator=gen).tolist()
 
 
-def train_sft(trainable: Trainable, tokenizer, train_rows: list[dict], cfg: SFTConfig,
-              val_rows: list[dict] | None = None, metrics_path: str | Path | None = None, log=print) -> dict:
+def train_sft(
+    trainable: Trainable,
+    tokenizer,
+    train_rows: list[dict],
+    cfg: SFTConfig,
+    val_rows: list[dict] | None = None,
+    metrics_path: str | Path | None = None,
+    log=print,
+) -> dict:
     """Train in place; returns summary metrics (losses before/after, steps, seconds, dropped examples)."""
     examples, dropped = build_examples(tokenizer, train_rows, cfg.max_length)
     if not examples:
@@ -136,9 +162,13 @@ def train_sft(trainable: Trainable, tokenizer, train_rows: list[dict], cfg: SFTC
     warmup = int(cfg.warmup_ratio * steps)
     optimizer = torch.optim.AdamW(trainable.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
-    model.eval()                    # no dropout: the loss is a deterministic function of the parameters
-    result = {"train_examples": len(examples), "dropped_examples": dropped, "steps": steps,
-              "num_trainable": trainable.num_trainable}
+    model.eval()  # no dropout: the loss is a deterministic function of the parameters
+    result = {
+        "train_examples": len(examples),
+        "dropped_examples": dropped,
+        "steps": steps,
+        "num_trainable": trainable.num_trainable,
+    }
     if val_examples:
         result["val_loss_before"] = mean_loss(model, val_examples, pad_id, cfg.micro_batch_size)
     order, losses, t0 = _order(len(examples), cfg.seed), [], time.perf_counter()
@@ -150,13 +180,20 @@ def train_sft(trainable: Trainable, tokenizer, train_rows: list[dict], cfg: SFTC
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for i in range(0, len(batch_examples), cfg.micro_batch_size):
-                loss = nll_sum(model, collate(batch_examples[i:i + cfg.micro_batch_size], pad_id)) / n_tokens
+                loss = (
+                    nll_sum(model, collate(batch_examples[i : i + cfg.micro_batch_size], pad_id)) / n_tokens
+                )
                 loss.backward()
                 total += float(loss.detach())
             # max_norm inf: measure the norm, clip nothing
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable.params, cfg.max_grad_norm or math.inf)
-            row = {"step": step, "loss": total, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
-                   "seconds": round(time.perf_counter() - t0, 2)}
+            row = {
+                "step": step,
+                "loss": total,
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
             optimizer.step()
             scheduler.step()
             losses.append(total)
@@ -164,11 +201,15 @@ def train_sft(trainable: Trainable, tokenizer, train_rows: list[dict], cfg: SFTC
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
             if log and (step == 1 or step == steps or step % max(1, steps // 10) == 0):
-                log(f"step {step}/{steps} loss {total:.4f} lr {row['lr']:.3g} grad_norm {row['grad_norm']:.3g}")
+                log(
+                    f"step {step}/{steps} loss {total:.4f} lr {row['lr']:.3g} grad_norm {row['grad_norm']:.3g}"
+                )
     finally:
         if sink:
             sink.close()
-    result.update(first_loss=losses[0], final_loss=losses[-1], train_seconds=round(time.perf_counter() - t0, 2))
+    result.update(
+        first_loss=losses[0], final_loss=losses[-1], train_seconds=round(time.perf_counter() - t0, 2)
+    )
     if val_examples:
         result["val_loss"] = mean_loss(model, val_examples, pad_id, cfg.micro_batch_size)
     return result

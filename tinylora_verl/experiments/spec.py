@@ -44,10 +44,17 @@ METHODS = ("rl", "sft")
 BASELINES = ("lora", "full")
 PAPER_LRS = [1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4, 2e-4]
 DEFAULTS = {
-    "methods": ["rl", "sft"], "budgets": [1, 13, 120, 1000, 10000], "lrs": PAPER_LRS, "seeds": [0, 1, 2],
-    "baselines": [], "baseline_lrs": None, "base_eval": True,
+    "methods": ["rl", "sft"],
+    "budgets": [1, 13, 120, 1000, 10000],
+    "lrs": PAPER_LRS,
+    "seeds": [0, 1, 2],
+    "baselines": [],
+    "baseline_lrs": None,
+    "base_eval": True,
     "tinylora": {"tie_mode": "tiled", "frozen_rank": 2, "lora_alpha": 32.0},
-    "sft": {}, "rl": {"config_name": "cpu_demo", "overrides": []}, "eval": {},
+    "sft": {},
+    "rl": {"config_name": "cpu_demo", "overrides": []},
+    "eval": {},
 }
 TOP_KEYS = ("model", "task", *DEFAULTS)
 # SFTConfig fields set per run by the sweep, not in the spec's sft block
@@ -58,8 +65,8 @@ TINYLORA_KEYS = ("tie_mode", "frozen_rank", "lora_alpha")
 
 @dataclass(frozen=True)
 class Run:
-    method: str                # "rl" | "sft" | "base"
-    kind: str                  # "tinylora" | "lora" | "full" | "base"
+    method: str  # "rl" | "sft" | "base"
+    kind: str  # "tinylora" | "lora" | "full" | "base"
     budget: int | None = None
     lr: float | None = None
     seed: int = 0
@@ -117,12 +124,16 @@ def validate(spec: dict) -> dict:
     errors += [f"tinylora.{k} is not a sweep setting (valid: {', '.join(TINYLORA_KEYS)})" for k in extra]
     la = full["tinylora"].get("lora_alpha")
     if la is not None and (not isinstance(la, (int, float)) or isinstance(la, bool) or la == 0):
-        errors.append(f"tinylora.lora_alpha: {la!r} is not a non-zero number (32: the authors' scale) or null "
-                      "(the paper's formula)")
+        errors.append(
+            f"tinylora.lora_alpha: {la!r} is not a non-zero number (32: the authors' scale) or null "
+            "(the paper's formula)"
+        )
     errors += [f"sft.{k} is set per run by the sweep; remove it" for k in PER_RUN_SFT if k in full["sft"]]
     if not errors:
-        for label, check in (("sft", lambda: SFTConfig.from_dict({**full["sft"], "budget": 1})),
-                             ("eval", lambda: EvalConfig.from_dict(full["eval"]))):
+        for label, check in (
+            ("sft", lambda: SFTConfig.from_dict({**full["sft"], "budget": 1})),
+            ("eval", lambda: EvalConfig.from_dict(full["eval"])),
+        ):
             try:
                 check()
             except (ValueError, TypeError) as err:
@@ -141,37 +152,68 @@ def expand(spec: dict) -> list[Run]:
     runs = [Run("base", "base")] if spec["base_eval"] else []
     for method in spec["methods"]:
         for budget in spec["budgets"]:
-            runs += [Run(method, "tinylora", budget, float(lr), seed) for lr in spec["lrs"] for seed in spec["seeds"]]
+            runs += [
+                Run(method, "tinylora", budget, float(lr), seed)
+                for lr in spec["lrs"]
+                for seed in spec["seeds"]
+            ]
         for kind in spec["baselines"]:
-            runs += [Run(method, kind, None, float(lr), seed) for lr in spec["baseline_lrs"] for seed in spec["seeds"]]
+            runs += [
+                Run(method, kind, None, float(lr), seed)
+                for lr in spec["baseline_lrs"]
+                for seed in spec["seeds"]
+            ]
     return runs
 
 
 def run_settings(spec: dict, run: Run, task_files: dict) -> dict:
     """Everything `run` depends on (its run.json): a run is reused only when this is unchanged."""
-    settings = {"name": run.name, "method": run.method, "kind": run.kind, "budget": run.budget, "lr": run.lr,
-                "seed": run.seed, "model": spec["model"], "task": spec["task"], "data": task_files,
-                "eval": asdict(EvalConfig.from_dict(spec["eval"]))}
+    settings = {
+        "name": run.name,
+        "method": run.method,
+        "kind": run.kind,
+        "budget": run.budget,
+        "lr": run.lr,
+        "seed": run.seed,
+        "model": spec["model"],
+        "task": spec["task"],
+        "data": task_files,
+        "eval": asdict(EvalConfig.from_dict(spec["eval"])),
+    }
     if run.kind == "tinylora":
         # lora_alpha null (the paper's formula) is left out: the settings of runs recorded before the key existed
-        settings["tinylora"] = {k: v for k, v in spec["tinylora"].items() if not (k == "lora_alpha" and v is None)}
+        settings["tinylora"] = {
+            k: v for k, v in spec["tinylora"].items() if not (k == "lora_alpha" and v is None)
+        }
     if run.method == "sft":
         settings["sft"] = dict(spec["sft"])
     if run.method == "rl":
-        settings["rl"] = {"config_name": spec["rl"]["config_name"], "overrides": list(spec["rl"]["overrides"])}
+        settings["rl"] = {
+            "config_name": spec["rl"]["config_name"],
+            "overrides": list(spec["rl"]["overrides"]),
+        }
     return settings
 
 
 def sft_config(settings: dict) -> SFTConfig:
     """The SFTConfig of an sft run's settings."""
     tiny = settings.get("tinylora") or {}
-    return SFTConfig.from_dict({**settings.get("sft", {}), "kind": settings["kind"], "budget": settings["budget"],
-                                "lr": settings["lr"], "seed": settings["seed"],
-                                **({k: tiny[k] for k in ("tie_mode", "frozen_rank") if k in tiny}),
-                                "tinylora_lora_alpha": tiny.get("lora_alpha")})
+    return SFTConfig.from_dict(
+        {
+            **settings.get("sft", {}),
+            "kind": settings["kind"],
+            "budget": settings["budget"],
+            "lr": settings["lr"],
+            "seed": settings["seed"],
+            **({k: tiny[k] for k in ("tie_mode", "frozen_rank") if k in tiny}),
+            "tinylora_lora_alpha": tiny.get("lora_alpha"),
+        }
+    )
 
 
 def spec_fields() -> dict[str, list[str]]:
     """Valid keys of the nested blocks (for help texts)."""
-    return {"sft": [f.name for f in fields(SFTConfig) if f.name not in PER_RUN_SFT],
-            "eval": [f.name for f in fields(EvalConfig)]}
+    return {
+        "sft": [f.name for f in fields(SFTConfig) if f.name not in PER_RUN_SFT],
+        "eval": [f.name for f in fields(EvalConfig)],
+    }

@@ -25,7 +25,7 @@ from .objective import Example, mean_loss
 
 STATE = "surface.json"
 FIGURE = "surface.png"
-SURFACE_CONFIG = {"budget": None, "projection_dim": 2, "tie_mode": "all"}   # exactly 2 trainable numbers
+SURFACE_CONFIG = {"budget": None, "projection_dim": 2, "tie_mode": "all"}  # exactly 2 trainable numbers
 
 
 def axis(n: int, extent: float) -> list[float]:
@@ -43,10 +43,13 @@ def surface_adapter(model, seed: int = 0, frozen_rank: int = 2):
     return handle
 
 
-def loss_at(handle, examples: list[Example], pad_id: int, micro_batch_size: int) -> Callable[[float, float], float]:
+def loss_at(
+    handle, examples: list[Example], pad_id: int, micro_batch_size: int
+) -> Callable[[float, float], float]:
     def f(v1: float, v2: float) -> float:
         handle.set_vectors([torch.tensor([v1, v2], dtype=torch.float32)])
         return mean_loss(handle.model, examples, pad_id, micro_batch_size)
+
     return f
 
 
@@ -63,15 +66,26 @@ def load_state(out: Path, settings: dict) -> list[list[float]]:
         return []
     state = json.loads(path.read_text())
     if state.get("settings") != settings:
-        diff = sorted(k for k in set(settings) | set(state.get("settings", {}))
-                      if settings.get(k) != state.get("settings", {}).get(k))
-        raise ValueError(f"{path} was written with other settings (differs in {', '.join(diff)}); "
-                         "use a new --out or the same settings to continue it")
+        diff = sorted(
+            k
+            for k in set(settings) | set(state.get("settings", {}))
+            if settings.get(k) != state.get("settings", {}).get(k)
+        )
+        raise ValueError(
+            f"{path} was written with other settings (differs in {', '.join(diff)}); "
+            "use a new --out or the same settings to continue it"
+        )
     return state["rows"]
 
 
-def scan(loss: Callable[[float, float], float], grid1: list[float], grid2: list[float], out: Path,
-         settings: dict, log=print) -> np.ndarray:
+def scan(
+    loss: Callable[[float, float], float],
+    grid1: list[float],
+    grid2: list[float],
+    out: Path,
+    settings: dict,
+    log=print,
+) -> np.ndarray:
     """Fill the [len(grid1), len(grid2)] loss grid row by row, saving after each row; resumes from OUT."""
     out.mkdir(parents=True, exist_ok=True)
     settings = {**settings, "grid1": grid1, "grid2": grid2}
@@ -82,14 +96,19 @@ def scan(loss: Callable[[float, float], float], grid1: list[float], grid2: list[
         rows.append([loss(grid1[i], v2) for v2 in grid2])
         _write_atomic(out / STATE, {"settings": settings, "rows": rows})
         if log:
-            log(f"row {i + 1}/{len(grid1)} (v1={grid1[i]:+.4g}): loss {min(rows[-1]):.4f} .. {max(rows[-1]):.4f}")
+            log(
+                f"row {i + 1}/{len(grid1)} (v1={grid1[i]:+.4g}): loss {min(rows[-1]):.4f} .. {max(rows[-1]):.4f}"
+            )
     return np.array(rows, dtype=np.float64)
 
 
-def plot_surface(grid: np.ndarray, grid1: list[float], grid2: list[float], path: Path, title: str = "") -> Path:
+def plot_surface(
+    grid: np.ndarray, grid1: list[float], grid2: list[float], path: Path, title: str = ""
+) -> Path:
     """Heatmap of grid[i, j] (v1 = grid1[i] on the y axis, v2 = grid2[j] on x), with the base (0, 0) and
     the grid minimum marked."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -32,14 +32,14 @@ DATA_DIR = "data"
 class Planned:
     run_dir: Path
     settings: dict
-    status: str                     # finished | failed | pending
-    action: str                     # skip | run | retry | skip-failed
+    status: str  # finished | failed | pending
+    action: str  # skip | run | retry | skip-failed
 
 
 @dataclass
 class SweepSummary:
     planned: list[Planned]
-    results: dict[str, str] = field(default_factory=dict)     # name -> status after this invocation
+    results: dict[str, str] = field(default_factory=dict)  # name -> status after this invocation
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -54,13 +54,15 @@ def load_spec(out: Path, spec: dict | None) -> dict:
     if spec is None:
         path = out / SPEC_FILE
         if not path.exists():
-            raise ValueError(f"no sweep spec: give --spec FILE (or flags) for a new sweep; {path} does not exist")
+            raise ValueError(
+                f"no sweep spec: give --spec FILE (or flags) for a new sweep; {path} does not exist"
+            )
         spec = yaml.safe_load(path.read_text())
     return validate(spec)
 
 
 def _diff(a: dict, b: dict) -> list[str]:
-    same = lambda k: json.dumps(a.get(k), sort_keys=True) == json.dumps(b.get(k), sort_keys=True)   # noqa: E731
+    same = lambda k: json.dumps(a.get(k), sort_keys=True) == json.dumps(b.get(k), sort_keys=True)  # noqa: E731
     return sorted(k for k in set(a) | set(b) if not same(k))
 
 
@@ -74,33 +76,47 @@ def plan(spec: dict, out: Path, retry_failed: bool = False) -> list[Planned]:
         if existing is not None and _diff(existing, settings):
             conflicts.append(f"{run.name} ({', '.join(_diff(existing, settings))})")
         state = records.status(run_dir)
-        action = {"finished": "skip", "pending": "run"}.get(state) or ("retry" if retry_failed else "skip-failed")
+        action = {"finished": "skip", "pending": "run"}.get(state) or (
+            "retry" if retry_failed else "skip-failed"
+        )
         planned.append(Planned(run_dir, settings, state, action))
     if conflicts:
-        raise ValueError(f"{len(conflicts)} run directories under {out / RUNS_DIR} were made with other settings: "
-                         f"{'; '.join(conflicts[:3])}{' ...' if len(conflicts) > 3 else ''} — use a new --out, "
-                         "or restore the settings they were run with")
+        raise ValueError(
+            f"{len(conflicts)} run directories under {out / RUNS_DIR} were made with other settings: "
+            f"{'; '.join(conflicts[:3])}{' ...' if len(conflicts) > 3 else ''} — use a new --out, "
+            "or restore the settings they were run with"
+        )
     return planned
 
 
 def pending_runs(planned: list[Planned]) -> list[PendingRun]:
-    return [PendingRun(p.settings["name"], p.settings["method"], p.run_dir, records.previous_attempts(p.run_dir) + 1)
-            for p in planned if p.action in ("run", "retry")]
+    return [
+        PendingRun(
+            p.settings["name"], p.settings["method"], p.run_dir, records.previous_attempts(p.run_dir) + 1
+        )
+        for p in planned
+        if p.action in ("run", "retry")
+    ]
 
 
 def dry_run_lines(planned: list[Planned], backend, out: Path) -> list[str]:
     """One line per run (name, status, action), then for runs to start the backend's command (and the Hydra
     command of RL runs)."""
     from . import rl
-    lines = [f"sweep {out}: {len(planned)} runs; "
-             + ", ".join(f"{k} {v}" for k, v in sorted(_count(p.action for p in planned).items()))]
+
+    lines = [
+        f"sweep {out}: {len(planned)} runs; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(_count(p.action for p in planned).items()))
+    ]
     for p in planned:
         lines.append(f"  {p.settings['name']:<36} {p.status:<9} -> {p.action}")
     for run in pending_runs(planned):
         lines.append(f"$ {backend.describe(run)}")
         settings = next(p.settings for p in planned if p.run_dir == run.run_dir)
         if settings["method"] == "rl":
-            lines.append("    runs: " + shlex.join(["tinylora-verl", "train", *rl.overrides(settings, run.run_dir)]))
+            lines.append(
+                "    runs: " + shlex.join(["tinylora-verl", "train", *rl.overrides(settings, run.run_dir)])
+            )
     return lines
 
 
@@ -111,8 +127,9 @@ def _count(items) -> dict[str, int]:
     return out
 
 
-def run_sweep(spec: dict | None, out, backend, retry_failed: bool = False, dry_run: bool = False,
-              log=print) -> SweepSummary:
+def run_sweep(
+    spec: dict | None, out, backend, retry_failed: bool = False, dry_run: bool = False, log=print
+) -> SweepSummary:
     out = Path(out).resolve()
     spec = load_spec(out, spec)
     planned = plan(spec, out, retry_failed)
@@ -128,8 +145,10 @@ def run_sweep(spec: dict | None, out, backend, retry_failed: bool = False, dry_r
     for p in planned:
         if p.action in ("run", "retry"):
             records.write_settings(p.run_dir, p.settings)
-    log(f"sweep {out}: {len(todo)} to run, {sum(p.action == 'skip' for p in planned)} finished, "
-        f"{sum(p.action == 'skip-failed' for p in planned)} failed (not retried) — backend {backend.name}")
+    log(
+        f"sweep {out}: {len(todo)} to run, {sum(p.action == 'skip' for p in planned)} finished, "
+        f"{sum(p.action == 'skip-failed' for p in planned)} failed (not retried) — backend {backend.name}"
+    )
     done = [0]
 
     def on_done(run: PendingRun) -> None:
@@ -137,8 +156,11 @@ def run_sweep(spec: dict | None, out, backend, retry_failed: bool = False, dry_r
         record = records.read_result(run.run_dir) or {}
         summary.results[run.name] = record.get("status", "pending")
         accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in (record.get("eval") or {}).items())
-        log(f"[{done[0]}/{len(todo)}] {run.name}: {record.get('status')} ({record.get('wall_s', 0):.0f} s)"
-            + (f" {accs}" if accs else "") + (f" — {record['error'].splitlines()[0]}" if record.get("error") else ""))
+        log(
+            f"[{done[0]}/{len(todo)}] {run.name}: {record.get('status')} ({record.get('wall_s', 0):.0f} s)"
+            + (f" {accs}" if accs else "")
+            + (f" — {record['error'].splitlines()[0]}" if record.get("error") else "")
+        )
 
     backend.run_all(todo, on_done)
     log("sweep: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.counts().items())))

@@ -31,9 +31,9 @@ class Row:
     trainable_params: int | None
     lr: float | None
     n_seeds: int
-    select: float                                  # mean of the selection metric at this LR
-    acc: dict[str, tuple[float, float | None]] = field(default_factory=dict)   # set -> (mean, std)
-    n_lrs: int = 1                                 # learning rates compared
+    select: float  # mean of the selection metric at this LR
+    acc: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # set -> (mean, std)
+    n_lrs: int = 1  # learning rates compared
 
     @property
     def label(self) -> str:
@@ -68,8 +68,10 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 def _metric(rec: dict, name: str) -> float:
     ev = rec.get("eval") or {}
     if name not in ev:
-        raise ValueError(f"run {rec.get('name')} has no eval set {name!r} to select on (it has {sorted(ev)}); "
-                         "choose another with --select-on")
+        raise ValueError(
+            f"run {rec.get('name')} has no eval set {name!r} to select on (it has {sorted(ev)}); "
+            "choose another with --select-on"
+        )
     return float(ev[name]["accuracy"])
 
 
@@ -81,8 +83,17 @@ def _row(recs: list[dict], select_on: str, sets: list[str], n_lrs: int) -> Row:
         if vals:
             acc[s] = mean_std(vals)
     select = sum(_metric(r, select_on) for r in recs) / len(recs)
-    return Row(p["method"], p["kind"], p.get("budget"), recs[0].get("trainable_params"), p.get("lr"),
-               len(recs), select, acc, n_lrs)
+    return Row(
+        p["method"],
+        p["kind"],
+        p.get("budget"),
+        recs[0].get("trainable_params"),
+        p.get("lr"),
+        len(recs),
+        select,
+        acc,
+        n_lrs,
+    )
 
 
 def eval_sets(records: list[dict]) -> list[str]:
@@ -101,13 +112,18 @@ def summarize(records: list[dict], select_on: str = VAL) -> tuple[list[Row], lis
     groups: dict[tuple, dict[float | None, list[dict]]] = {}
     for rec in records:
         p = rec["params"]
-        groups.setdefault((p["method"], p["kind"], p.get("budget")), {}).setdefault(p.get("lr"), []).append(rec)
+        groups.setdefault((p["method"], p["kind"], p.get("budget")), {}).setdefault(p.get("lr"), []).append(
+            rec
+        )
     best, every = [], []
     for key in sorted(groups, key=lambda k: (k[0] != "base", k[0], KIND_ORDER.get(k[1], 9), k[2] or 0)):
         by_lr = groups[key]
-        rows = [_row(recs, select_on, sets, len(by_lr)) for _, recs in sorted(by_lr.items(), key=lambda x: x[0] or 0)]
+        rows = [
+            _row(recs, select_on, sets, len(by_lr))
+            for _, recs in sorted(by_lr.items(), key=lambda x: x[0] or 0)
+        ]
         every += rows
-        best.append(max(rows, key=lambda r: (r.select, -(r.lr or 0))))     # ties: the smaller LR
+        best.append(max(rows, key=lambda r: (r.select, -(r.lr or 0))))  # ties: the smaller LR
     return best, every
 
 
@@ -120,13 +136,22 @@ def _fmt(ms: tuple[float, float | None] | None) -> str:
 
 def to_markdown(rows: list[Row], sets: list[str], select_on: str, title: str = "Accuracy (%)") -> str:
     head = ["method", "trainable params", "best LR", "seeds", *sets]
-    lines = [f"# {title}", "",
-             f"Best learning rate per row chosen on mean `{select_on}` accuracy over seeds; cells are mean ± "
-             "sample std over seeds at that learning rate.", "",
-             "| " + " | ".join(head) + " |", "|---|---:|---:|---:|" + "---:|" * len(sets)]
+    lines = [
+        f"# {title}",
+        "",
+        f"Best learning rate per row chosen on mean `{select_on}` accuracy over seeds; cells are mean ± "
+        "sample std over seeds at that learning rate.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(sets),
+    ]
     for r in rows:
         lr = "–" if r.lr is None else f"{r.lr:g}" + (f" (of {r.n_lrs})" if r.n_lrs > 1 else "")
-        params = "0" if r.kind == "base" else (f"{r.trainable_params:,}" if r.trainable_params is not None else "?")
+        params = (
+            "0"
+            if r.kind == "base"
+            else (f"{r.trainable_params:,}" if r.trainable_params is not None else "?")
+        )
         cells = [r.label, params, lr, str(r.n_seeds), *[_fmt(r.acc.get(s)) for s in sets]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -139,8 +164,15 @@ def to_csv(rows: list[Row], sets: list[str], path: Path) -> Path:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            row = {"method": r.method, "kind": r.kind, "budget": r.budget, "trainable_params": r.trainable_params,
-                   "lr": r.lr, "n_seeds": r.n_seeds, "select_metric": round(r.select, 6)}
+            row = {
+                "method": r.method,
+                "kind": r.kind,
+                "budget": r.budget,
+                "trainable_params": r.trainable_params,
+                "lr": r.lr,
+                "n_seeds": r.n_seeds,
+                "select_metric": round(r.select, 6),
+            }
             for s in sets:
                 m, sd = r.acc.get(s, (None, None))
                 row[f"{s}_mean"] = None if m is None else round(m, 6)
@@ -155,5 +187,8 @@ def write_tables(records: list[dict], out, select_on: str = VAL) -> dict[str, Pa
     best, every = summarize(records, select_on)
     sets = eval_sets(records)
     (out / "table.md").write_text(to_markdown(best, sets, select_on))
-    return {"md": out / "table.md", "csv": to_csv(best, sets, out / "table.csv"),
-            "all_csv": to_csv(every, sets, out / "table_all_lrs.csv")}
+    return {
+        "md": out / "table.md",
+        "csv": to_csv(best, sets, out / "table.csv"),
+        "all_csv": to_csv(every, sets, out / "table_all_lrs.csv"),
+    }

@@ -27,7 +27,7 @@ ARITH_DEFAULTS = {"op": "add", "n_train": 256, "n_val": 64, "n_test": 128, "seed
 class TaskFiles:
     train: str
     val: str
-    tests: dict[str, str] = field(default_factory=dict)     # benchmark name -> parquet
+    tests: dict[str, str] = field(default_factory=dict)  # benchmark name -> parquet
 
     def eval_sets(self) -> dict[str, str]:
         """Every held-out set by name: the validation set first, then the test sets."""
@@ -49,8 +49,11 @@ def check_task(task: dict) -> list[str]:
         return [f"task must be a mapping with kind 'arithmetic' or 'files', got {task!r}"]
     kind = task.get("kind")
     if kind == "arithmetic":
-        errors = [f"task.{k} is unknown for arithmetic tasks (valid: {sorted(ARITH_DEFAULTS)})"
-                  for k in task if k not in ARITH_DEFAULTS and k != "kind"]
+        errors = [
+            f"task.{k} is unknown for arithmetic tasks (valid: {sorted(ARITH_DEFAULTS)})"
+            for k in task
+            if k not in ARITH_DEFAULTS and k != "kind"
+        ]
         t = {**ARITH_DEFAULTS, **task}
         if t["op"] not in OPS:
             errors.append(f"task.op={t['op']!r} must be one of {sorted(OPS)}")
@@ -71,8 +74,11 @@ def check_task(task: dict) -> list[str]:
         if not isinstance(tests, dict):
             errors.append("task.tests must map benchmark names to parquet paths")
         else:
-            errors += [f"task.tests.{name}: {path} does not exist" for name, path in tests.items()
-                       if not Path(str(path)).expanduser().is_file()]
+            errors += [
+                f"task.tests.{name}: {path} does not exist"
+                for name, path in tests.items()
+                if not Path(str(path)).expanduser().is_file()
+            ]
             if VAL in tests:
                 errors.append(f"task.tests may not use the name {VAL!r} (the validation set has it)")
         extra = sorted(set(task) - {"kind", "train", "val", "tests"})
@@ -87,7 +93,9 @@ def with_solutions(rows: list[dict]) -> list[dict]:
     for row in rows:
         truth = row["reward_model"]["ground_truth"]
         row["extra_info"]["question"] = [m for m in row["prompt"] if m["role"] == "user"][-1]["content"]
-        row["extra_info"]["solution"] = truth if row["extra_info"].get("style") == "number" else f"#### {truth}"
+        row["extra_info"]["solution"] = (
+            truth if row["extra_info"].get("style") == "number" else f"#### {truth}"
+        )
     return rows
 
 
@@ -106,11 +114,16 @@ def task_files(task: dict, data_dir: str | Path) -> TaskFiles:
     """Where the task's parquet files are (arithmetic ones live in DATA_DIR); nothing is written."""
     if task["kind"] == "files":
         tests = {name: str(Path(p).expanduser().resolve()) for name, p in (task.get("tests") or {}).items()}
-        return TaskFiles(str(Path(task["train"]).expanduser().resolve()),
-                         str(Path(task["val"]).expanduser().resolve()), tests)
+        return TaskFiles(
+            str(Path(task["train"]).expanduser().resolve()),
+            str(Path(task["val"]).expanduser().resolve()),
+            tests,
+        )
     d = Path(data_dir).resolve()
     op = {**ARITH_DEFAULTS, **task}["op"]
-    return TaskFiles(str(d / "train.parquet"), str(d / "val.parquet"), {f"arithmetic_{op}": str(d / "test.parquet")})
+    return TaskFiles(
+        str(d / "train.parquet"), str(d / "val.parquet"), {f"arithmetic_{op}": str(d / "test.parquet")}
+    )
 
 
 def materialise(task: dict, data_dir: str | Path) -> TaskFiles:
@@ -120,6 +133,7 @@ def materialise(task: dict, data_dir: str | Path) -> TaskFiles:
         paths = {"train": files.train, "val": files.val, "test": next(iter(files.tests.values()))}
         if not all(Path(p).exists() for p in paths.values()):
             import pandas as pd
+
             Path(data_dir).mkdir(parents=True, exist_ok=True)
             for split, rows in arithmetic_rows(task).items():
                 pd.DataFrame(rows).to_parquet(paths[split])
@@ -129,6 +143,7 @@ def materialise(task: dict, data_dir: str | Path) -> TaskFiles:
 def read_rows(path: str | Path, limit: int | None = None) -> list[dict]:
     """verl parquet -> list of row dicts (numpy arrays of messages turned into lists)."""
     import pandas as pd
+
     frame = pd.read_parquet(path)
     rows = frame.to_dict(orient="records")
     for row in rows:

@@ -41,10 +41,12 @@ def register() -> None:
     if not enabled():
         return
     from vllm.platforms import current_platform
+
     if not current_platform.is_cpu():
         return
     from vllm.platforms.cpu import CpuPlatform
     from vllm.v1.worker.cpu_worker import CPUWorker
+
     if getattr(CPUWorker, "_tinylora_sleep", False):
         return
     CpuPlatform.is_sleep_mode_available = lambda self: True
@@ -56,6 +58,7 @@ def register() -> None:
 def sleep(self, level: int = 1) -> None:
     """CPUWorker.sleep with GPU semantics (see the module docstring)."""
     import torch
+
     if level not in LEVELS:
         raise ValueError(f"vLLM sleep level {level!r}: levels are {LEVELS}")
     model = self.model_runner.model
@@ -64,12 +67,15 @@ def sleep(self, level: int = 1) -> None:
         discard_weights(self)
     sleeps = getattr(self, "tinylora_sleeps", None) or {}
     sleeps[str(level)] = sleeps.get(str(level), 0) + 1
-    self.tinylora_sleeps = sleeps   # read by the tests through tinylora_receiver_state
+    self.tinylora_sleeps = sleeps  # read by the tests through tinylora_receiver_state
     receiver = getattr(self, "tinylora_receiver", None)
     if receiver is not None and level == 2:
         receiver.weights_discarded()
-    logger.info("cpu sleep emulation: level %d (%s)", level,
-                "weights overwritten with NaN" if level == 2 else "weights kept")
+    logger.info(
+        "cpu sleep emulation: level %d (%s)",
+        level,
+        "weights overwritten with NaN" if level == 2 else "weights kept",
+    )
     torch.cpu.synchronize()
 
 
@@ -87,7 +93,9 @@ def wake_up(self, tags: list[str] | None = None) -> None:
 def discard_weights(worker) -> int:
     """Overwrite every checkpoint tensor of the worker's model with NaN, through `reload_weights`."""
     import torch
+
     from .vllm_weights import weight_specs
+
     specs = weight_specs(worker.model_runner.model)
     nan = ((name, torch.full(shape, float("nan"), dtype=dtype)) for name, shape, dtype in specs)
     worker.reload_weights(weights_iterator=nan, is_checkpoint_format=True)

@@ -25,6 +25,7 @@ from .vllm_weights import _linear_modules, _vocab_rows, linear_weight
 def _tp() -> tuple[int, int]:
     try:
         from vllm.distributed import get_tensor_model_parallel_rank, get_tensor_model_parallel_world_size
+
         return get_tensor_model_parallel_rank(), get_tensor_model_parallel_world_size()
     except Exception:  # noqa: BLE001 (no parallel state: a single worker)
         return 0, 1
@@ -34,6 +35,7 @@ class WeightVerifier:
     def __init__(self, model, tie_word_embeddings: bool = False):
         from vllm.model_executor.layers.linear import RowParallelLinear
         from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
+
         self.model = model
         self.tp_rank, self.tp_size = _tp()
         self.tied = tie_word_embeddings
@@ -49,8 +51,11 @@ class WeightVerifier:
             sizes = getattr(module, "output_partition_sizes", None)
             bias = getattr(module, "bias", None)
             has_bias = isinstance(bias, torch.Tensor) and bias.numel() > 0
-            names = ([(f"{mod_name[: -len(leaf)]}{p}", i) for i, p in enumerate(parts)]
-                     if parts and sizes and len(parts) == len(sizes) else [(mod_name, None)])
+            names = (
+                [(f"{mod_name[: -len(leaf)]}{p}", i) for i, p in enumerate(parts)]
+                if parts and sizes and len(parts) == len(sizes)
+                else [(mod_name, None)]
+            )
             for hf, i in names:
                 self.index[f"{hf}.weight"] = (mod_name, i, "weight", 1 if row else 0)
                 if has_bias:
@@ -129,7 +134,15 @@ class WeightVerifier:
 
     def result(self) -> dict:
         uncovered = sorted(set(self.index) - self.seen)
-        return {"verify_tensors": self.compared, "verify_max_abs_diff": self.max_abs_diff,
-                "verify_worst": self.worst, "verify_missing": self.missing[:20], "verify_uncovered": uncovered[:20],
-                "verify_n_missing": len(self.missing), "verify_n_uncovered": len(uncovered),
-                "verify_vllm_tensors": len(self.index), "tp_rank": self.tp_rank, "tp_size": self.tp_size}
+        return {
+            "verify_tensors": self.compared,
+            "verify_max_abs_diff": self.max_abs_diff,
+            "verify_worst": self.worst,
+            "verify_missing": self.missing[:20],
+            "verify_uncovered": uncovered[:20],
+            "verify_n_missing": len(self.missing),
+            "verify_n_uncovered": len(uncovered),
+            "verify_vllm_tensors": len(self.index),
+            "tp_rank": self.tp_rank,
+            "tp_size": self.tp_size,
+        }

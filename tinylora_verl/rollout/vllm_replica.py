@@ -49,4 +49,5 @@ def tinylora_vllm_replica_class(sleep_level: int | None = None):
 def register_tinylora_vllm_replica(sleep_level: int | None = None) -> None:
     """Make `RolloutReplicaRegistry.get("vllm")` return our replica in this process."""
     from verl.workers.rollout.replica import RolloutReplicaRegistry
+
     RolloutReplicaRegistry.register("vllm", lambda: tinylora_vllm_replica_class(sleep_level))

@@ -22,6 +22,7 @@ import torch
 
 def _linear_modules(model):
     from vllm.model_executor.layers.linear import LinearBase
+
     for name, module in model.named_modules():
         if isinstance(module, LinearBase) and getattr(module, "quant_method", None) is not None:
             yield name, module
@@ -34,7 +35,7 @@ def linear_weight(module, device: torch.device | str | None = None) -> torch.Ten
     first = next((p for p in module.parameters(recurse=False) if p.is_floating_point()), None)
     dtype = first.dtype if first is not None else torch.float32
     dev = device if device is not None else (first.device if first is not None else "cpu")
-    eye = torch.eye(module.input_size_per_partition, dtype=dtype, device=dev)   # [K, K]
+    eye = torch.eye(module.input_size_per_partition, dtype=dtype, device=dev)  # [K, K]
     return module.quant_method.apply(module, eye, bias=None).t().contiguous()  # [N, K]
 
 
@@ -76,6 +77,7 @@ def effective_weights(model, device: torch.device | str | None = None) -> Iterat
 def _vocab_rows(model) -> dict[str, int]:
     """Parameter name -> rows that hold real vocabulary entries (vLLM pads vocab-parallel embeddings)."""
     from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
+
     out = {}
     for mod_name, module in model.named_modules():
         if isinstance(module, VocabParallelEmbedding):

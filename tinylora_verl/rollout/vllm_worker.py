@@ -36,7 +36,6 @@ import logging
 import traceback
 
 import torch
-
 from verl.utils.vllm.patch import patch_vllm_moe_model_weight_loader
 from verl.utils.vllm.vllm_quant_utils import is_quantized_model
 from verl.workers.rollout.vllm_rollout.utils import vLLMColocateWorkerExtension
@@ -57,14 +56,16 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
 
     def update_weights_from_ipc(self, peft_config: dict = None, base_sync_done=False, use_shm: bool = False):
         if (peft_config and base_sync_done) or self._special_load_path():
-            return super().update_weights_from_ipc(peft_config=peft_config, base_sync_done=base_sync_done,
-                                                   use_shm=use_shm)
-        from vllm.platforms import current_platform
+            return super().update_weights_from_ipc(
+                peft_config=peft_config, base_sync_done=base_sync_done, use_shm=use_shm
+            )
         from verl.workers.rollout.vllm_rollout.bucketed_weight_transfer import BucketedWeightReceiver
+        from vllm.platforms import current_platform
 
         on_cpu = current_platform.is_cpu()
         if not on_cpu and self.device is None:
             from verl.utils.device import get_device_name
+
             self.device = torch.device(f"{get_device_name()}:{self.local_rank}")
         device = torch.device("cpu") if on_cpu else self.device
         vector = self.tinylora_receiver
@@ -72,10 +73,10 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
         pending: list[tuple[str, torch.Tensor]] = []
         loaded = 0
         verifier = None
-        refused: list[tuple] = []   # an error mid-stream: raised after the sender has finished
+        refused: list[tuple] = []  # an error mid-stream: raised after the sender has finished
 
         def on_bucket(weights, is_last):
-            if refused:   # drain the rest of the stream: the sender must finish, or it waits forever
+            if refused:  # drain the rest of the stream: the sender must finish, or it waits forever
                 return
             try:
                 load_bucket(weights)
@@ -86,9 +87,10 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
         def load_bucket(weights):
             nonlocal loaded, verifier
             plain = vector.consume(weights)
-            if vector.kind == "verify":   # compare, never load
+            if vector.kind == "verify":  # compare, never load
                 if verifier is None:
                     from .verify import WeightVerifier
+
                     verifier = WeightVerifier(self.model_runner.model, self._tied_embeddings())
                 for name, tensor in plain:
                     verifier.consume(name, tensor)
@@ -109,13 +111,14 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
             cls, message, trace = refused[0]
             logger.error("tinylora: sync refused, nothing loaded:\n%s", trace)
             raise (cls if issubclass(cls, (RuntimeError, ValueError)) else RuntimeError)(message)
-        rebuilt = vector.finish(device)   # checks first; then one merged module at a time
+        rebuilt = vector.finish(device)  # checks first; then one merged module at a time
         if vector.kind == "verify":
             self._tinylora_verified = verifier.result() if verifier is not None else {"verify_tensors": 0}
             logger.info("tinylora: verified %s", self._tinylora_verified)
             return
         n_rebuilt = 0
         if on_cpu:
+
             def everything():
                 nonlocal n_rebuilt
                 yield from pending
@@ -123,16 +126,22 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
                 for item in rebuilt:
                     n_rebuilt += 1
                     yield item
+
             self.reload_weights(weights_iterator=everything(), is_checkpoint_format=True)
         else:
-            for item in rebuilt:   # load each merged module before the next one is built
+            for item in rebuilt:  # load each merged module before the next one is built
                 self._update_weights([item], peft_config=None, base_sync_done=True)
                 n_rebuilt += 1
             from vllm.model_executor.model_loader.utils import process_weights_after_loading
+
             for model, model_config in self._iter_all_models_with_config():
                 process_weights_after_loading(model, model_config, self.device)
-        logger.info("tinylora: loaded %d received + %d rebuilt tensors into vLLM (%s)",
-                    loaded, n_rebuilt, vector.last or "plain stream")
+        logger.info(
+            "tinylora: loaded %d received + %d rebuilt tensors into vLLM (%s)",
+            loaded,
+            n_rebuilt,
+            vector.last or "plain stream",
+        )
 
     def _tied_embeddings(self) -> bool:
         hf = getattr(self.model_runner.model_config, "hf_config", None)
@@ -145,23 +154,37 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
 
     def _special_load_path(self) -> bool:
         """Quantized / QAT models keep verl's own loading (their pre/post-load steps); no vector sync there."""
-        return bool(getattr(self, "_is_qat_model", False) or getattr(self, "_is_modelopt_qat", False)
-                    or is_quantized_model(self.model_runner.vllm_config))
+        return bool(
+            getattr(self, "_is_qat_model", False)
+            or getattr(self, "_is_modelopt_qat", False)
+            or is_quantized_model(self.model_runner.vllm_config)
+        )
 
     def tinylora_receiver_state(self, path: str | None = None) -> dict:
         """What the vector receiver holds (for tests): modules, kept bytes, the last rebuild; also written
         to `path` as JSON when given (verl's server-level collective_rpc returns nothing)."""
         import json
+
         r = self.tinylora_receiver
         kept = sum(t.numel() * t.element_size() for t, _ in r.base.values())
-        state = {"ready": r.ready, "modules": len(r.modules), "siblings": len(r.siblings), "base_bytes": kept,
-                 "last": r.last, "discarded": r.discarded, "verified": getattr(self, "_tinylora_verified", None),
-                 "sleeps": getattr(self, "tinylora_sleeps", None)}
+        state = {
+            "ready": r.ready,
+            "modules": len(r.modules),
+            "siblings": len(r.siblings),
+            "base_bytes": kept,
+            "last": r.last,
+            "discarded": r.discarded,
+            "verified": getattr(self, "_tinylora_verified", None),
+            "sleeps": getattr(self, "tinylora_sleeps", None),
+        }
         if path:
             from .verify import _tp
+
             rank, size = _tp()
-            if size > 1:   # every tensor-parallel worker writes its own file
-                path = f"{path[:-len('.json')]}.tp{rank}.json" if path.endswith(".json") else f"{path}.tp{rank}"
+            if size > 1:  # every tensor-parallel worker writes its own file
+                path = (
+                    f"{path[: -len('.json')]}.tp{rank}.json" if path.endswith(".json") else f"{path}.tp{rank}"
+                )
             with open(path, "w") as f:
                 json.dump(state, f)
         return state
@@ -170,7 +193,11 @@ class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
     def tinylora_dump_weights(self, path: str) -> int:
         """Write the engine's effective weights (HF names) to `path` (safetensors); returns the count."""
         from safetensors.torch import save_file
+
         from .vllm_weights import effective_weights
-        out = {name: t.to("cpu").clone().contiguous() for name, t in effective_weights(self.model_runner.model)}
+
+        out = {
+            name: t.to("cpu").clone().contiguous() for name, t in effective_weights(self.model_runner.model)
+        }
         save_file(out, path)
         return len(out)

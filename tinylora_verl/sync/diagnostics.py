@@ -27,8 +27,15 @@ def half_ulp_bf16(W: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def rounded_away_counts(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, P: torch.Tensor,
-                        v: torch.Tensor, alpha: float = 1.0) -> tuple[int, int]:
+def rounded_away_counts(
+    W: torch.Tensor,
+    U: torch.Tensor,
+    S: torch.Tensor,
+    V: torch.Tensor,
+    P: torch.Tensor,
+    v: torch.Tensor,
+    alpha: float = 1.0,
+) -> tuple[int, int]:
     """(#entries with |ΔW| < half a bf16 ulp of W, #entries) for rows of W and the matching rows of U."""
     dW = delta_weight(*(t.detach().to(device=W.device, dtype=torch.float32) for t in (U, S, V, P, v)), alpha)
     small = (dW.abs() < half_ulp_bf16(W)).sum().item()
@@ -36,8 +43,12 @@ def rounded_away_counts(W: torch.Tensor, U: torch.Tensor, S: torch.Tensor, V: to
 
 
 @torch.no_grad()
-def rollout_mismatch(trainer_log_probs: torch.Tensor, rollout_log_probs: torch.Tensor,
-                     response_mask: torch.Tensor, is_threshold: float) -> dict:
+def rollout_mismatch(
+    trainer_log_probs: torch.Tensor,
+    rollout_log_probs: torch.Tensor,
+    response_mask: torch.Tensor,
+    is_threshold: float,
+) -> dict:
     mask = response_mask.bool()
     if not mask.any():
         return {}

@@ -43,7 +43,7 @@ def compact(t: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
 
 class VectorSyncReceiver:
     def __init__(self):
-        self.modules: list[tuple[str, int, float]] = []   # (module, group, alpha), model order
+        self.modules: list[tuple[str, int, float]] = []  # (module, group, alpha), model order
         self.siblings: list[str] = []
         self.base: dict[str, tuple[torch.Tensor, torch.dtype]] = {}
         self.factors: dict[str, dict[str, torch.Tensor]] = {}
@@ -51,7 +51,7 @@ class VectorSyncReceiver:
         self._v: torch.Tensor | None = None
         self._kept_names: set[str] = set()
         self.last: dict = {}
-        self.discarded = False       # a level-2 sleep discarded the engine's weights; no complete sync since
+        self.discarded = False  # a level-2 sleep discarded the engine's weights; no complete sync since
 
     @property
     def ready(self) -> bool:
@@ -74,8 +74,10 @@ class VectorSyncReceiver:
                 self._v = tensor.detach().to("cpu", torch.float32, copy=True)
             elif name.startswith(wire.PREFIX):
                 if not name.startswith(wire.FACTOR) or not self._is_setup:
-                    raise ValueError(f"unexpected TinyLoRA control tensor {name!r} in a "
-                                     f"{(self._meta or {}).get('kind', 'plain')} stream")
+                    raise ValueError(
+                        f"unexpected TinyLoRA control tensor {name!r} in a "
+                        f"{(self._meta or {}).get('kind', 'plain')} stream"
+                    )
                 module, factor = wire.split_factor_name(name)
                 self.factors.setdefault(module, {})[factor] = tensor.detach().to("cpu", copy=True)
             elif self._is_setup and name in self._kept_names:
@@ -96,19 +98,25 @@ class VectorSyncReceiver:
     def _start(self, meta: dict) -> None:
         self._meta = meta
         if meta["kind"] in wire.PARTIAL_KINDS and self.discarded:
-            raise RuntimeError(f"TinyLoRA {meta['kind']} sync refused: this rollout engine's weights were discarded "
-                               "by a level-2 sleep, and a partial stream would leave every other weight as garbage. "
-                               "The trainer must send a complete stream (full/setup) after a level-2 sleep, or the "
-                               "engine must sleep at level 1 (tinylora_verl/sync/sleep.py)")
+            raise RuntimeError(
+                f"TinyLoRA {meta['kind']} sync refused: this rollout engine's weights were discarded "
+                "by a level-2 sleep, and a partial stream would leave every other weight as garbage. "
+                "The trainer must send a complete stream (full/setup) after a level-2 sleep, or the "
+                "engine must sleep at level 1 (tinylora_verl/sync/sleep.py)"
+            )
         if meta["kind"] == "setup":
             self.modules = [(m, int(g), float(a)) for m, g, a in meta["modules"]]
             self.siblings = list(meta["siblings"])
             self.base, self.factors = {}, {}
-            self._kept_names = {f"{m}.weight" for m, _, _ in self.modules} | {f"{s}.weight" for s in self.siblings}
+            self._kept_names = {f"{m}.weight" for m, _, _ in self.modules} | {
+                f"{s}.weight" for s in self.siblings
+            }
         elif meta["kind"] == "vector" and not self.ready:
-            raise RuntimeError("TinyLoRA vector sync: this rollout worker holds no base weights/factors (it was "
-                               "restarted or never received a setup sync); restart the job from its checkpoint, "
-                               "which sends a setup sync first")
+            raise RuntimeError(
+                "TinyLoRA vector sync: this rollout worker holds no base weights/factors (it was "
+                "restarted or never received a setup sync); restart the job from its checkpoint, "
+                "which sends a setup sync first"
+            )
 
     def finish(self, device: torch.device | str = "cpu"):
         """The tensors still to load for this sync, as an iterator (one module built at a time): for a vector
@@ -118,7 +126,7 @@ class VectorSyncReceiver:
         """
         kind = (self._meta or {}).get("kind")
         if kind in (None, *wire.COMPLETE_KINDS):
-            self.discarded = False   # a plain verl stream, like full/setup, rewrites every weight
+            self.discarded = False  # a plain verl stream, like full/setup, rewrites every weight
         if kind is None:
             return iter(())
         if self._v is None and kind in ("setup", "vector"):
@@ -127,29 +135,42 @@ class VectorSyncReceiver:
             if kind != "verify":
                 self.last = {"kind": kind, "sync": self._meta.get("sync")}
             return iter(())
-        missing = [m for m, _, _ in self.modules if f"{m}.weight" not in self.base or len(self.factors.get(m, {})) != 4]
+        missing = [
+            m
+            for m, _, _ in self.modules
+            if f"{m}.weight" not in self.base or len(self.factors.get(m, {})) != 4
+        ]
         if missing:
-            raise ValueError(f"TinyLoRA setup stream incomplete: no base weight or factors for {missing[:3]} "
-                             f"({len(missing)} modules)")
+            raise ValueError(
+                f"TinyLoRA setup stream incomplete: no base weight or factors for {missing[:3]} "
+                f"({len(missing)} modules)"
+            )
         groups, u = self._v.shape
-        for module, group, alpha in self.modules:
+        for module, group, _alpha in self.modules:
             if not 0 <= group < groups or self.factors[module]["P"].shape[0] != u:
-                raise ValueError(f"v has shape {tuple(self._v.shape)} but module {module} expects group {group} "
-                                 f"and u={self.factors[module]['P'].shape[0]}")
+                raise ValueError(
+                    f"v has shape {tuple(self._v.shape)} but module {module} expects group {group} "
+                    f"and u={self.factors[module]['P'].shape[0]}"
+                )
         return self._rebuild(device, kind)
 
     @torch.no_grad()
     def _rebuild(self, device, kind: str):
         start = time.perf_counter()
         for module, group, alpha in self.modules:
-            stored, dtype = self.base[f"{module}.weight"]   # stored may be the lossless bf16 of a float32 W
+            stored, dtype = self.base[f"{module}.weight"]  # stored may be the lossless bf16 of a float32 W
             f = self.factors[module]
-            merged = merged_weight(stored.to(device), f["U"], f["S"], f["V"], f["P"], self._v[group], alpha,
-                                   out_dtype=dtype)
+            merged = merged_weight(
+                stored.to(device), f["U"], f["S"], f["V"], f["P"], self._v[group], alpha, out_dtype=dtype
+            )
             yield f"{module}.weight", merged
             del merged
         for sibling in self.siblings:
             stored, dtype = self.base[f"{sibling}.weight"]
             yield f"{sibling}.weight", stored.to(device).to(dtype)
-        self.last = {"kind": kind, "sync": self._meta.get("sync"), "modules": len(self.modules),
-                     "merge_s": time.perf_counter() - start}
+        self.last = {
+            "kind": kind,
+            "sync": self._meta.get("sync"),
+            "modules": len(self.modules),
+            "merge_s": time.perf_counter() - start,
+        }

@@ -30,6 +30,7 @@ def sleep_level(sync_mode: str) -> int:
 
 def rollout_discards_weights(rollout_config, sync_mode: str) -> bool:
     """True when the rollout engines lose their weights between syncs (so every sync must be complete)."""
-    sleeps = bool(rollout_config.get("enable_sleep_mode", True)) and bool(rollout_config.get("free_cache_engine",
-                                                                                              False))
+    sleeps = bool(rollout_config.get("enable_sleep_mode", True)) and bool(
+        rollout_config.get("free_cache_engine", False)
+    )
     return sleeps and sleep_level(sync_mode) >= 2

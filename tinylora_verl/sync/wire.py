@@ -49,8 +49,10 @@ def encode_meta(meta: dict) -> torch.Tensor:
 def decode_meta(tensor: torch.Tensor) -> dict:
     meta = json.loads(bytes(tensor.detach().cpu().to(torch.uint8).tolist()).decode())
     if meta.get("version") != VERSION:
-        raise ValueError(f"TinyLoRA sync stream version {meta.get('version')!r}; this rollout worker reads "
-                         f"version {VERSION}: install the same tinylora_verl on trainer and rollout nodes")
+        raise ValueError(
+            f"TinyLoRA sync stream version {meta.get('version')!r}; this rollout worker reads "
+            f"version {VERSION}: install the same tinylora_verl on trainer and rollout nodes"
+        )
     return meta
 
 
@@ -60,7 +62,7 @@ def factor_name(module: str, factor: str) -> str:
 
 def split_factor_name(name: str) -> tuple[str, str]:
     """`tinylora_sync.factor.<module>.<F>` -> (module, F)."""
-    module, _, factor = name[len(FACTOR):].rpartition(".")
+    module, _, factor = name[len(FACTOR) :].rpartition(".")
     if factor not in FACTOR_NAMES or not module:
         raise ValueError(f"malformed factor tensor name {name!r}")
     return module, factor

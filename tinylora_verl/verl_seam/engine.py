@@ -40,7 +40,6 @@ import time
 
 import torch
 from torch.distributed.tensor import DTensor
-
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 
 from ..adapter import TinyLoRAConfig, TinyLoRAHandle, apply_tinylora
@@ -49,10 +48,11 @@ from ..adapter.layer import TinyLoRAVectors
 from ..adapter.model import CONTAINER
 from ..sync import check_sync_mode, wire
 from ..sync.diagnostics import rounded_away_counts
+from .trainer_files import ADAPTER_DIR
 
 logger = logging.getLogger(__name__)
 
-from .trainer_files import ADAPTER_DIR
+
 # vLLM fuses these HF projections into one layer; a layer must be reloaded with all of its parts.
 FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
@@ -72,6 +72,7 @@ def local_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
     if not isinstance(t, DTensor):
         return t.detach(), 0
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
     local = t.to_local().detach()
     _, offset = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
     if any(o != 0 for o in offset[1:]):
@@ -101,8 +102,10 @@ def check_factors_match(handle: TinyLoRAHandle, identity: tuple[str, str]) -> No
     """Raise unless this rank's U, S, V, P hash to rank 0's factor hash (`identity[1]`)."""
     got = handle.factor_hash()
     if got != identity[1]:
-        raise RuntimeError(f"TinyLoRA factors on this rank (hash {got[:12]}) differ from rank 0's ({identity[1][:12]}): "
-                           "the FSDP load did not broadcast rank 0's buffers")
+        raise RuntimeError(
+            f"TinyLoRA factors on this rank (hash {got[:12]}) differ from rank 0's ({identity[1][:12]}): "
+            "the FSDP load did not broadcast rank 0's buffers"
+        )
 
 
 class _IdentityCachedHandle(TinyLoRAHandle):
@@ -119,8 +122,9 @@ class _IdentityCachedHandle(TinyLoRAHandle):
 
 
 class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
-    def __init__(self, *args, tinylora: TinyLoRAConfig, sync_mode: str = "full", resend_all: bool = False,
-                 **kwargs):
+    def __init__(
+        self, *args, tinylora: TinyLoRAConfig, sync_mode: str = "full", resend_all: bool = False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.sync_mode = check_sync_mode(sync_mode)
         # the rollout engines discard their weights between syncs (vLLM level-2 sleep): every sync complete
@@ -128,8 +132,10 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         self._sync_count = 0
         self.last_sync: dict = {}
         if self.model_config.lora_rank > 0:
-            raise ValueError("actor_rollout_ref.model.lora_rank > 0 and a tinylora block are both set: TinyLoRA "
-                             "replaces LoRA; set lora_rank=0 (or remove the tinylora block to train LoRA)")
+            raise ValueError(
+                "actor_rollout_ref.model.lora_rank > 0 and a tinylora block are both set: TinyLoRA "
+                "replaces LoRA; set lora_rank=0 (or remove the tinylora block to train LoRA)"
+            )
         self.tinylora_config = tinylora
         self.tinylora: TinyLoRAHandle | None = None
         self._tinylora_identity: tuple[str, str] = ("", "")
@@ -146,10 +152,17 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         self.tinylora, self._tinylora_identity = apply_tinylora_from_rank0(module, self.tinylora_config)
         if self.rank == 0:
             # the other ranks waited in a collective meanwhile: compare with actor_rollout_ref.nccl_timeout
-            logger.warning("TinyLoRA: %d trainable parameters over %d modules (u=%d, tie %s x%d); factors (%s SVD) "
-                           "on rank 0 in %.1f s", self.tinylora.num_trainable, len(self.tinylora.layers),
-                           self.tinylora.plan.projection_dim, self.tinylora.plan.tie_mode,
-                           self.tinylora.plan.tie_factor, self.tinylora_config.svd_method, time.perf_counter() - t0)
+            logger.warning(
+                "TinyLoRA: %d trainable parameters over %d modules (u=%d, tie %s x%d); factors (%s SVD) "
+                "on rank 0 in %.1f s",
+                self.tinylora.num_trainable,
+                len(self.tinylora.layers),
+                self.tinylora.plan.projection_dim,
+                self.tinylora.plan.tie_mode,
+                self.tinylora.plan.tie_factor,
+                self.tinylora_config.svd_method,
+                time.perf_counter() - t0,
+            )
         return module
 
     def _build_fsdp_module(self, module):
@@ -166,7 +179,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         return self.tinylora.disabled()
 
     # ---- weights for the rollout ----------------------------------------------------------------
-    _compute_device: torch.device | None = None   # set by `unsharded`: the plain module's device
+    _compute_device: torch.device | None = None  # set by `unsharded`: the plain module's device
 
     @property
     def compute_device(self):
@@ -174,6 +187,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         if self._compute_device is not None:
             return self._compute_device
         from verl.utils.device import get_device_id, get_device_name
+
         dev = get_device_id()
         return torch.device(dev) if isinstance(dev, str) else torch.device(get_device_name(), dev)
 
@@ -184,8 +198,15 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
 
     def _merged(self, name: str, vectors: list[torch.Tensor]) -> torch.Tensor:
         layer = self.tinylora.layers[name]
-        return merged_weight(full(layer.base_layer.weight.detach(), self.compute_device), layer.tinylora_U,
-                             layer.tinylora_S, layer.tinylora_V, layer.tinylora_P, vectors[layer.group], layer.alpha)
+        return merged_weight(
+            full(layer.base_layer.weight.detach(), self.compute_device),
+            layer.tinylora_U,
+            layer.tinylora_S,
+            layer.tinylora_V,
+            layer.tinylora_P,
+            vectors[layer.group],
+            layer.alpha,
+        )
 
     def adapted_weight_names(self) -> list[str]:
         return [f"{n}.weight" for n in self.tinylora.layers]
@@ -208,7 +229,10 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
             if name in self.tinylora.layers:
                 yield f"{name}.weight", self._merged(name, vectors)
             else:
-                yield f"{name}.weight", full(self.module.get_submodule(name).weight.detach(), self.compute_device)
+                yield (
+                    f"{name}.weight",
+                    full(self.module.get_submodule(name).weight.detach(), self.compute_device),
+                )
 
     def _iter_first(self, per_tensor_param):
         yield wire.META, wire.encode_meta({"kind": "full", "sync": self._sync_count})
@@ -238,9 +262,14 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         vectors = self.full_vectors()
         layers = self.tinylora.layers
         siblings = [n for n in self._delta_sync_modules() if n not in layers]
-        meta = {"kind": "setup", "sync": self._sync_count, "groups": len(vectors), "u": vectors[0].numel(),
-                "modules": [[name, layer.group, layer.alpha] for name, layer in layers.items()],
-                "siblings": siblings}
+        meta = {
+            "kind": "setup",
+            "sync": self._sync_count,
+            "groups": len(vectors),
+            "u": vectors[0].numel(),
+            "modules": [[name, layer.group, layer.alpha] for name, layer in layers.items()],
+            "siblings": siblings,
+        }
         yield wire.META, wire.encode_meta(meta)
         for name, layer in layers.items():
             for f in wire.FACTOR_NAMES:
@@ -268,10 +297,13 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         vector = self.sync_mode == "vector"
         self._sync_count += 1  # read by the streams below (meta "sync", last_sync)
         if not self._full_sync_done or self.resend_all:
-            params, peft_config = self._verl_stream(layered_summon=layered_summon, base_sync_done=base_sync_done,
-                                                    **kwargs)
+            params, peft_config = self._verl_stream(
+                layered_summon=layered_summon, base_sync_done=base_sync_done, **kwargs
+            )
             self._full_sync_done = True
-            stream, kind = (self._iter_setup(params), "setup") if vector else (self._iter_first(params), "full")
+            stream, kind = (
+                (self._iter_setup(params), "setup") if vector else (self._iter_first(params), "full")
+            )
         else:
             stream, kind = (self._iter_vector(), "vector") if vector else (self._iter_delta(), "delta")
         return self._counted(stream, kind), None
@@ -281,7 +313,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         return super().get_per_tensor_param(**kwargs)
 
     @classmethod
-    def unsharded(cls, module, tinylora: TinyLoRAConfig, sync_mode: str = "full") -> "TinyLoRAFSDPEngine":
+    def unsharded(cls, module, tinylora: TinyLoRAConfig, sync_mode: str = "full") -> TinyLoRAFSDPEngine:
         """The sync half of the engine over a plain, unsharded module (no verl constructor, no process
         group, no FSDP): the same streams, for benchmarks (bench/sync.py) and tests. Not for training."""
         check_sync_mode(sync_mode)
@@ -295,7 +327,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         engine._verl_stream = lambda **kwargs: (iter(list(module.state_dict().items())), None)
         return engine
 
-    def unsharded_twin(self, sync_mode: str) -> "TinyLoRAFSDPEngine":
+    def unsharded_twin(self, sync_mode: str) -> TinyLoRAFSDPEngine:
         """Another `unsharded` engine over the same module and adapter with its own sync state (a fresh
         first sync), e.g. to feed one rollout engine both modes with the same v (bench, tests)."""
         twin = object.__new__(type(self))
@@ -317,10 +349,17 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         for layer in self.tinylora.layers.values():
             W = layer.base_layer.weight
             local, row0 = local_rows(W)
-            local = local.to(self.compute_device)   # offloaded shards live on the host
+            local = local.to(self.compute_device)  # offloaded shards live on the host
             rows = slice(row0, row0 + local.shape[0])
-            s, t = rounded_away_counts(local, layer.tinylora_U[rows], layer.tinylora_S, layer.tinylora_V,
-                                       layer.tinylora_P, vectors[layer.group], layer.alpha)
+            s, t = rounded_away_counts(
+                local,
+                layer.tinylora_U[rows],
+                layer.tinylora_S,
+                layer.tinylora_V,
+                layer.tinylora_P,
+                vectors[layer.group],
+                layer.alpha,
+            )
             small, total = small + s, total + t
         counts = torch.tensor([small, total], dtype=torch.float64)
         if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
@@ -339,13 +378,15 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
             for p, v in zip(container.v, vectors):
                 p.copy_(v)
         h = self.tinylora
-        snapshot = _IdentityCachedHandle(model=h.model, config=h.config, plan=h.plan, layers=h.layers,
-                                         vectors=container)
+        snapshot = _IdentityCachedHandle(
+            model=h.model, config=h.config, plan=h.plan, layers=h.layers, vectors=container
+        )
         snapshot.fingerprint, snapshot.factors = self._tinylora_identity
         snapshot.save_adapter(directory)
 
-    def save_checkpoint(self, local_path: str, hdfs_path=None, global_step: int = 0, max_ckpt_to_keep=None,
-                        **kwargs):
+    def save_checkpoint(
+        self, local_path: str, hdfs_path=None, global_step: int = 0, max_ckpt_to_keep=None, **kwargs
+    ):
         super().save_checkpoint(local_path, hdfs_path, global_step, max_ckpt_to_keep, **kwargs)
         self.save_adapter(os.path.join(local_path, ADAPTER_DIR))
 

@@ -31,27 +31,40 @@ import time
 import ray
 import torch
 import transfer_queue as tq
-
 from verl.trainer.main_ppo import TaskRunnerV1
 from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from ..sync.diagnostics import rollout_mismatch
+from .trainer_files import METRICS_FILE, VAL_FILE, append_row
 from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, sync_mode_from, tinylora_config_from
 
 TRAINER_MODE = "tinylora_sync"
-from .trainer_files import METRICS_FILE, VAL_FILE, append_row
+
 # metric keys (verl's names) shown in the per-step summary
 SUMMARY_KEYS = {
-    "reward": "critic/score/mean", "acc": "critic/rewards/mean", "response_len": "response_length/mean",
-    "t_step": "timing_s/step", "t_gen": "timing_s/gen", "t_old_logprob": "timing_s/old_log_prob",
-    "t_ref": "timing_s/ref", "t_update": "timing_s/update_actor", "t_sync": "timing_s/update_weights",
-    "pg_clipfrac": "actor/pg_clipfrac", "pg_loss": "actor/pg_loss", "kl": "actor/kl_loss",
-    "sync_bytes": "tinylora/sync_bytes", "sync_s": "tinylora/sync_s", "v_norm": "tinylora/v_norm",
-    "rounded_away": "tinylora/rounded_away_frac", "logp_diff_mean": "tinylora/logp_abs_diff_mean",
-    "logp_diff_max": "tinylora/logp_abs_diff_max", "is_mean": "tinylora/is_weight_mean",
-    "is_max": "tinylora/is_weight_max", "is_trunc": "tinylora/is_truncated_frac",
+    "reward": "critic/score/mean",
+    "acc": "critic/rewards/mean",
+    "response_len": "response_length/mean",
+    "t_step": "timing_s/step",
+    "t_gen": "timing_s/gen",
+    "t_old_logprob": "timing_s/old_log_prob",
+    "t_ref": "timing_s/ref",
+    "t_update": "timing_s/update_actor",
+    "t_sync": "timing_s/update_weights",
+    "pg_clipfrac": "actor/pg_clipfrac",
+    "pg_loss": "actor/pg_loss",
+    "kl": "actor/kl_loss",
+    "sync_bytes": "tinylora/sync_bytes",
+    "sync_s": "tinylora/sync_s",
+    "v_norm": "tinylora/v_norm",
+    "rounded_away": "tinylora/rounded_away_frac",
+    "logp_diff_mean": "tinylora/logp_abs_diff_mean",
+    "logp_diff_max": "tinylora/logp_abs_diff_max",
+    "is_mean": "tinylora/is_weight_mean",
+    "is_max": "tinylora/is_weight_max",
+    "is_trunc": "tinylora/is_truncated_frac",
 }
 
 
@@ -96,8 +109,11 @@ class TinyLoRATrainer(PPOTrainerSync):
         self._first_sync_s = time.perf_counter() - start
         stats = self._sync_stats(self._first_sync_s)
         self._first_sync = stats
-        print(f"[tinylora] first weight sync ({getattr(self, '_last_sync_kind', '')}): "
-              f"{self._first_sync_s:.2f} s, {stats.get('tinylora/sync_bytes', float('nan')):.0f} bytes", flush=True)
+        print(
+            f"[tinylora] first weight sync ({getattr(self, '_last_sync_kind', '')}): "
+            f"{self._first_sync_s:.2f} s, {stats.get('tinylora/sync_bytes', float('nan')):.0f} bytes",
+            flush=True,
+        )
         self._pending_sync_metrics = {}
         self._verify_sync(self.global_steps)
 
@@ -113,10 +129,16 @@ class TinyLoRATrainer(PPOTrainerSync):
         if not self._tinylora_on:
             return {}
         raw = self.actor_rollout_wg.tinylora_sync_stats()[0]
-        out = {"tinylora/sync_s": seconds, "tinylora/sync_bytes": float(raw.get("bytes", 0)),
-               "tinylora/sync_tensors": float(raw.get("tensors", 0)), "tinylora/v_norm": raw["v_norm"],
-               "tinylora/rounded_away_frac": raw["rounded_away_frac"]}
-        self._last_sync_kind = raw.get("kind", "")  # full / delta / setup / vector (not a number: kept off the tracker)
+        out = {
+            "tinylora/sync_s": seconds,
+            "tinylora/sync_bytes": float(raw.get("bytes", 0)),
+            "tinylora/sync_tensors": float(raw.get("tensors", 0)),
+            "tinylora/v_norm": raw["v_norm"],
+            "tinylora/rounded_away_frac": raw["rounded_away_frac"],
+        }
+        self._last_sync_kind = raw.get(
+            "kind", ""
+        )  # full / delta / setup / vector (not a number: kept off the tracker)
         return out
 
     # ---- trainer vs rollout log-probs ------------------------------------------------------------
@@ -128,8 +150,11 @@ class TinyLoRATrainer(PPOTrainerSync):
             data = data.to_padded_tensor()
             corr = self.config.algorithm.get("rollout_correction", None) or {}
             threshold = float(corr.get("rollout_is_threshold", None) or 2.0)
-            metrics.update(rollout_mismatch(data["old_log_probs"], data["rollout_log_probs"],
-                                            data["response_mask"], threshold))
+            metrics.update(
+                rollout_mismatch(
+                    data["old_log_probs"], data["rollout_log_probs"], data["response_mask"], threshold
+                )
+            )
         return batch
 
     def _verify_sync(self, step: int) -> None:
@@ -158,18 +183,23 @@ class TinyLoRATrainer(PPOTrainerSync):
         worst = max((float(v.get("verify_max_abs_diff", float("inf"))) for v in states), default=float("inf"))
         gaps = sum(int(v.get("verify_n_missing", 0)) + int(v.get("verify_n_uncovered", 0)) for v in states)
         if gaps:
-            worst = float("inf")   # a weight that was not compared counts as wrong
+            worst = float("inf")  # a weight that was not compared counts as wrong
         pending = self._pending_sync_metrics
         pending.update({"tinylora/verify_tensors": float(tensors), "tinylora/verify_max_abs_diff": worst})
-        print(f"[tinylora] step {step}: verified {tensors} vLLM tensors over {len(states)} worker(s), "
-              f"max |diff| = {worst:.3g}" + (f", {gaps} not compared" if gaps else ""), flush=True)
+        print(
+            f"[tinylora] step {step}: verified {tensors} vLLM tensors over {len(states)} worker(s), "
+            f"max |diff| = {worst:.3g}" + (f", {gaps} not compared" if gaps else ""),
+            flush=True,
+        )
 
     # ---- held-out validation ---------------------------------------------------------------------
     def _validate(self):
         """verl's validation; its headline metrics (val-core/...) also go to tinylora_val.jsonl with the step."""
         metrics = super()._validate()
-        row = {"step": self.global_steps,
-               **{k: float(v) for k, v in metrics.items() if k.startswith("val-core/") and _is_number(v)}}
+        row = {
+            "step": self.global_steps,
+            **{k: float(v) for k, v in metrics.items() if k.startswith("val-core/") and _is_number(v)},
+        }
         text = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step")
         print(f"[tinylora] validation step={row['step']} {text}", flush=True)
         append_row(self.config.trainer.default_local_dir, VAL_FILE, row)
@@ -202,9 +232,11 @@ class TinyLoRATrainer(PPOTrainerSync):
 class TinyLoRATaskRunner(TaskRunnerV1.__ray_actor_class__):
     def run(self, config):
         from . import trainer  # noqa: F401  (registers TRAINER_MODE in this process)
+
         block = config.actor_rollout_ref.get(CONFIG_KEY)
         if tinylora_config_from(block) is not None:
             from ..rollout.vllm_replica import register_tinylora_vllm_replica
             from ..sync.sleep import sleep_level
+
             register_tinylora_vllm_replica(sleep_level(sync_mode_from(block)))
         return super().run(config)

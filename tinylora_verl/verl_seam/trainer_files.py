@@ -1,9 +1,9 @@
 """Where a training run puts our files (no verl import: the demo driver reads them).
 
-    <trainer.default_local_dir>/tinylora_metrics.jsonl                      one JSON row per step
-    <trainer.default_local_dir>/tinylora_val.jsonl                          one row per validation (val-core/*)
-    <trainer.default_local_dir>/global_step_<n>/actor/tinylora_adapter/     our adapter at each save
-    <trainer.default_local_dir>/sync_check/step_<n>/                        with tinylora.verify_sync
+<trainer.default_local_dir>/tinylora_metrics.jsonl                      one JSON row per step
+<trainer.default_local_dir>/tinylora_val.jsonl                          one row per validation (val-core/*)
+<trainer.default_local_dir>/global_step_<n>/actor/tinylora_adapter/     our adapter at each save
+<trainer.default_local_dir>/sync_check/step_<n>/                        with tinylora.verify_sync
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ import logging
 
 import torch
 from omegaconf import OmegaConf
-
 from verl.single_controller.base.decorator import Dispatch, register
 from verl.utils import distributed as verl_distributed
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
@@ -71,12 +70,17 @@ def init_training_process_group(config) -> int | None:
     if timeout is not None and timeout < 1:
         raise ValueError(f"actor_rollout_ref.{TIMEOUT_KEY}={timeout} must be a positive number of seconds")
     if torch.distributed.is_initialized():
-        logger.warning("process group already initialised: actor_rollout_ref.%s=%s not applied", TIMEOUT_KEY, timeout)
+        logger.warning(
+            "process group already initialised: actor_rollout_ref.%s=%s not applied", TIMEOUT_KEY, timeout
+        )
         return None
     verl_distributed.initialize_global_process_group_ray(timeout_second=timeout)
     if torch.distributed.get_rank() == 0:
-        logger.warning("TinyLoRA worker: training process group timeout %s (actor_rollout_ref.%s)",
-                       f"{timeout} s" if timeout is not None else "torch's default", TIMEOUT_KEY)
+        logger.warning(
+            "TinyLoRA worker: training process group timeout %s (actor_rollout_ref.%s)",
+            f"{timeout} s" if timeout is not None else "torch's default",
+            TIMEOUT_KEY,
+        )
     return timeout
 
 
@@ -88,7 +92,10 @@ def sync_mode_from(block) -> str:
 def tensor_sha256(t: torch.Tensor) -> str:
     """sha256 of a tensor's values as float32 bytes (exact; the e2e tests compare it with the HF file's)."""
     import hashlib
-    return hashlib.sha256(t.detach().to("cpu", torch.float32).contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+
+    return hashlib.sha256(
+        t.detach().to("cpu", torch.float32).contiguous().view(torch.uint8).numpy().tobytes()
+    ).hexdigest()
 
 
 class TinyLoRATrainingWorker(TrainingWorker):
@@ -98,12 +105,19 @@ class TinyLoRATrainingWorker(TrainingWorker):
         super().__init__(config)
         strategy = self.engine_config.strategy
         if strategy != "fsdp2":
-            raise ValueError(f"TinyLoRA runs on verl's FSDP engine; actor strategy is {strategy!r}: set "
-                             "actor_rollout_ref.actor.strategy=fsdp2")
-        self.engine = TinyLoRAFSDPEngine(model_config=self.model_config, engine_config=self.engine_config,
-                                         optimizer_config=self.optimizer_config,
-                                         checkpoint_config=self.checkpoint_config, tinylora=tinylora,
-                                         sync_mode=sync_mode, resend_all=resend_all)
+            raise ValueError(
+                f"TinyLoRA runs on verl's FSDP engine; actor strategy is {strategy!r}: set "
+                "actor_rollout_ref.actor.strategy=fsdp2"
+            )
+        self.engine = TinyLoRAFSDPEngine(
+            model_config=self.model_config,
+            engine_config=self.engine_config,
+            optimizer_config=self.optimizer_config,
+            checkpoint_config=self.checkpoint_config,
+            tinylora=tinylora,
+            sync_mode=sync_mode,
+            resend_all=resend_all,
+        )
 
 
 class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
@@ -112,13 +126,16 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
         self.tinylora_config = tinylora_config_from(config.get(CONFIG_KEY))
         if self.tinylora_config is not None and self._is_actor:
             mode = sync_mode_from(config.get(CONFIG_KEY))
-            self.actor_worker_cls = functools.partial(TinyLoRATrainingWorker, tinylora=self.tinylora_config,
-                                                      sync_mode=mode,
-                                                      resend_all=rollout_discards_weights(config.rollout, mode))
+            self.actor_worker_cls = functools.partial(
+                TinyLoRATrainingWorker,
+                tinylora=self.tinylora_config,
+                sync_mode=mode,
+                resend_all=rollout_discards_weights(config.rollout, mode),
+            )
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def init_model(self):
-        if self._is_actor or self._is_ref:    # the roles that build a TrainingWorker (and its process group)
+        if self._is_actor or self._is_ref:  # the roles that build a TrainingWorker (and its process group)
             init_training_process_group(self.config)
         return super().init_model()
 
@@ -138,9 +155,14 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
             w = full(layer.base_layer.weight.detach(), engine.compute_device)
             base[f"{name}.weight"] = tensor_sha256(w)
             del w
-        return {"rank": torch.distributed.get_rank(), "num_trainable": engine.num_trainable,
-                "factor_hash": engine.tinylora.factor_hash(), "built_on_meta": engine.built_on_meta,
-                "v": engine.full_vectors(), "base_sha256": base}
+        return {
+            "rank": torch.distributed.get_rank(),
+            "num_trainable": engine.num_trainable,
+            "factor_hash": engine.tinylora.factor_hash(),
+            "built_on_meta": engine.built_on_meta,
+            "v": engine.full_vectors(),
+            "base_sha256": base,
+        }
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def tinylora_sync_stats(self) -> dict:
