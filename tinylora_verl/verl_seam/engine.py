@@ -48,9 +48,20 @@ from ..adapter.layer import TinyLoRAVectors
 from ..adapter.model import CONTAINER
 from ..sync import check_sync_mode, wire
 from ..sync.diagnostics import rounded_away_counts
+from ..sync.probe import probe
 from .trainer_files import ADAPTER_DIR
 
 logger = logging.getLogger(__name__)
+
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def fp32_log_softmax_on_this_platform() -> bool:
+    """True on the CPU platform, where verl has no fused float32 cross-entropy (see prepare_model_outputs)."""
+    from ..cpu_platform import enabled
+
+    return enabled()
 
 
 # vLLM fuses these HF projections into one layer; a layer must be reloaded with all of its parts.
@@ -141,6 +152,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         self._tinylora_identity: tuple[str, str] = ("", "")
         self.built_on_meta = False  # this rank's HF model had no weights (meta device) when TinyLoRA went in
         self._full_sync_done = False
+        self._probe_cache: dict = {}  # base-policy logits of the fixed probe (probe_policy)
         self._is_lora = True  # makes verl call _build_lora_module before FSDP wrapping
 
     # ---- build ----------------------------------------------------------------------------------
@@ -177,6 +189,19 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
     # ---- reference policy -----------------------------------------------------------------------
     def disable_adapter(self):
         return self.tinylora.disabled()
+
+    # ---- log-probs ------------------------------------------------------------------------------
+    def prepare_model_outputs(self, output, output_args, micro_batch, logits_processor_func):
+        """verl's, with half-precision logits upcast to float32 first on the CPU platform.
+
+        On GPU verl computes log-probs with flash-attn's cross-entropy kernel, which works in float32
+        whatever the logits' dtype; without it (the CPU) verl falls back to `log_softmax` in the logits'
+        dtype, so bf16 compute gave bf16 log-probs (steps of 2^-4 near log p = -12) and PPO ratios,
+        IS weights and the KL term quantised to them. Upcasting here gives the CPU the GPU's arithmetic."""
+        logits = getattr(output, "logits", None)
+        if fp32_log_softmax_on_this_platform() and logits is not None and logits.dtype in HALF_DTYPES:
+            output.logits = logits.float()
+        return super().prepare_model_outputs(output, output_args, micro_batch, logits_processor_func)
 
     # ---- weights for the rollout ----------------------------------------------------------------
     _compute_device: torch.device | None = None  # set by `unsharded`: the plain module's device
@@ -366,6 +391,34 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
             torch.distributed.all_reduce(counts)
         v_norm = torch.linalg.vector_norm(torch.cat([v.double() for v in vectors])).item()
         return {"v_norm": v_norm, "rounded_away_frac": (counts[0] / counts[1]).item() if counts[1] else 0.0}
+
+    def probe_policy(self, batch: dict, rollout_dtype: torch.dtype) -> dict:
+        """KL(trainer policy ‖ rollout weights' policy) and the share of the adapter's effect kept, on a fixed
+        probe batch (sync/probe.py), with v's float32 master copy as the sync sends it. Collective (the
+        FSDP forward and v's all-gather): every rank runs the same batch."""
+        vectors = self.full_vectors()
+        device = self.compute_device
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+        def forward():
+            out = self.module(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+            return out.logits
+
+        # the trainer's probe is fixed: the base policy's logits are kept for it (dropped for another batch)
+        kept = self._probe_cache.get("ids")
+        if kept is None or kept.shape != ids.shape or not torch.equal(kept, batch["input_ids"].cpu()):
+            self._probe_cache = {"ids": batch["input_ids"].cpu().clone()}
+        with self.eval_mode():
+            return probe(
+                forward,
+                self.tinylora.layers,
+                self.disable_adapter,
+                rollout_dtype,
+                mask,
+                vectors,
+                self._probe_cache,
+            )
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save_adapter(self, directory: str) -> None:

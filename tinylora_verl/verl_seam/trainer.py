@@ -37,6 +37,7 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from ..sync.diagnostics import rollout_mismatch
+from ..sync.probe import probe_batch
 from .trainer_files import METRICS_FILE, VAL_FILE, append_row
 from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, sync_mode_from, tinylora_config_from
 
@@ -65,7 +66,13 @@ SUMMARY_KEYS = {
     "is_mean": "tinylora/is_weight_mean",
     "is_max": "tinylora/is_weight_max",
     "is_trunc": "tinylora/is_truncated_frac",
+    "rollout_kl": "tinylora/rollout_kl",
+    "effect_kl": "tinylora/effect_kl",
+    "effect_kept": "tinylora/effect_kept",
+    "probe_s": "tinylora/probe_s",
 }
+# probe defaults (tinylora.probe_sequences / probe_tokens): real tokens of the first batch's first rows
+PROBE_SEQUENCES, PROBE_TOKENS = 4, 256
 
 
 def _is_number(value) -> bool:
@@ -78,6 +85,8 @@ def _is_number(value) -> bool:
 
 @register_trainer(TRAINER_MODE)
 class TinyLoRATrainer(PPOTrainerSync):
+    _probe_batch: dict | None = None  # the fixed probe (sync/probe.py), taken from the first batch
+
     @property
     def _tinylora_on(self) -> bool:
         return tinylora_config_from(self.config.actor_rollout_ref.get(CONFIG_KEY)) is not None
@@ -122,6 +131,8 @@ class TinyLoRATrainer(PPOTrainerSync):
         super().on_step_end()
         stats = self._sync_stats(time.perf_counter() - start)
         self._pending_sync_metrics = {**(getattr(self, "_pending_sync_metrics", None) or {}), **stats}
+        if self._probe_batch is not None:  # what the weights just synced do to the policy
+            self._pending_sync_metrics.update(self.actor_rollout_wg.tinylora_probe(self._probe_batch)[0])
         self._verify_sync(self.global_steps)
 
     def _sync_stats(self, seconds: float) -> dict:
@@ -142,8 +153,23 @@ class TinyLoRATrainer(PPOTrainerSync):
         return out
 
     # ---- trainer vs rollout log-probs ------------------------------------------------------------
+    def _capture_probe(self, batch) -> None:
+        """Keep the first batch's first rows as the fixed probe of `tinylora_probe` (0 sequences: off)."""
+        block = self.config.actor_rollout_ref.get(CONFIG_KEY)
+        sequences = int(block.get("probe_sequences", PROBE_SEQUENCES))
+        if self._probe_batch is not None or sequences <= 0:
+            return
+        # input_ids is jagged in TransferQueue (prompt + response, no padding): one row per sample
+        data = tq.kv_batch_get(
+            keys=batch.keys[:sequences], partition_id=batch.partition_id, select_fields=["input_ids"]
+        )
+        tokens = int(block.get("probe_tokens", PROBE_TOKENS))
+        self._probe_batch = probe_batch(data["input_ids"].unbind(), sequences, tokens)
+
     def _compute_advantage(self, batch, metrics: dict):
         batch = super()._compute_advantage(batch, metrics)
+        if self._tinylora_on:
+            self._capture_probe(batch)
         if self._tinylora_on and self.config.actor_rollout_ref.rollout.calculate_log_probs:
             fields = ["old_log_probs", "rollout_log_probs", "response_mask"]
             data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)

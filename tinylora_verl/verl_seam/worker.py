@@ -37,7 +37,7 @@ from .engine import TinyLoRAFSDPEngine, full
 
 CONFIG_KEY = "tinylora"
 # keys of the tinylora block that configure the run, not the adapter
-RUN_KEYS = ("verify_sync", "sync_mode")
+RUN_KEYS = ("verify_sync", "sync_mode", "probe_sequences", "probe_tokens")
 # verl's actor_rollout_ref key for the process group's collective timeout, in seconds (ppo_trainer.yaml: 600)
 TIMEOUT_KEY = "nccl_timeout"
 
@@ -170,6 +170,23 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
         fraction of ΔW rounded away in bf16); collective (v is all-gathered, counts all-reduced)."""
         engine = self._engine()
         return {**engine.last_sync, **engine.sync_diagnostics()}
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def tinylora_probe(self, batch: dict) -> dict:
+        """`rollout_kl`, `effect_kl`, `effect_kept` of the weights just synced, on the fixed probe `batch`
+        (engine.probe_policy), with the rollout engine's weight dtype (`rollout.dtype`). Collective; timed."""
+        import time
+
+        from verl.utils.torch_dtypes import PrecisionType
+
+        start = time.perf_counter()
+        engine = self._engine()
+        name = str(self.config.rollout.dtype)
+        if name == "auto":  # vLLM then takes the checkpoint's dtype
+            name = str(getattr(engine.model_config.hf_config, "torch_dtype", None) or "float32")
+        dtype = PrecisionType.to_dtype(name.replace("torch.", ""))
+        out = engine.probe_policy(batch, dtype)
+        return {**out, "tinylora/probe_s": time.perf_counter() - start}
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
     async def tinylora_verify_sync(self) -> None:
