@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from reward_fns._latex import last_boxed
 
+from ..errors import InvalidValue
 from .sources import RawRow, Rejected
 from .templates import render
 
@@ -190,7 +191,7 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise InvalidValue(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
 
 

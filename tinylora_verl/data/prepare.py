@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InvalidValue, MissingPath
 from .datasets import DatasetSpec, SplitResult, SplitSource, build_split, get_spec
 from .sources import RawRow, Rejected, default_jsonl_dir, hub_reachable, read_hub, read_jsonl
 from .templates import TEMPLATES
@@ -33,7 +34,7 @@ def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool
     if jsonl_dir is not None:
         path = Path(jsonl_dir).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(f"--from-jsonl {jsonl_dir}: no such directory")
+            raise MissingPath(f"--from-jsonl {jsonl_dir}: no such directory")
         return Origin("jsonl", path, f"local JSONL in {path}")
     reason = "not every split has a hub source"
     if use_hub and all(s.hub is not None for s in spec.splits.values()):
@@ -44,7 +45,7 @@ def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool
         reason = "--no-hub"
     default = default_jsonl_dir()
     if default is None:
-        raise FileNotFoundError(
+        raise MissingPath(
             f"cannot read the data: hub not used ({reason}) and no offline copy at "
             "<repo>/../shared/data; pass --from-jsonl DIR (the shared/data layout)"
         )
@@ -78,7 +79,7 @@ def prepare(
     spec = get_spec(name)
     template = template or spec.template
     if template not in TEMPLATES:
-        raise ValueError(f"unknown --template {template!r}; choose one of {', '.join(TEMPLATES)}")
+        raise InvalidValue(f"unknown --template {template!r}; choose one of {', '.join(TEMPLATES)}")
     origin = choose_origin(spec, jsonl_dir, use_hub)
     log(f"{name}: reading from {origin.note}; template {template!r}")
     out = Path(out)

@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import MissingPath
+
 HUB_CHECK_TIMEOUT_S = 3.0
 
 
@@ -46,7 +48,7 @@ def default_jsonl_dir() -> Path | None:
 def read_jsonl(path: Path, split: str) -> tuple[list[RawRow], list[Rejected]]:
     """All rows of a JSONL file; lines that are not JSON objects come back as Rejected (blank lines skipped)."""
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingPath(
             f"{path} does not exist (expected a JSONL file; see shared/data/SOURCES.md "
             "for the layout, or pass --from-jsonl DIR)"
         )
