@@ -36,6 +36,7 @@ from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from ..run_config import run_config_from
 from ..sync.diagnostics import rollout_mismatch
 from .trainer_files import METRICS_FILE, VAL_FILE, append_row
 from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, sync_mode_from, tinylora_config_from
@@ -162,7 +163,7 @@ class TinyLoRATrainer(PPOTrainerSync):
         workers; per-rank state and each worker's figures go to `<default_local_dir>/sync_check/step_<n>/`,
         the totals to the tracker (`tinylora/verify_tensors`, `tinylora/verify_max_abs_diff`)."""
         block = self.config.actor_rollout_ref.get(CONFIG_KEY)
-        if not self._tinylora_on or not block.get("verify_sync", False):
+        if not self._tinylora_on or not run_config_from(block).verify_sync:
             return
         out = os.path.join(self.config.trainer.default_local_dir, "sync_check", f"step_{step}")
         os.makedirs(out, exist_ok=True)
