@@ -24,7 +24,7 @@ import json
 import random
 from pathlib import Path
 
-from ..errors import InvalidValue
+from ..errors import InvalidValue, check_dir_path
 
 DATA_SOURCE = "tinylora/arithmetic"
 OPS = {"add": ("+", lambda a, b: a + b, (10, 99)), "mul": ("*", lambda a, b: a * b, (2, 9))}
@@ -81,7 +81,7 @@ def ensure_dataset(
     """Write DIR/train.parquet and DIR/val.parquet unless DIR already holds exactly this data set; returns DIR."""
     import pandas as pd
 
-    out = Path(directory).expanduser()
+    out = check_dir_path(directory, "task.dir")
     train, val, spec_file = out / "train.parquet", out / "val.parquet", out / "task.json"
     spec = {"version": VERSION, "op": op, "n_train": n_train, "n_val": n_val, "seed": seed, "style": style}
     if train.exists() and val.exists() and spec_file.exists() and json.loads(spec_file.read_text()) == spec:
