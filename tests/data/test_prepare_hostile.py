@@ -195,3 +195,14 @@ def test_out_that_is_a_file_or_holds_other_files_is_refused(tmp_path, capsys):
         "notes.md": b"my notes",
         "train.parquet": b"old",
     }
+
+
+def test_bad_source_and_uncreatable_out_are_one_line_exit_2(tmp_path, capsys):
+    src = _gsm8k(tmp_path, [json.dumps(GOOD)])
+    a_file = src / "gsm8k" / "train.jsonl"
+    code, _, err = _prepare("gsm8k", tmp_path / "o", a_file, capsys)
+    assert code == 2 and f"--from-jsonl {a_file}: a file, not a directory" in err
+    if Path("/proc").is_dir():  # a parent nobody can create a directory in, even root
+        code, _, err = _prepare("gsm8k", "/proc/no-such-dir/set", src, capsys)
+        assert code == 2 and "--out /proc/no-such-dir/set: cannot create a directory beside it" in err
+    assert not (tmp_path / "o").exists()

@@ -41,8 +41,13 @@ def replaced_dir(out: str | Path) -> Iterator[Path]:
     """Yields a fresh temporary directory beside `out`; on a normal exit it becomes `out` (replacing the
     previous one), on an exception it is deleted and `out` is left untouched."""
     target = check_target(out).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as err:
+        raise UserError(
+            f"--out {out}: cannot create a directory beside it ({err}); give another path"
+        ) from None
     try:
         yield tmp
         mode = target.stat().st_mode if target.is_dir() else 0o777 & ~_umask()

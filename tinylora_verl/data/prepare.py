@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidValue, MissingPath, UserError
+from ..errors import InvalidValue, MissingPath, NotADirectory, UserError
 from .datasets import DatasetSpec, SplitResult, SplitSource, build_split, get_spec
 from .output import check_target, replaced_dir
 from .sources import RawRow, Rejected, default_jsonl_dir, hub_reachable, read_hub, read_jsonl
@@ -37,6 +37,8 @@ class Origin:
 def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool = True) -> Origin:
     if jsonl_dir is not None:
         path = Path(jsonl_dir).expanduser()
+        if path.exists() and not path.is_dir():
+            raise NotADirectory(f"--from-jsonl {jsonl_dir}: a file, not a directory (the shared/data layout)")
         if not path.is_dir():
             raise MissingPath(f"--from-jsonl {jsonl_dir}: no such directory")
         return Origin("jsonl", path, f"local JSONL in {path}")
