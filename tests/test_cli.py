@@ -103,3 +103,71 @@ def test_export_command(tiny_model_dir, tmp_path, fmt, prompt_ids):
         torch.testing.assert_close(
             served(input_ids=ids, attention_mask=mask).logits, want, rtol=1e-4, atol=1e-4
         )
+
+
+def _cli(*argv):
+    return subprocess.run([sys.executable, "-m", "tinylora_verl.cli", *argv], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "flag,value,needle",
+    [
+        ("--frozen-rank", "0", "--frozen-rank: 0 must be a positive integer"),
+        ("--frozen-rank", "-3", "--frozen-rank: -3 must be a positive integer"),
+        ("--frozen-rank", "100000", "--frozen-rank 100000 exceeds the rank of model.layers.0"),
+        ("--budget", "0", "--budget: 0 must be a positive integer"),
+        ("--tie-factor", "two", "--tie-factor: 'two' is not an integer"),
+    ],
+)
+def test_plan_refuses_bad_numbers_with_exit_2(tiny_model_dir, flag, value, needle):
+    proc = _cli("plan", "--model", str(tiny_model_dir), "--budget", "4", flag, value)
+    assert proc.returncode == 2, proc.stdout
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""  # no plan printed
+
+
+def test_a_model_path_that_is_no_model_is_a_user_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    proc = _cli("plan", "--model", str(tmp_path), "--budget", "4")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "is a directory without config.json or a .gguf file: not a model" in proc.stderr
+
+
+def test_export_out_that_is_a_file_is_refused_before_any_work(tiny_model_dir, tmp_path):
+    handle = apply_tinylora(
+        __import__("transformers").AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)),
+        TinyLoRAConfig(budget=4),
+    )
+    handle.save_adapter(tmp_path / "adapter")
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    for out in (blocker, blocker / "sub"):
+        proc = _cli(
+            "export", "--model", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"), "--format",
+            "merged", "--out", str(out),
+        )  # fmt: skip
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"{blocker} is a file, not a directory" in proc.stderr
+    assert blocker.read_text() == "keep me"
+
+
+def test_only_user_errors_are_one_line_bugs_keep_their_traceback(monkeypatch, capsys):
+    from tinylora_verl.commands import table
+    from tinylora_verl.errors import InvalidValue, MissingPath, UserError
+
+    for err in (UserError("bad x; use y"), InvalidValue("bad x; use y"), MissingPath("bad x; use y")):
+
+        def user_mistake(args, err=err):
+            raise err
+
+        monkeypatch.setattr(table, "run", user_mistake)
+        assert main(["table", "somewhere"]) == 2
+        assert capsys.readouterr().err == "tinylora-verl table: error: bad x; use y\n"
+    for bug in (ValueError("internal"), OSError("internal"), KeyError("internal"), TypeError("internal")):
+
+        def internal_bug(args, bug=bug):
+            raise bug
+
+        monkeypatch.setattr(table, "run", internal_bug)
+        with pytest.raises(type(bug), match="internal"):
+            main(["table", "somewhere"])

@@ -69,3 +69,101 @@ def test_bad_tinylora_block_is_one_line_exit_2(tmp_path, override, needle):
     res = _run(["-m", "tinylora_verl.main", override], cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-3000:]
     assert needle in res.stderr and "Traceback" not in res.stderr
+
+
+# values that used to be accepted and poison a run: string booleans read through truthiness (enable=off
+# left TinyLoRA on, verify_sync=off turned verification on), non-finite scales, out-of-range seeds, and an
+# override of the block the workers read that the driver never saw
+HOSTILE = [
+    ("tinylora.enable=off", "tinylora.enable='off' is not a boolean: write tinylora.enable=true or"),
+    ("tinylora.enable='false'", "tinylora.enable='false' is not a boolean"),
+    ("tinylora.enable=0", "tinylora.enable=0 is not a boolean"),
+    ("tinylora.verify_sync=off", "tinylora.verify_sync='off' is not a boolean"),
+    ("tinylora.alpha=nan", "tinylora.alpha=nan must be a finite number"),
+    ("tinylora.alpha=-inf", "tinylora.alpha=-inf must be a finite number"),
+    ("tinylora.lora_alpha=inf", "tinylora.lora_alpha=inf must be a finite number"),
+    ("tinylora.seed=9223372036854775808", "tinylora.seed=9223372036854775808 must be a non-negative integer"),
+    ("tinylora.frozen_rank=0", "frozen_rank=0 must be a positive integer"),
+    ("tinylora.probe_sequences=-1", "tinylora.probe_sequences=-1 must be an integer in [0, 64]"),
+    ("tinylora.probe_tokens=100000", "tinylora.probe_tokens=100000 must be an integer in [1, 4096]"),
+    (
+        "++actor_rollout_ref.tinylora.enable=false",
+        "actor_rollout_ref.tinylora differs from the top-level tinylora: block",
+    ),
+    ("++actor_rollout_ref.tinylora.verify_sync=off", "actor_rollout_ref.tinylora.verify_sync='off' is not a"),
+]
+
+
+@pytest.mark.parametrize("override,needle", HOSTILE)
+def test_hostile_tinylora_values_are_refused_before_any_worker(tmp_path, override, needle):
+    res = _run(["-m", "tinylora_verl.main", override], cwd=tmp_path)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / ".cache").exists()  # refused before the model or the task data were made
+
+
+@pytest.mark.parametrize("override,needle", [*HOSTILE[::3], ("data.train_batch_size=3", "validate_config")])
+def test_cfg_job_validates_and_refuses_an_invalid_config(tmp_path, override, needle):
+    res = _run(["-m", "tinylora_verl.cli", "train", "--cfg", "job", override], cwd=tmp_path)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert res.stdout == ""  # nothing printed as if it were a valid config
+
+
+def test_cfg_job_prints_a_valid_disabled_block(tmp_path):
+    res = _run(["-m", "tinylora_verl.main", "--cfg", "job", "tinylora.enable=false"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert re.search(r"^tinylora:\n  enable: false$", res.stdout, re.M)
+    assert "validate_config" not in res.stdout  # verl's "checks passed" line kept out of the printed config
+
+
+def test_run_config_is_what_workers_and_trainer_read():
+    """One parser for the driver, the workers and the trainer: booleans are booleans everywhere."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from tinylora_verl.run_config import RunConfigError, run_config_from
+    from tinylora_verl.verl_seam.trainer import TinyLoRATrainer
+    from tinylora_verl.verl_seam.worker import sync_mode_from, tinylora_config_from
+
+    assert run_config_from(None).adapter is None
+    on = run_config_from(OmegaConf.create({"budget": 26, "verify_sync": True, "sync_mode": "vector"}))
+    assert (on.adapter.budget, on.verify_sync, on.sync_mode) == (26, True, "vector")
+    assert run_config_from({"enable": False, "budget": 13}).enabled is False
+    for block, key in [
+        ({"enable": "false"}, "enable"),
+        ({"enable": "off"}, "enable"),
+        ({"verify_sync": "no"}, "verify_sync"),
+    ]:
+        with pytest.raises(RunConfigError, match=f"tinylora.{key}=.* is not a boolean"):
+            tinylora_config_from(OmegaConf.create(block))
+    with pytest.raises(RunConfigError, match="sync_mode='delta'"):
+        sync_mode_from({"sync_mode": "delta"})
+    with pytest.raises(
+        RunConfigError, match=r"2 invalid tinylora settings:\n  - .*verify_sync=1.*\n  - .*alpha=nan"
+    ):
+        run_config_from({"verify_sync": 1, "alpha": float("nan")})
+    # the trainer's verify step reads the same parser: 'off' is refused, not taken as true
+    trainer = SimpleNamespace(_tinylora_on=True)
+    trainer.config = OmegaConf.create({"actor_rollout_ref": {"tinylora": {"verify_sync": "off"}}})
+    with pytest.raises(RunConfigError, match="verify_sync='off'"):
+        TinyLoRATrainer._verify_sync(trainer, 1)
+    trainer.config = OmegaConf.create({"actor_rollout_ref": {"tinylora": {"verify_sync": False}}})
+    assert TinyLoRATrainer._verify_sync(trainer, 1) is None
+
+
+@pytest.mark.parametrize("where", ["TINYLORA_CACHE", "task.dir"])
+def test_a_file_where_a_directory_belongs_is_one_line_exit_2(tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    args = [sys.executable, "-m", "tinylora_verl.main"]
+    if where == "TINYLORA_CACHE":
+        env["TINYLORA_CACHE"] = str(blocker)
+    else:  # a model path other than "smollm2" is used as given: only the task directory is in the way
+        args += [f"task.dir={blocker}/arith", f"actor_rollout_ref.model.path={tmp_path}"]
+    res = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert f"{blocker} is a file, not a directory" in res.stderr and "Traceback" not in res.stderr
+    assert blocker.read_text() == "keep me"

@@ -1,7 +1,10 @@
 """`tinylora-verl` command line: one subcommand per module in tinylora_verl/commands/.
 
 User mistakes (bad paths, infeasible budgets, mismatching adapters) print one line naming the problem
-and the fix, and exit 2 — no traceback. Set TINYLORA_DEBUG=1 to see the traceback anyway.
+and the fix, and exit 2 — no traceback. Only the project's user-error types count as user mistakes
+(`tinylora_verl.errors.UserError` and its subclasses, plus the adapter's own error types until they
+derive from it: `user_error_types()`); any other exception is a bug and shows its traceback.
+Set TINYLORA_DEBUG=1 to see the traceback of a user error too.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ import argparse
 import importlib
 import os
 import sys
+
+from .errors import UserError
+
+__all__ = ["UserError", "build_parser", "main", "user_error_types"]
 
 # name -> module under tinylora_verl.commands exposing add_arguments(parser) and run(args) -> int
 COMMANDS = {
@@ -25,8 +32,18 @@ COMMANDS = {
 }
 
 
-class UserError(Exception):
-    """Raised by commands for a mistake in the user's input; printed without a traceback."""
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The exception types printed as one line with exit 2.
+
+    The adapter's errors are raised only for bad input (settings, budgets, adapter files) but do not
+    derive from UserError yet; once they do (`class PlanError(UserError, ValueError)` etc.), drop them
+    here and keep `(UserError,)`."""
+    from .adapter.checkpoint import AdapterLoadError
+    from .adapter.config import TinyLoRAConfigError
+    from .adapter.model import TinyLoRAError
+    from .adapter.planner import PlanError
+
+    return (UserError, AdapterLoadError, TinyLoRAConfigError, TinyLoRAError, PlanError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _passthrough(argv) or build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, OSError) as err:
+    except user_error_types() as err:
         if os.environ.get("TINYLORA_DEBUG"):
             raise
         print(f"tinylora-verl {args.command}: error: {err}", file=sys.stderr)

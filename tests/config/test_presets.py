@@ -28,6 +28,9 @@ ENV = {"TINYLORA_DATA": "/data", "TINYLORA_RUNS": "/runs"}
 # verl's GPU defaults and with the CPU platform (a smoke-test set-up).
 CASES = [("cpu_demo", []), ("cpu_demo", ["reward=gsm8k"]), ("cpu_demo", ["reward=math"])]
 CASES += [(f"experiment/{p}", extra) for p in PRESETS for extra in ([], ["platform=cpu"])]
+# the precision group (config/precision/): bf16 on the CPU demo and on a preset's CPU smoke test, fp32 on GPU
+CASES += [("cpu_demo", ["precision=bf16"]), (f"experiment/{PRESETS[0]}", ["platform=cpu", "precision=bf16"])]
+CASES += [(f"experiment/{PRESETS[0]}", ["precision=fp32"])]
 
 # DESIGN.md §1 settings that docs/parity.md must have a row for, per preset (deleting a row fails).
 REQUIRED = {
@@ -120,7 +123,7 @@ def test_every_config_file_is_composed(composed):
         used |= {
             f"{group}/{opt}"
             for group, opt in choices.items()
-            if group in ("platform", "reward")
+            if group in ("platform", "reward", "precision")
             and opt is not None
             and (CONFIG / group / f"{opt}.yaml").exists()
         }
@@ -143,11 +146,15 @@ def test_composes_and_passes_verl_validation(composed, name, overrides, capsys):
     assert cfg.trainer.v1.trainer_mode == "tinylora_sync"
     on_cpu = choices.get("platform") == "cpu"
     assert cfg.trainer.device == ("cpu" if on_cpu else "cuda")
+    # float32 on the CPU platform unless precision=bf16; bf16 (verl's GPU defaults) unless precision=fp32
+    bf16 = choices.get("precision") == "bf16" or (not on_cpu and choices.get("precision") != "fp32")
+    assert cfg.actor_rollout_ref.rollout.dtype == ("bfloat16" if bf16 else "float32")
+    if choices.get("precision") or on_cpu:  # verl's own defaults are not in our files
+        mp = cfg.actor_rollout_ref.actor.fsdp_config.mixed_precision
+        assert (mp.param_dtype, mp.reduce_dtype) == ("bf16" if bf16 else "fp32", "fp32")
     if on_cpu:
         assert cfg.ray_kwargs.ray_init.num_gpus == cfg.trainer.n_gpus_per_node
-        assert cfg.actor_rollout_ref.rollout.dtype == "float32"
-    else:  # verl's GPU defaults: bf16 vLLM, no CPU-only caps
-        assert cfg.actor_rollout_ref.rollout.dtype == "bfloat16"
+    else:  # no CPU-only caps
         assert cfg.actor_rollout_ref.rollout.get("engine_kwargs", {}).get("vllm", {}) == {}
     assert cfg.actor_rollout_ref.rollout.name == "vllm"
     assert cfg.actor_rollout_ref.actor.strategy == "fsdp2"

@@ -167,7 +167,8 @@ def test_malformed_rows_are_reported_not_dropped(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "gsm8k train: 2 rows" in printed and "(4 rejected)" in printed
-    assert "line 2:" in printed and "line 3:" in printed and "line 4:" in printed
+    train = src / "train.jsonl"
+    assert f"rejected {train}:2:" in printed and f"{train}:3:" in printed and f"{train}:4:" in printed
     rejected = [json.loads(x) for x in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
     assert [r["line"] for r in rejected] == [2, 3, 4, 5]
     assert "not valid JSON" in rejected[0]["reason"] and "####" in rejected[1]["reason"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..data.datasets import DATASETS, build_split, get_spec
 from ..data.templates import TEMPLATES
+from ..errors import InvalidValue, check_dir_path
 
 EVAL_SETS = ("gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "amc23")
 
@@ -69,7 +70,7 @@ def _check(args) -> list[str]:
     if args.adapter is not None and not Path(args.adapter).is_dir():
         errors.append(f"--adapter {args.adapter}: no such directory")
     if errors:
-        raise ValueError("; ".join(errors))
+        raise InvalidValue("; ".join(errors))
     return names
 
 
@@ -93,7 +94,7 @@ def run(args) -> int:
 
     names = _check(args)
     check_model_path(args.model)
-    out = Path(args.out)
+    out = check_dir_path(args.out, "--out")
     sampling = SamplingConfig(
         n=args.n, temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..adapter.checkpoint import load_adapter, read_metadata
+from ..errors import check_dir_path
 from ..hf import load_causal_lm
 
 
@@ -22,6 +23,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    check_dir_path(args.out, "--out")
     read_metadata(args.adapter)  # refuse a bad adapter before loading a large model
     model = load_causal_lm(args.model, dtype=args.dtype)
     handle = load_adapter(model, args.adapter)

@@ -1,7 +1,8 @@
 """tinylora-verl prepare DATASET --out DIR [--from-jsonl DIR] [--template NAME] [--no-hub]
 
 Writes verl parquet files (DIR/train.parquet, DIR/test.parquet as the dataset has them) and
-DIR/rejected.jsonl. See tinylora_verl/data/prepare.py for where rows come from and
+DIR/rejected.jsonl (every rejected row with file, line and reason), all at once: a run that fails (exit 2
+on an empty input or a split with no usable row) leaves DIR as it was. See tinylora_verl/data/prepare.py for where rows come from and
 tinylora_verl/data/datasets.py for the row layout and the answer of each dataset.
 """
 

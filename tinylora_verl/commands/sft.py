@@ -9,8 +9,7 @@ sweep's runs. Other SFT/eval settings: --set sft.KEY=VALUE / --set eval.KEY=VALU
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..errors import InvalidValue, check_dir_path
 from ..experiments.options import add_task_arguments, apply_sets, task_from_args
 from ..experiments.spec import Run, run_settings, spec_fields, validate
 
@@ -45,9 +44,9 @@ def run(args) -> int:
     from ..experiments.sweep import DATA_DIR
     from ..experiments.tasks import materialise
 
-    out = Path(args.out).resolve()
+    out = check_dir_path(args.out, "--out").resolve()
     if records.status(out) == "finished":
-        raise ValueError(f"{out} already holds a finished run ({records.RESULT_FILE}); give a new --out")
+        raise InvalidValue(f"{out} already holds a finished run ({records.RESULT_FILE}); give a new --out")
     sft = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
     spec = apply_sets(
         {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InvalidValue, check_dir_path
 from ..experiments.options import add_task_arguments, task_from_args
 
 
@@ -38,15 +39,15 @@ def run(args) -> int:
     from ..hf import load_causal_lm
 
     if args.grid < 2 or args.extent <= 0 or args.n_examples < 1:
-        raise ValueError(
+        raise InvalidValue(
             f"--grid {args.grid} --extent {args.extent} --n-examples {args.n_examples}: "
             "need grid >= 2, extent > 0, n-examples >= 1"
         )
     task = task_from_args(args)
     errors = check_task(task)
     if errors:
-        raise ValueError("; ".join(errors))
-    out = Path(args.out).resolve()
+        raise InvalidValue("; ".join(errors))
+    out = check_dir_path(args.out, "--out").resolve()
     files = materialise(task, out / DATA_DIR)
     grid = surface.axis(args.grid, args.extent)
     settings = {
@@ -62,7 +63,7 @@ def run(args) -> int:
     tok = AutoTokenizer.from_pretrained(model_path)
     examples, dropped = build_examples(tok, read_rows(files.train, args.n_examples), args.max_length)
     if not examples:
-        raise ValueError(
+        raise InvalidValue(
             f"none of the first {args.n_examples} training rows fits --max-length {args.max_length}"
         )
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import InvalidValue, MissingPath, check_dir_path
 from ..experiments.options import add_task_arguments, apply_sets, comma_list, task_from_args
 
 
@@ -56,10 +57,10 @@ def _spec_from_args(args) -> dict | None:
     if args.spec:
         path = Path(args.spec)
         if not path.is_file():
-            raise FileNotFoundError(f"--spec {args.spec}: no such file")
+            raise MissingPath(f"--spec {args.spec}: no such file")
         spec = yaml.safe_load(path.read_text()) or {}
         if not isinstance(spec, dict):
-            raise ValueError(f"--spec {args.spec}: expected a YAML mapping at the top level")
+            raise InvalidValue(f"--spec {args.spec}: expected a YAML mapping at the top level")
     flags = {
         "model": args.model,
         "task": task_from_args(args, required=False),
@@ -85,7 +86,7 @@ def _backend(args):
         return LocalBackend(timeout_s=args.timeout)
     runtime_env = json.loads(args.ray_runtime_env) if args.ray_runtime_env else None
     if runtime_env is not None and not isinstance(runtime_env, dict):
-        raise ValueError("--ray-runtime-env must be a JSON object")
+        raise InvalidValue("--ray-runtime-env must be a JSON object")
     return RayJobsBackend(
         args.ray_address,
         python=args.ray_python,
@@ -99,6 +100,7 @@ def _backend(args):
 def run(args) -> int:
     from ..experiments.sweep import run_sweep
 
+    check_dir_path(args.out, "--out")
     summary = run_sweep(
         _spec_from_args(args),
         args.out,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InvalidValue, MissingPath, check_dir_path
+
 
 def add_arguments(p) -> None:
     p.add_argument(
@@ -28,13 +30,13 @@ def run(args) -> int:
 
     runs = Path(args.runs_dir)
     if not runs.is_dir():
-        raise FileNotFoundError(f"{runs}: no such directory")
+        raise MissingPath(f"{runs}: no such directory")
     records, failed = load_records(runs)
     if not records:
-        raise ValueError(
+        raise InvalidValue(
             f"no finished result.json under {runs} ({failed} failed); run `tinylora-verl sweep` first"
         )
-    out = Path(args.out) if args.out else runs
+    out = check_dir_path(args.out, "--out") if args.out else runs
     paths = write_tables(records, out, args.select_on)
     figures = (
         []

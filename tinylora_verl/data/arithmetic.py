@@ -24,6 +24,8 @@ import json
 import random
 from pathlib import Path
 
+from ..errors import InvalidValue, check_dir_path
+
 DATA_SOURCE = "tinylora/arithmetic"
 OPS = {"add": ("+", lambda a, b: a + b, (10, 99)), "mul": ("*", lambda a, b: a * b, (2, 9))}
 PROMPT = "What is {a} {sym} {b}? Reply with the final answer after ####, for example: #### 42"
@@ -46,13 +48,15 @@ def make_rows(
     op: str, n: int, seed: int, split: str, exclude: set | None = None, style: str = "hash"
 ) -> list[dict]:
     if op not in OPS:
-        raise ValueError(f"task op {op!r} is not one of {sorted(OPS)}")
+        raise InvalidValue(f"task op {op!r} is not one of {sorted(OPS)}")
     if style not in STYLES:
-        raise ValueError(f"task style {style!r} is not one of {STYLES}")
+        raise InvalidValue(f"task style {style!r} is not one of {STYLES}")
     sym, fn, (lo, hi) = OPS[op]
     space = (hi - lo + 1) ** 2 - len(exclude or ())
     if n > space:
-        raise ValueError(f"asked for {n} distinct {op} problems but only {space} exist; lower n_train/n_val")
+        raise InvalidValue(
+            f"asked for {n} distinct {op} problems but only {space} exist; lower n_train/n_val"
+        )
     rng, seen, rows = random.Random(f"{seed}-{split}"), set(exclude or ()), []
     while len(rows) < n:
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
@@ -77,7 +81,7 @@ def ensure_dataset(
     """Write DIR/train.parquet and DIR/val.parquet unless DIR already holds exactly this data set; returns DIR."""
     import pandas as pd
 
-    out = Path(directory).expanduser()
+    out = check_dir_path(directory, "task.dir")
     train, val, spec_file = out / "train.parquet", out / "val.parquet", out / "task.json"
     spec = {"version": VERSION, "op": op, "n_train": n_train, "n_val": n_val, "seed": seed, "style": style}
     if train.exists() and val.exists() and spec_file.exists() and json.loads(spec_file.read_text()) == spec:

@@ -12,7 +12,8 @@ A verl row (what verl's RLHFDataset reads, as in verl's own GSM8K example):
 Answers: gsm8k -> text after "####" (commas removed); MATH / minerva -> last \\boxed{} of the solution;
 math500 / aime24 -> `answer`; amc23 -> `answer` (27.0 -> "27"); olympiadbench -> `final_answer` (a list,
 or its Python repr as a string; several values joined with ", ", `$` removed).
-A row without a usable question or answer is rejected with a reason, never dropped silently.
+A row without a usable question or answer is rejected with a reason, never dropped silently; so is a
+ground truth no reward can score (answers.py: numeric sets need one finite number).
 simplerl_math35 keeps MATH levels 3-5 of the 12k split (rows outside are filtered, and counted).
 """
 
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 
 from reward_fns._latex import last_boxed
 
+from ..errors import InvalidValue
+from .answers import check_answer
 from .sources import RawRow, Rejected
 from .templates import render
 
@@ -94,6 +97,7 @@ class SplitSource:
     keep: Callable[[dict], bool] | None = None  # deliberate filter (counted, not rejected)
     hub: tuple[str, str | None, str] | None = None  # (repo id, config, split) on the Hugging Face hub
     solution_key: str | None = None  # raw field holding the reference solution (SFT)
+    numeric: bool = False  # the answer must be one finite number (the set's reward compares numbers)
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 _gsm8k,
                 hub=("openai/gsm8k", "main", "train"),
                 solution_key="answer",
+                numeric=True,
             ),
             "test": SplitSource(
                 "gsm8k/test.jsonl",
@@ -129,6 +134,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 _gsm8k,
                 hub=("openai/gsm8k", "main", "test"),
                 solution_key="answer",
+                numeric=True,
             ),
         },
         "gsm8k",
@@ -177,20 +183,23 @@ DATASETS: dict[str, DatasetSpec] = {
         {"test": 675},
     ),
     "aime24": DatasetSpec(
-        {"test": SplitSource("aime24/test.jsonl", "aime24", _answer_field)},
+        {"test": SplitSource("aime24/test.jsonl", "aime24", _answer_field, numeric=True)},
         "qwen-boxed",
         "math",
         {"test": 30},
     ),
     "amc23": DatasetSpec(
-        {"test": SplitSource("amc23/test.jsonl", "amc23", _answer_field)}, "qwen-boxed", "math", {"test": 40}
+        {"test": SplitSource("amc23/test.jsonl", "amc23", _answer_field, numeric=True)},
+        "qwen-boxed",
+        "math",
+        {"test": 40},
     ),
 }
 
 
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise InvalidValue(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
 
 
@@ -217,6 +226,7 @@ def build_split(
             continue
         try:
             question, answer = source.example(item.data)
+            answer = check_answer(answer, source.numeric)
         except ValueError as err:
             rejected.append(Rejected(split, item.line, str(err), json.dumps(item.data, ensure_ascii=False)))
             continue

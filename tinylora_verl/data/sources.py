@@ -1,7 +1,8 @@
 """Where raw rows come from: local JSONL files (offline copies) or the Hugging Face hub.
 
 - `read_jsonl(path)` yields every line as a RawRow (line number + parsed dict) or, for a line that is
-  not a JSON object, a Rejected record: nothing is dropped silently.
+  not UTF-8, not JSON, nested deeper than MAX_JSON_DEPTH or not a JSON object, a Rejected record naming
+  the file and line: nothing is dropped silently, and one bad line never stops the others.
 - `hub_reachable(repo_id, timeout_s)` decides in at most `timeout_s` seconds (an HTTP request to the
   hub API in a thread abandoned at the deadline; HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1 mean "no" at
   once), so an unreachable hub never hangs.
@@ -12,12 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import MissingPath
+
 HUB_CHECK_TIMEOUT_S = 3.0
+# a row of these data sets is a flat object; deeper nesting is refused before json.loads (whose
+# recursion would end in a RecursionError somewhere around Python's recursion limit)
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 @dataclass
@@ -32,9 +41,14 @@ class Rejected:
     line: int
     reason: str
     raw: str = field(default="")
+    file: str = field(default="")  # the source file, for rows read from JSONL
 
     def as_dict(self) -> dict:
-        return {"split": self.split, "line": self.line, "reason": self.reason, "raw": self.raw[:500]}
+        where = {"file": self.file} if self.file else {}
+        return {"split": self.split, **where, "line": self.line, "reason": self.reason, "raw": self.raw[:500]}
+
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.file else f"{self.split} line {self.line}"
 
 
 def default_jsonl_dir() -> Path | None:
@@ -46,27 +60,51 @@ def default_jsonl_dir() -> Path | None:
 def read_jsonl(path: Path, split: str) -> tuple[list[RawRow], list[Rejected]]:
     """All rows of a JSONL file; lines that are not JSON objects come back as Rejected (blank lines skipped)."""
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingPath(
             f"{path} does not exist (expected a JSONL file; see shared/data/SOURCES.md "
             "for the layout, or pass --from-jsonl DIR)"
         )
     rows, rejected = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                text = raw.decode("utf-8", errors="backslashreplace").rstrip("\n")
+                reason = f"not UTF-8: byte 0x{raw[err.start]:02x} at column {err.start + 1}"
+                rejected.append(Rejected(split, number, reason, text, str(path)))
+                continue
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                data = _parse_object(line)
             except ValueError as err:
-                rejected.append(Rejected(split, number, f"not valid JSON: {err}", line.rstrip("\n")))
-                continue
-            if not isinstance(data, dict):
-                rejected.append(
-                    Rejected(split, number, f"a JSON {type(data).__name__}, not an object", line.rstrip("\n"))
-                )
+                rejected.append(Rejected(split, number, str(err), line.rstrip("\n"), str(path)))
                 continue
             rows.append(RawRow(number, data))
     return rows, rejected
+
+
+def json_depth(line: str) -> int:
+    """Deepest nesting of arrays/objects in a JSON text (strings skipped); linear time, no recursion."""
+    depth = deepest = 0
+    for ch in _BRACKETS.findall(_JSON_STRING.sub('""', line)):
+        depth += 1 if ch in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _parse_object(line: str) -> dict:
+    depth = json_depth(line)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested {depth} levels deep (a row is a flat object; limit {MAX_JSON_DEPTH})")
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def hub_reachable(repo_id: str = "openai/gsm8k", timeout_s: float = HUB_CHECK_TIMEOUT_S) -> tuple[bool, str]:

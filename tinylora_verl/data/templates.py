@@ -15,6 +15,8 @@ model's own chat template.
 
 from __future__ import annotations
 
+from ..errors import InvalidValue
+
 GSM8K_INSTRUCTION = 'Let\'s think step by step and output the final answer after "####".'
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -40,5 +42,5 @@ TEMPLATES = {"gsm8k": _gsm8k, "qwen-boxed": _qwen_boxed, "qwen25-math-cot": _qwe
 def render(template: str, question: str) -> list[dict]:
     """Chat messages for `question` under `template` (one of TEMPLATES)."""
     if template not in TEMPLATES:
-        raise ValueError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
+        raise InvalidValue(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
     return TEMPLATES[template](question)

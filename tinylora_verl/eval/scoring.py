@@ -24,6 +24,8 @@ from reward_fns import arithmetic as arithmetic_reward
 from reward_fns import gsm8k as gsm8k_reward
 from reward_fns import math as math_reward
 
+from ..errors import InvalidValue
+
 
 def _arithmetic_exact(data_source, solution_str, ground_truth, extra_info=None) -> float:
     return (
@@ -74,7 +76,7 @@ def score_benchmark(
 ) -> list[dict]:
     """One record per (prompt, sample): rows are verl rows (prepare's layout), completions[i] belong to rows[i]."""
     if reward not in REWARDS:
-        raise ValueError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
+        raise InvalidValue(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
     if len(rows) != len(completions):
         raise ValueError(f"{benchmark}: {len(rows)} prompts but {len(completions)} completion lists")
     module = REWARDS[reward]

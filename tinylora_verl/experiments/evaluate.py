@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
+from ..errors import InvalidValue
 from ..eval.scoring import Completion, score_benchmark, summarize, write_samples, write_summary
 from .tasks import read_rows, reward_for
 
@@ -45,13 +46,13 @@ class EvalConfig:
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             errors.append(f"eval.max_tokens={self.max_tokens!r} must be a positive integer")
         if errors:
-            raise ValueError("invalid eval settings: " + "; ".join(errors))
+            raise InvalidValue("invalid eval settings: " + "; ".join(errors))
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
-            raise ValueError(f"unknown eval settings {unknown}; valid: {[f.name for f in fields(cls)]}")
+            raise InvalidValue(f"unknown eval settings {unknown}; valid: {[f.name for f in fields(cls)]}")
         return cls(**d)
 
     def resolved_backend(self) -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import InvalidValue
+
 IGNORE = -100
 
 
@@ -50,7 +52,7 @@ def solution_of(row: dict) -> str:
     extra = row.get("extra_info") or {}
     solution = extra.get("solution") if isinstance(extra, dict) else None
     if not isinstance(solution, str) or not solution.strip():
-        raise ValueError(
+        raise InvalidValue(
             f"row {extra.get('index', '?')} ({row.get('data_source')}) has no reference solution "
             "in extra_info.solution; SFT needs one (prepare gsm8k/math data again with this "
             "version of `tinylora-verl prepare`, or use an arithmetic task)"
@@ -139,5 +141,5 @@ def mean_loss(model, examples: list[Example], pad_id: int, micro_batch_size: int
 def pad_id_of(tokenizer) -> int:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
-        raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+        raise InvalidValue("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
     return int(pad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from ..data.arithmetic import STYLES
+from ..errors import InvalidValue
 from .tasks import ARITH_DEFAULTS
 
 
@@ -45,7 +46,7 @@ def add_task_arguments(p) -> None:
 def task_from_args(args, required: bool = True) -> dict | None:
     """The task dict the flags describe; None when none was given and not required."""
     if args.arithmetic and (args.train or args.val or args.test):
-        raise ValueError("give either --arithmetic OP or --train/--val/--test files, not both")
+        raise InvalidValue("give either --arithmetic OP or --train/--val/--test files, not both")
     if args.arithmetic:
         return {
             "kind": "arithmetic",
@@ -58,20 +59,22 @@ def task_from_args(args, required: bool = True) -> dict | None:
         }
     if args.train or args.val or args.test:
         if not (args.train and args.val):
-            raise ValueError(
+            raise InvalidValue(
                 "file tasks need both --train FILE and --val FILE (the validation set picks the LR)"
             )
         tests = {}
         for item in args.test:
             name, sep, path = item.partition("=")
             if not sep or not name or not path:
-                raise ValueError(
+                raise InvalidValue(
                     f"--test {item!r}: write NAME=FILE, e.g. --test gsm8k=data/gsm8k/test.parquet"
                 )
             tests[name] = path
         return {"kind": "files", "train": args.train, "val": args.val, "tests": tests}
     if required:
-        raise ValueError("no task: give --arithmetic add|mul, or --train FILE --val FILE [--test NAME=FILE]")
+        raise InvalidValue(
+            "no task: give --arithmetic add|mul, or --train FILE --val FILE [--test NAME=FILE]"
+        )
     return None
 
 
@@ -81,9 +84,9 @@ def comma_list(text: str | None, kind, flag: str) -> list | None:
     try:
         values = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{flag} {text!r}: expected comma-separated {kind.__name__} values") from None
+        raise InvalidValue(f"{flag} {text!r}: expected comma-separated {kind.__name__} values") from None
     if not values:
-        raise ValueError(f"{flag} is empty")
+        raise InvalidValue(f"{flag} is empty")
     return values
 
 
@@ -92,12 +95,12 @@ def apply_sets(spec: dict, items: list[str]) -> dict:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set sft.steps=50")
+            raise InvalidValue(f"--set {item!r}: write KEY=VALUE, e.g. --set sft.steps=50")
         node = spec
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"--set {item!r}: {part} is not a mapping")
+                raise InvalidValue(f"--set {item!r}: {part} is not a mapping")
         node[parts[-1]] = yaml.safe_load(raw)
     return spec

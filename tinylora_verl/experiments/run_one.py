@@ -25,6 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ..errors import MissingPath
 from . import records
 from .evaluate import EvalConfig, evaluate, generate_hf, generate_vllm
 from .spec import sft_config
@@ -195,7 +196,7 @@ def execute(run_dir, log=print) -> dict:
     run_dir = Path(run_dir).resolve()
     settings = records.read_settings(run_dir)
     if settings is None:
-        raise FileNotFoundError(f"{run_dir / records.RUN_FILE} is missing or unreadable: not a run directory")
+        raise MissingPath(f"{run_dir / records.RUN_FILE} is missing or unreadable: not a run directory")
     attempt = records.previous_attempts(run_dir) + 1
     start = time.time()
     try:

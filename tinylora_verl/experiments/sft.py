@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..adapter import DEFAULT_TARGETS, TinyLoRAConfig, apply_tinylora
+from ..errors import InvalidValue
 from .objective import build_examples, collate, mean_loss, nll_sum, pad_id_of
 
 KINDS = ("tinylora", "lora", "full")
@@ -77,14 +78,14 @@ class SFTConfig:
         if not 0.0 <= self.warmup_ratio < 1.0:
             errors.append(f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1)")
         if errors:
-            raise ValueError("invalid SFT settings: " + "; ".join(errors))
+            raise InvalidValue("invalid SFT settings: " + "; ".join(errors))
         self.lr = float(self.lr)
 
     @classmethod
     def from_dict(cls, d: dict) -> SFTConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
-            raise ValueError(f"unknown SFT settings {unknown}; valid: {[f.name for f in fields(cls)]}")
+            raise InvalidValue(f"unknown SFT settings {unknown}; valid: {[f.name for f in fields(cls)]}")
         return cls(**d)
 
 
@@ -155,7 +156,7 @@ def train_sft(
     """Train in place; returns summary metrics (losses before/after, steps, seconds, dropped examples)."""
     examples, dropped = build_examples(tokenizer, train_rows, cfg.max_length)
     if not examples:
-        raise ValueError(f"no training example fits max_length={cfg.max_length} tokens ({dropped} dropped)")
+        raise InvalidValue(f"no training example fits max_length={cfg.max_length} tokens ({dropped} dropped)")
     val_examples = build_examples(tokenizer, val_rows, cfg.max_length)[0] if val_rows else []
     pad_id, model = pad_id_of(tokenizer), trainable.model
     steps = num_steps(cfg, len(examples))

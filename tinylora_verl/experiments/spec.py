@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, fields
 
+from ..errors import InvalidValue
 from .evaluate import EvalConfig
 from .sft import SFTConfig
 from .tasks import check_task
@@ -143,7 +144,7 @@ def validate(spec: dict) -> dict:
     if not isinstance(full["rl"].get("overrides"), list):
         errors.append("rl.overrides must be a list of Hydra overrides (key=value)")
     if errors:
-        raise ValueError("invalid sweep spec: " + "; ".join(errors))
+        raise InvalidValue("invalid sweep spec: " + "; ".join(errors))
     return full
 
 

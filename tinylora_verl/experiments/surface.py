@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..adapter import TinyLoRAConfig, apply_tinylora
+from ..errors import InvalidValue
 from .objective import Example, mean_loss
 
 STATE = "surface.json"
@@ -31,7 +32,7 @@ SURFACE_CONFIG = {"budget": None, "projection_dim": 2, "tie_mode": "all"}  # exa
 def axis(n: int, extent: float) -> list[float]:
     """n points from -extent to +extent; the middle one is exactly 0.0 when n is odd."""
     if n < 2:
-        raise ValueError(f"grid size {n}: need at least 2 points per axis")
+        raise InvalidValue(f"grid size {n}: need at least 2 points per axis")
     half = (n - 1) / 2
     return [float(extent * (i - half) / half) for i in range(n)]
 
@@ -71,7 +72,7 @@ def load_state(out: Path, settings: dict) -> list[list[float]]:
             for k in set(settings) | set(state.get("settings", {}))
             if settings.get(k) != state.get("settings", {}).get(k)
         )
-        raise ValueError(
+        raise InvalidValue(
             f"{path} was written with other settings (differs in {', '.join(diff)}); "
             "use a new --out or the same settings to continue it"
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import InvalidValue
 from . import records
 from .backends import PendingRun
 from .spec import expand, run_settings, validate
@@ -54,7 +55,7 @@ def load_spec(out: Path, spec: dict | None) -> dict:
     if spec is None:
         path = out / SPEC_FILE
         if not path.exists():
-            raise ValueError(
+            raise InvalidValue(
                 f"no sweep spec: give --spec FILE (or flags) for a new sweep; {path} does not exist"
             )
         spec = yaml.safe_load(path.read_text())
@@ -81,7 +82,7 @@ def plan(spec: dict, out: Path, retry_failed: bool = False) -> list[Planned]:
         )
         planned.append(Planned(run_dir, settings, state, action))
     if conflicts:
-        raise ValueError(
+        raise InvalidValue(
             f"{len(conflicts)} run directories under {out / RUNS_DIR} were made with other settings: "
             f"{'; '.join(conflicts[:3])}{' ...' if len(conflicts) > 3 else ''} — use a new --out, "
             "or restore the settings they were run with"

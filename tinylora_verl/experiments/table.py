@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InvalidValue
 from .tasks import VAL
 
 KIND_ORDER = {"base": 0, "tinylora": 1, "lora": 2, "full": 3}
@@ -68,7 +69,7 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 def _metric(rec: dict, name: str) -> float:
     ev = rec.get("eval") or {}
     if name not in ev:
-        raise ValueError(
+        raise InvalidValue(
             f"run {rec.get('name')} has no eval set {name!r} to select on (it has {sorted(ev)}); "
             "choose another with --select-on"
         )

@@ -36,6 +36,7 @@ from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from ..run_config import run_config_from
 from ..sync.diagnostics import rollout_mismatch
 from ..sync.probe import probe_batch
 from .trainer_files import METRICS_FILE, VAL_FILE, append_row
@@ -71,8 +72,6 @@ SUMMARY_KEYS = {
     "effect_kept": "tinylora/effect_kept",
     "probe_s": "tinylora/probe_s",
 }
-# probe defaults (tinylora.probe_sequences / probe_tokens): real tokens of the first batch's first rows
-PROBE_SEQUENCES, PROBE_TOKENS = 4, 256
 
 
 def _is_number(value) -> bool:
@@ -155,16 +154,15 @@ class TinyLoRATrainer(PPOTrainerSync):
     # ---- trainer vs rollout log-probs ------------------------------------------------------------
     def _capture_probe(self, batch) -> None:
         """Keep the first batch's first rows as the fixed probe of `tinylora_probe` (0 sequences: off)."""
-        block = self.config.actor_rollout_ref.get(CONFIG_KEY)
-        sequences = int(block.get("probe_sequences", PROBE_SEQUENCES))
+        run = run_config_from(self.config.actor_rollout_ref.get(CONFIG_KEY))
+        sequences = run.probe_sequences
         if self._probe_batch is not None or sequences <= 0:
             return
         # input_ids is jagged in TransferQueue (prompt + response, no padding): one row per sample
         data = tq.kv_batch_get(
             keys=batch.keys[:sequences], partition_id=batch.partition_id, select_fields=["input_ids"]
         )
-        tokens = int(block.get("probe_tokens", PROBE_TOKENS))
-        self._probe_batch = probe_batch(data["input_ids"].unbind(), sequences, tokens)
+        self._probe_batch = probe_batch(data["input_ids"].unbind(), sequences, run.probe_tokens)
 
     def _compute_advantage(self, batch, metrics: dict):
         batch = super()._compute_advantage(batch, metrics)
@@ -188,7 +186,7 @@ class TinyLoRATrainer(PPOTrainerSync):
         workers; per-rank state and each worker's figures go to `<default_local_dir>/sync_check/step_<n>/`,
         the totals to the tracker (`tinylora/verify_tensors`, `tinylora/verify_max_abs_diff`)."""
         block = self.config.actor_rollout_ref.get(CONFIG_KEY)
-        if not self._tinylora_on or not block.get("verify_sync", False):
+        if not self._tinylora_on or not run_config_from(block).verify_sync:
             return
         out = os.path.join(self.config.trainer.default_local_dir, "sync_check", f"step_{step}")
         os.makedirs(out, exist_ok=True)

@@ -26,18 +26,15 @@ import functools
 import logging
 
 import torch
-from omegaconf import OmegaConf
 from verl.single_controller.base.decorator import Dispatch, register
 from verl.utils import distributed as verl_distributed
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
 from ..adapter import TinyLoRAConfig
+from ..run_config import CONFIG_KEY, run_config_from
 from ..sync.sleep import rollout_discards_weights
 from .engine import TinyLoRAFSDPEngine, full
 
-CONFIG_KEY = "tinylora"
-# keys of the tinylora block that configure the run, not the adapter
-RUN_KEYS = ("verify_sync", "sync_mode", "probe_sequences", "probe_tokens")
 # verl's actor_rollout_ref key for the process group's collective timeout, in seconds (ppo_trainer.yaml: 600)
 TIMEOUT_KEY = "nccl_timeout"
 
@@ -45,15 +42,9 @@ logger = logging.getLogger(__name__)
 
 
 def tinylora_config_from(block) -> TinyLoRAConfig | None:
-    """TinyLoRAConfig from the config's `tinylora:` block; None when absent or `enable: false`."""
-    if block is None:
-        return None
-    d = OmegaConf.to_container(block, resolve=True) if OmegaConf.is_config(block) else dict(block)
-    if not d.pop("enable", True):
-        return None
-    for key in RUN_KEYS:
-        d.pop(key, None)
-    return TinyLoRAConfig.from_dict(d)
+    """TinyLoRAConfig from the config's `tinylora:` block; None when absent or `enable: false`
+    (validated by run_config.run_config_from, as in the driver)."""
+    return run_config_from(block).adapter
 
 
 def init_training_process_group(config) -> int | None:
@@ -85,8 +76,8 @@ def init_training_process_group(config) -> int | None:
 
 
 def sync_mode_from(block) -> str:
-    """`tinylora.sync_mode` ("full" when unset)."""
-    return str(block.get("sync_mode", "full")) if block is not None else "full"
+    """`tinylora.sync_mode` ("full" when unset; validated by run_config.run_config_from)."""
+    return run_config_from(block).sync_mode
 
 
 def tensor_sha256(t: torch.Tensor) -> str:
