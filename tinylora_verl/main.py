@@ -13,17 +13,25 @@ from this file, so it works from any directory and ships with the package), defa
 3. the config is resolved and checked by verl's `validate_config`, and verl's `run_ppo` runs with our
    task runner (`TinyLoRATaskRunner`, trainer mode `tinylora_sync`).
 `--cfg job` prints the composed config and exits (Hydra's own flag).
+
+The terminal shows the command, one line per step and a summary; everything verl, Ray and vLLM print goes
+to `<trainer.default_local_dir>/tinylora_train.log` (console.py; `TINYLORA_CONSOLE=all` prints it all).
+Inside a Ray job or with RAY_ADDRESS set, verl's `ray.init()` joins that cluster, which refuses
+`num_cpus` / `num_gpus`: the config's values (meant for a private local cluster) are then dropped.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from . import console
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "config")
 DEFAULT_CONFIG = "cpu_demo"
@@ -61,6 +69,14 @@ def prepare_environment(cfg: DictConfig) -> None:
         env_vars = runtime_env.setdefault("env_vars", {})
         for k, v in env.items():
             env_vars.setdefault(k, v)
+        if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+            for key in ("num_cpus", "num_gpus"):  # ray.init() refuses them when it joins a cluster
+                if ray_init.get(key) is not None:
+                    print(
+                        f"joining the Ray cluster at {os.environ.get('RAY_ADDRESS', '(this job)')}: "
+                        f"ray_kwargs.ray_init.{key}={ray_init[key]} dropped (the cluster's resources count)"
+                    )
+                    ray_init[key] = None
 
 
 def prepare_inputs(cfg: DictConfig) -> None:
@@ -91,7 +107,7 @@ def check_tinylora(cfg: DictConfig) -> None:
             check_sync_mode(sync_mode_from(block))
             check_run_settings(cfg)
     except (ValueError, TypeError) as e:  # TinyLoRAConfigError is a ValueError
-        print(f"tinylora-verl train: bad tinylora block: {e}", file=sys.stderr)
+        console.user_error(f"tinylora-verl train: bad tinylora block: {e}")
         raise SystemExit(2) from None
 
 
@@ -116,7 +132,31 @@ def check_run_settings(cfg: DictConfig) -> None:
         )
 
 
+def command_line() -> str:
+    """How this process was started, as a person would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("tinylora_verl", "main.py")):
+        argv[:1] = ["python", "-m", "tinylora_verl.main"]
+    return shlex.join(argv)
+
+
 def run(cfg: DictConfig) -> None:
+    print(command_line(), flush=True)
+    if not console.enabled():
+        return train(cfg)
+    run_dir = OmegaConf.select(cfg, "trainer.default_local_dir")
+    steps = OmegaConf.select(cfg, "trainer.total_training_steps")
+    with console.Console(run_dir, total_steps=int(steps) if steps else None):
+        try:
+            train(cfg)
+        finally:
+            import ray
+
+            if ray.is_initialized():  # its shutdown messages go to the log too
+                ray.shutdown()
+
+
+def train(cfg: DictConfig) -> None:
     prepare_environment(cfg)
     check_tinylora(cfg)
     prepare_inputs(cfg)
