@@ -23,6 +23,7 @@ Inside a Ray job or with RAY_ADDRESS set, verl's `ray.init()` joins that cluster
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shlex
 import sys
@@ -63,13 +64,23 @@ def prepare_environment(cfg: DictConfig) -> None:
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
     env = {k: os.environ[k] for k in ("PYTHONPATH", "VERL_PLATFORM", "VLLM_TARGET_DEVICE") if k in os.environ}
+    # inside a Ray job, Ray merges the job's runtime env with ray.init()'s and refuses a variable set in both
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    job_vars = (job.get("runtime_env") or {}).get("env_vars") or {}
     with open_dict(cfg):
-        ray_init = cfg.ray_kwargs.setdefault("ray_init", {})
-        runtime_env = ray_init.setdefault("runtime_env", {})
-        env_vars = runtime_env.setdefault("env_vars", {})
-        for k, v in env.items():
-            env_vars.setdefault(k, v)
-        if os.environ.get("RAY_ADDRESS") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        # (DictConfig.setdefault returns the default it stores as a plain copy: assign, then read the node)
+        if cfg.ray_kwargs.get("ray_init") is None:
+            cfg.ray_kwargs.ray_init = {}
+        ray_init = cfg.ray_kwargs.ray_init
+        if ray_init.get("runtime_env") is None:
+            ray_init.runtime_env = {}
+        given = ray_init.runtime_env.get("env_vars")
+        given = OmegaConf.to_container(given) if isinstance(given, DictConfig) else dict(given or {})
+        ray_init.runtime_env.env_vars = {
+            **{k: v for k, v in env.items() if k not in job_vars},
+            **given,  # the user's ray_kwargs.ray_init.runtime_env.env_vars win
+        }
+        if os.environ.get("RAY_ADDRESS") or job:
             for key in ("num_cpus", "num_gpus"):  # ray.init() refuses them when it joins a cluster
                 if ray_init.get(key) is not None:
                     print(
