@@ -73,7 +73,7 @@ def _stop(proc: subprocess.Popen, temp_dir: str) -> None:
             procs[-1].send_signal(signal.SIGTERM)
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
+    _, alive = psutil.wait_procs(procs, timeout=5)
     for p in alive:
         try:
             p.kill()
