@@ -1,7 +1,8 @@
 """tinylora_verl.main.prepare_environment: the platform switch and import path reach every Ray process
 through ray.init()'s runtime env (not only by inheritance from a local cluster's driver), the user's own
 env_vars win, and inside a Ray job the config neither repeats the job's variables (Ray refuses a variable
-set in both) nor asks the cluster it joins for num_cpus / num_gpus (ray.init() refuses them)."""
+set in both) nor asks the cluster it joins for num_cpus / num_gpus (ray.init() refuses them); the command
+line the console prints first."""
 
 from __future__ import annotations
 
@@ -68,3 +69,18 @@ def test_inside_a_ray_job(clean_env, capsys):
     assert set(ray_init["runtime_env"]["env_vars"]) == {"PYTHONPATH", "VLLM_TARGET_DEVICE"}  # not the job's
     out = capsys.readouterr().out
     assert "ray_kwargs.ray_init.num_cpus=16 dropped" in out and "num_gpus=1 dropped" in out
+
+
+@pytest.mark.parametrize(
+    "argv,want",
+    [
+        ([f"{ROOT}/tinylora_verl/main.py", "a=1", "b=x y"], "python -m tinylora_verl.main a=1 'b=x y'"),
+        (
+            ["tinylora-verl train", "trainer.total_training_steps=2"],
+            "tinylora-verl train trainer.total_training_steps=2",
+        ),
+    ],
+)
+def test_the_command_line_printed_first(monkeypatch, argv, want):
+    monkeypatch.setattr("sys.argv", argv)
+    assert entry.command_line() == want

@@ -148,6 +148,8 @@ def command_line() -> str:
     argv = list(sys.argv)
     if argv and argv[0].endswith(os.path.join("tinylora_verl", "main.py")):
         argv[:1] = ["python", "-m", "tinylora_verl.main"]
+    elif argv and argv[0] == "tinylora-verl train":  # set by `tinylora-verl train` (commands/train.py)
+        argv[:1] = argv[0].split()
     return shlex.join(argv)
 
 
