@@ -9,6 +9,9 @@ the tests of this module and stopped at the end, failures included, by ending th
   (JobSubmissionClient) and records both.
 
 CPU-heavy (the GRPO job starts Ray workers, an FSDP actor and a vLLM engine): marked slow; CI runs them.
+Measured on 2 cores shared with other jobs (load average 9-20): cluster start 16-18 s, the one-step job
+219-363 s (start-up dominates: the step itself is ~70 s), the two-run sweep 45-55 s, teardown 8-18 s;
+the module 5.2 min.
 """
 
 from __future__ import annotations
