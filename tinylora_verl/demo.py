@@ -7,10 +7,13 @@ Runs `python -m tinylora_verl.main` with the default config (`config/cpu_demo.ya
 Reply with only the number." / "What is 7 * 8?") with reward 1 when the last number of the response is
 the product, else 0; 16 prompts x 4 samples per step at T=0.7, responses capped at 16 tokens, 10 steps
 (over 48 problems), a 13-parameter TinyLoRA trained by verl's GRPO (lr 3e-2, PPO clip
-0.2/0.4, token-level truncated IS at 2.0 against vLLM's log-probs). Every step prints
-`[tinylora] step=... reward=... t_gen=... t_sync=...`; the merged adapted weights go into vLLM after
-every step. At the end the adapter is saved in our tiny format (`<out>/adapter/`, next to verl's
-checkpoint) and a summary table of the run is printed.
+0.2/0.4, token-level truncated IS at 2.0 against vLLM's log-probs); the merged adapted weights go into vLLM
+after every step. The terminal shows the command, one line per step (reward, phase seconds), the held-out
+accuracy when verl measures it, and a summary; everything verl, Ray and vLLM print goes to
+`<out>/tinylora_train.log` (tinylora_verl/console.py; `TINYLORA_CONSOLE=all` prints it all instead). At the
+end the adapter is saved in our tiny format (`<out>/adapter/`, next to verl's checkpoint), the curve
+(reward per step, held-out accuracy before and after) is drawn to `<out>/curve.png`, and a summary table of
+the run is printed.
 
 verl validates on the 16 held-out problems (8 samples each at T=0.7) before the first step and after the
 last; the summary prints that accuracy at both points.
@@ -35,7 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-from .verl_seam.trainer_files import METRICS_FILE, VAL_FILE, adapter_dirs, read_rows
+from .curve import write_curve
+from .verl_seam.trainer_files import LOG_FILE, METRICS_FILE, VAL_FILE, adapter_dirs, read_rows
 
 DEFAULT_ROOT = Path.home() / ".cache" / "tinylora_verl" / "runs"
 COLUMNS = (
@@ -98,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         *steps,
         *overrides,
     ]
-    print("demo:", " ".join(cmd), flush=True)
-    start = time.time()
+    start = time.time()  # the command is printed by tinylora_verl.main
     rc = subprocess.call(cmd)
     wall = time.time() - start
     rows = read_rows(run_dir / METRICS_FILE)
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         later = {
             "vector": "later syncs send only v (sync_mode=vector)",
             "delta": "later syncs send the adapted tensors (sync_mode=full)",
+            "full": "every sync sends all weights (the rollout engine discards them when it sleeps)",
         }.get(kind, "")
         print(
             f"first weight sync: {rows[0].get('first_sync_s', float('nan')):.2f} s, "
@@ -128,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
             f"(u={meta['plan']['projection_dim']}, {meta['plan']['num_groups']} groups over "
             f"{meta['plan']['num_modules']} modules); adapter: {final} ({size} bytes)"
         )
-    print(f"wall time: {wall / 60:.1f} min; run directory: {run_dir}; exit code {rc}")
+    curve = write_curve(run_dir)
+    if curve:
+        print(f"curve (reward per step, held-out accuracy): {curve}")
+    print(
+        f"wall time: {wall / 60:.1f} min; run directory: {run_dir}; log: {run_dir / LOG_FILE}; exit code {rc}"
+    )
     return rc
 
 

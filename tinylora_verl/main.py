@@ -15,6 +15,11 @@ from this file, so it works from any directory and ships with the package), defa
 `--cfg job` (or `all`) prints the composed config and exits (Hydra's own flag), after the same checks
 as a run (`check_before_print`: the tinylora block and verl's `validate_config`): an invalid config is
 refused with exit 2, never printed as if it were fine.
+
+The terminal shows the command, one line per step and a summary; everything verl, Ray and vLLM print goes
+to `<trainer.default_local_dir>/tinylora_train.log` (console.py; `TINYLORA_CONSOLE=all` prints it all).
+Inside a Ray job or with RAY_ADDRESS set, verl's `ray.init()` joins that cluster, which refuses
+`num_cpus` / `num_gpus`: the config's values (meant for a private local cluster) are then dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +37,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from . import console
 from .errors import InvalidValue, UserError
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "config")
@@ -62,12 +70,30 @@ def prepare_environment(cfg: DictConfig) -> None:
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
     env = {k: os.environ[k] for k in ("PYTHONPATH", "VERL_PLATFORM", "VLLM_TARGET_DEVICE") if k in os.environ}
+    # inside a Ray job, Ray merges the job's runtime env with ray.init()'s and refuses a variable set in both
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    job_vars = (job.get("runtime_env") or {}).get("env_vars") or {}
     with open_dict(cfg):
-        ray_init = cfg.ray_kwargs.setdefault("ray_init", {})
-        runtime_env = ray_init.setdefault("runtime_env", {})
-        env_vars = runtime_env.setdefault("env_vars", {})
-        for k, v in env.items():
-            env_vars.setdefault(k, v)
+        # (DictConfig.setdefault returns the default it stores as a plain copy: assign, then read the node)
+        if cfg.ray_kwargs.get("ray_init") is None:
+            cfg.ray_kwargs.ray_init = {}
+        ray_init = cfg.ray_kwargs.ray_init
+        if ray_init.get("runtime_env") is None:
+            ray_init.runtime_env = {}
+        given = ray_init.runtime_env.get("env_vars")
+        given = OmegaConf.to_container(given) if isinstance(given, DictConfig) else dict(given or {})
+        ray_init.runtime_env.env_vars = {
+            **{k: v for k, v in env.items() if k not in job_vars},
+            **given,  # the user's ray_kwargs.ray_init.runtime_env.env_vars win
+        }
+        if os.environ.get("RAY_ADDRESS") or job:
+            for key in ("num_cpus", "num_gpus"):  # ray.init() refuses them when it joins a cluster
+                if ray_init.get(key) is not None:
+                    print(
+                        f"joining the Ray cluster at {os.environ.get('RAY_ADDRESS', '(this job)')}: "
+                        f"ray_kwargs.ray_init.{key}={ray_init[key]} dropped (the cluster's resources count)"
+                    )
+                    ray_init[key] = None
 
 
 def prepare_inputs(cfg: DictConfig) -> None:
@@ -100,7 +126,7 @@ def check_tinylora(cfg: DictConfig) -> None:
 
 
 def _refuse(message: str) -> None:
-    print(f"tinylora-verl train: {message}", file=sys.stderr)
+    console.user_error(f"tinylora-verl train: {message}")
     raise SystemExit(2)
 
 
@@ -185,7 +211,33 @@ def _compose_like_hydra(args) -> DictConfig | None:
     return cfg
 
 
+def command_line() -> str:
+    """How this process was started, as a person would type it."""
+    argv = list(sys.argv)
+    if argv and argv[0].endswith(os.path.join("tinylora_verl", "main.py")):
+        argv[:1] = ["python", "-m", "tinylora_verl.main"]
+    elif argv and argv[0] == "tinylora-verl train":  # set by `tinylora-verl train` (commands/train.py)
+        argv[:1] = argv[0].split()
+    return shlex.join(argv)
+
+
 def run(cfg: DictConfig) -> None:
+    print(command_line(), flush=True)
+    if not console.enabled():
+        return train(cfg)
+    run_dir = OmegaConf.select(cfg, "trainer.default_local_dir")
+    steps = OmegaConf.select(cfg, "trainer.total_training_steps")
+    with console.Console(run_dir, total_steps=int(steps) if steps else None):
+        try:
+            train(cfg)
+        finally:
+            import ray
+
+            if ray.is_initialized():  # its shutdown messages go to the log too
+                ray.shutdown()
+
+
+def train(cfg: DictConfig) -> None:
     prepare_environment(cfg)
     check_tinylora(cfg)
     try:

@@ -58,8 +58,10 @@ def run_training(tmp: Path, extra: list[str], timeout: int = 1500, tie_word_embe
     with open(log_path, "w") as log:
         res = subprocess.run(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
     wall = time.time() - start
-    text = log_path.read_text()
-    assert res.returncode == 0, f"training failed (log: {log_path}):\n{text[-6000:]}"
+    console = log_path.read_text()  # what a person sees: the command, step lines, summary
+    full_log = run_dir / "tinylora_train.log"  # everything verl, Ray and vLLM print
+    text = full_log.read_text() if full_log.exists() else ""
+    assert res.returncode == 0, f"training failed (console: {log_path}, log: {full_log}):\n{console[-6000:]}"
     rows = [json.loads(x) for x in (run_dir / "tinylora_metrics.jsonl").read_text().splitlines()]
     print(f"e2e wall time {wall:.0f} s; steps: {rows}")
-    return {"model": model, "run": run_dir, "rows": rows, "wall": wall, "log": text}
+    return {"model": model, "run": run_dir, "rows": rows, "wall": wall, "log": text, "console": console}

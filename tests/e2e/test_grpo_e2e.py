@@ -117,6 +117,20 @@ def test_two_grpo_steps(tmp_path_factory, sync_mode):
     val = [json.loads(x) for x in (run_dir / "tinylora_val.jsonl").read_text().splitlines()]
     assert [r["step"] for r in val] == [0, 2] and all(any(k.startswith("val-core/") for k in r) for r in val)
     assert "tinylora/v_norm" in out["log"] and "tinylora/is_weight_mean" in out["log"]  # console logger
+    # the terminal: the command, the run directory and log, one line per step and per validation, the summary;
+    # verl's config, Ray's and vLLM's output are in the log only
+    console = out["console"].splitlines()
+    assert console[0].startswith("python -m tinylora_verl.main ") and console[-1].startswith(
+        "done: 2 step(s)"
+    )
+    steps = [line for line in console if line.startswith("step ")]
+    assert [s.split()[1] for s in steps] == ["1/2", "2/2"] and all(
+        " reward " in s and " gen " in s for s in steps
+    )
+    assert sum(line.startswith("held-out ") for line in console) == 2 and len(console) <= 10, console
+    # Ray worker output (verl's pprint of the config in the TaskRunner) and the driver's own prints
+    assert "TaskRunner pid=" in out["log"] and "'actor_rollout_ref'" in out["log"]
+    assert "ray init kwargs" in out["log"]
     if sync_mode == "vector":
         assert all(r["sync_kind"] == "vector" and r["sync_bytes"] <= 1024 for r in rows), rows
         assert rows[0]["first_sync_bytes"] > 100_000

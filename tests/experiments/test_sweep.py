@@ -1,5 +1,6 @@
 """`tinylora-verl sweep`: spec validation, dry run, resume (skip finished / retry failed), failure records,
-the Ray Jobs backend against a fake client, and a real local sweep of two SFT runs on a tiny model."""
+the Ray Jobs backend against a fake client (against a real cluster: tests/launch/test_real_ray.py), and a
+real local sweep of two SFT runs on a tiny model."""
 
 from __future__ import annotations
 

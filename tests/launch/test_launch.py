@@ -2,7 +2,8 @@
 would run and the config it resolves to (composed for real, offline); the real paths of local.sh and
 ray_job.sh run (Hydra's --cfg job; a stand-in `ray` that records its arguments); slurm.sbatch's srun
 steps pass --cpus-per-task, and its Ray head address skips loopback (stand-in `hostname`, `ip`, `srun`);
-user mistakes give one line on stderr and exit 2; shellcheck finds nothing.
+user mistakes give one line on stderr and exit 2; shellcheck finds nothing. A real Ray cluster (a job
+submitted by ray_job.sh, the sweep's Ray backend): test_real_ray.py.
 """
 
 from __future__ import annotations

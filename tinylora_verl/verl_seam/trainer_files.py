@@ -2,6 +2,7 @@
 
 <trainer.default_local_dir>/tinylora_metrics.jsonl                      one JSON row per step
 <trainer.default_local_dir>/tinylora_val.jsonl                          one row per validation (val-core/*)
+<trainer.default_local_dir>/tinylora_train.log                          the driver's output (console.py)
 <trainer.default_local_dir>/global_step_<n>/actor/tinylora_adapter/     our adapter at each save
 <trainer.default_local_dir>/sync_check/step_<n>/                        with tinylora.verify_sync
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 METRICS_FILE = "tinylora_metrics.jsonl"
 VAL_FILE = "tinylora_val.jsonl"
+LOG_FILE = "tinylora_train.log"
 ADAPTER_DIR = "tinylora_adapter"
 
 
