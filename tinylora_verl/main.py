@@ -223,6 +223,7 @@ def command_line() -> str:
 
 def run(cfg: DictConfig) -> None:
     print(command_line(), flush=True)
+    check_tinylora(cfg)  # before the console makes the run directory: a refusal leaves nothing behind
     if not console.enabled():
         return train(cfg)
     run_dir = OmegaConf.select(cfg, "trainer.default_local_dir")
@@ -239,7 +240,6 @@ def run(cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig) -> None:
     prepare_environment(cfg)
-    check_tinylora(cfg)
     try:
         prepare_inputs(cfg)
     except UserError as e:  # the SmolLM2 package missing, a file where the cache or task dir belongs
