@@ -5,16 +5,21 @@ main thread (verl calls reward functions from executor threads, where math-verif
 signal cannot interrupt sympy stuck in C code (`9^{9^{9^9}}` runs unbounded with its timeouts off).
 A child process can always be killed. So:
 
-- `VerifyWorker.equal(pred, gold, timeout_s)` sends one request to a long-lived child
-  (`python -m reward_fns._verify_worker`, JSON lines over stdin/stdout) and waits at most `timeout_s`
-  seconds for the answer (select() on the pipe). On timeout the child is killed and a warmed-up standby
-  child takes over, so the next call does not wait for sympy's ~1 s of imports; a new standby starts
-  in the background. (Only the very first call of a process waits for a child to start.)
+- `VerifyWorker.check(pred, gold, timeout_s)` sends one request to a long-lived child
+  (`python -m reward_fns._verify_worker`, JSON lines over stdin/stdout); the whole call (the lock,
+  a restarting child, the answer: select() on the pipe) takes at most `timeout_s`. On timeout the
+  child is killed and a warmed-up standby takes over, so the next call does not wait for sympy's ~1 s
+  of imports; a new standby starts in the background. Only the first start of a worker is not charged
+  to the call (it waits up to STARTUP_TIMEOUT_S, once per process, whatever the input).
+- The child's heap is capped (CHILD_HEADROOM_MB over its size at start-up): a MemoryError there is
+  answered as an error, and the child is replaced.
 - Works from any thread (one lock per worker serialises calls), from daemonic processes (it uses
   subprocess, not multiprocessing), and after fork (a worker is owned by the pid that started it).
-- Returns True/False for a verdict, None when there is none (timeout, unparseable input, or the
-  child could not be started) — the caller decides what None means. Never raises. After
-  MAX_FAILED_STARTS children in a row fail to start (math-verify missing), it stops trying.
+- `check` returns (True/False, None) for a verdict, (None, None) for unparseable input, and
+  (None, reason) when there is no verdict for another reason (timeout, child starting or dead,
+  MemoryError): the caller reports those (reward_fns/_limits.py). `equal` is its first element.
+  Never raises. After MAX_FAILED_STARTS children in a row fail to start (math-verify missing), it
+  stops trying.
 
 The child caches parsed gold answers (the same reference is scored n times per GRPO group).
 """
@@ -34,13 +39,14 @@ from pathlib import Path
 
 STARTUP_TIMEOUT_S = 60.0
 MAX_FAILED_STARTS = 3  # then stop trying: math answers are compared as strings only
+CHILD_HEADROOM_MB = 100  # heap a child may grow by after start-up (parsed-answer cache included)
 _READY = {"ready": True}
 
 
 # ----------------------------------------------------------------------------------------- child side
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _parse(text: str):
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
@@ -61,6 +67,17 @@ def verify_in_process(pred: str, gold: str) -> bool | None:
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
+def _limit_memory() -> None:
+    """Cap the child's heap at its size now + CHILD_HEADROOM_MB: sympy on a hostile answer gets a
+    MemoryError (reported, then the child is replaced) instead of taking the machine's memory."""
+    import resource
+
+    with open("/proc/self/status") as f:
+        data_kb = next(int(line.split()[1]) for line in f if line.startswith("VmData:"))
+    limit = (data_kb << 10) + (CHILD_HEADROOM_MB << 20)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+
+
 def serve() -> None:
     """Child main loop: one JSON request per line on stdin, one JSON reply per line on stdout."""
     import logging
@@ -68,19 +85,24 @@ def serve() -> None:
     logging.disable(logging.WARNING)  # math-verify warns on every disabled timeout
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
-    verify_in_process(
-        "\\frac{1}{2}", "0.5"
-    )  # first parse builds the LaTeX parser (~1 s): do it before "ready"
+    # first parse builds the LaTeX parser (~1 s): do it before "ready"
+    verify_in_process("\\frac{1}{2}", "0.5")
+    try:
+        _limit_memory()
+    except (OSError, ValueError, StopIteration):  # no /proc or no RLIMIT_DATA: run without the cap
+        pass
     out.write(json.dumps(_READY) + "\n")
     for line in sys.stdin:
+        reply = {"id": None, "equal": None}
         try:
             req = json.loads(line)
-            result = verify_in_process(req["pred"], req["gold"])
+            reply["id"] = req.get("id") if isinstance(req, dict) else None
+            reply["equal"] = verify_in_process(req["pred"], req["gold"])
+        except (MemoryError, RecursionError) as exc:  # reported by the parent, which replaces this child
+            reply["error"] = type(exc).__name__
         except Exception:  # noqa: BLE001 - a bad expression is a non-verdict, not a dead worker
-            result = None
-        out.write(
-            json.dumps({"id": req.get("id") if isinstance(req, dict) else None, "equal": result}) + "\n"
-        )
+            pass
+        out.write(json.dumps(reply) + "\n")
 
 
 # ---------------------------------------------------------------------------------------- parent side
@@ -102,17 +124,15 @@ class _Child:
         )
         self.buf = b""
         self.ready = False
+        self.started = time.monotonic()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def read_line(self, deadline: float):
         fd = self.proc.stdout.fileno()
-        while b"\n" not in self.buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], remaining)
+        while b"\n" not in self.buf:  # past the deadline: one look at what is already there
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 return None
             chunk = os.read(fd, 65536)
@@ -154,6 +174,7 @@ class VerifyWorker:
         self._pid = os.getpid()
         self.restarts = 0  # how many times a child was killed (for tests and logs)
         self.failed_starts = 0  # consecutive children that never became ready
+        self._ever_ready = False  # the first start is not charged to a call's deadline
 
     def _new_child(self) -> _Child | None:
         try:
@@ -161,31 +182,56 @@ class VerifyWorker:
         except OSError:
             return None
 
-    def _ensure_ready(self) -> bool:
-        """A live, ready active child (start-up time is not charged to the call) and a standby behind it."""
+    def _ensure_ready(self, deadline: float) -> str | None:
+        """A live, ready active child and a standby behind it; else the reason there is none.
+
+        Waiting for a child to start counts against the call's deadline, except on the first start of
+        the worker (sympy's imports, ~1 s, paid once per process). A child still starting when the
+        deadline passes is left to finish for the next call; only after STARTUP_TIMEOUT_S is it killed.
+        """
         if self.failed_starts >= MAX_FAILED_STARTS:
-            return False
+            return "verifier_unavailable"
         if self._active is None or not self._active.alive():
             self._active, self._standby = (self._standby or self._new_child()), None
             if self._active is None:
                 self.failed_starts += 1
-                return False
-        if not self._active.wait_ready(STARTUP_TIMEOUT_S):
-            self._active.kill()
-            self._active = None
-            self.failed_starts += 1
-            return False
+                return "verifier_unavailable"
+        child = self._active
+        if not child.ready:
+            wait = STARTUP_TIMEOUT_S if not self._ever_ready else deadline - time.monotonic()
+            if not child.wait_ready(
+                max(0.0, min(wait, child.started + STARTUP_TIMEOUT_S - time.monotonic()))
+            ):
+                if child.alive() and time.monotonic() < child.started + STARTUP_TIMEOUT_S:
+                    return "verifier_starting"
+                child.kill()
+                self._active = None
+                self.failed_starts += 1
+                return "verifier_unavailable"
+        self._ever_ready = True
         self.failed_starts = 0
         if self._standby is None or not self._standby.alive():
             self._standby = self._new_child()
-        return True
+        return None
 
-    def equal(self, pred: str, gold: str, timeout_s: float) -> bool | None:
-        with self._lock:
+    def check(self, pred: str, gold: str, timeout_s: float) -> tuple[bool | None, str | None]:
+        """(verdict, None) when the child answered (verdict None: unparseable), else (None, reason).
+
+        The whole call, waiting for the lock and for a restarting child included, takes at most
+        `timeout_s` (plus the kill), except the worker's very first start (see _ensure_ready).
+        """
+        deadline = time.monotonic() + timeout_s
+        if not self._lock.acquire(timeout=max(0.0, timeout_s)):
+            return None, "verifier_busy"
+        try:
             if self._pid != os.getpid():  # inherited through fork: never share the parent's pipes
                 self._active, self._standby, self._pid = None, None, os.getpid()
-            if not self._ensure_ready():
-                return None
+            first_start = not self._ever_ready
+            reason = self._ensure_ready(deadline)
+            if reason is not None:
+                return None, reason
+            if first_start:  # the first start is not charged to the call
+                deadline = time.monotonic() + timeout_s
             child = self._active
             self._next_id += 1
             request = json.dumps({"id": self._next_id, "pred": pred, "gold": gold}) + "\n"
@@ -195,14 +241,26 @@ class VerifyWorker:
             except OSError:
                 child.kill()
                 self._active = None
-                return None
-            reply = child.read_line(time.monotonic() + timeout_s)
+                return None, "verifier_died"
+            reply = child.read_line(deadline)
             if not isinstance(reply, dict) or reply.get("id") != self._next_id:
+                timed_out = reply is None and child.alive()
                 self.restarts += 1
                 child.kill()
                 self._active = None  # the standby takes over on the next call
-                return None
-            return reply.get("equal")
+                return None, "verifier_timeout" if timed_out else "verifier_died"
+            if reply.get("error"):  # MemoryError/RecursionError: replace the child, its heap may be full
+                self.restarts += 1
+                child.kill()
+                self._active = None
+                return None, f"verifier_{reply['error']}"
+            return reply.get("equal"), None
+        finally:
+            self._lock.release()
+
+    def equal(self, pred: str, gold: str, timeout_s: float) -> bool | None:
+        """True/False for a verdict, None when there is none (see `check` for why)."""
+        return self.check(pred, gold, timeout_s)[0]
 
     def close(self) -> None:
         with self._lock:
