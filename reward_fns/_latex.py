@@ -27,7 +27,7 @@ def _boxes(text: str, start: int = 0):
 
     Braced boxes are yielded when they close (inner before outer), bare ones where they appear.
     """
-    depth, open_boxes = 0, []  # open_boxes: [marker, depth before its brace, position of its brace]
+    depth, open_boxes = 0, []  # open_boxes: (marker, depth before its brace, position of its brace)
     n = len(text)
     for m in _TOKEN_RE.finditer(text, start):
         run, spaces, box_brace, run_brace, opens, closes = m.groups()
@@ -38,27 +38,24 @@ def _boxes(text: str, start: int = 0):
                 depth += 1
             elif spaces and m.end() < n and not _BARE_END_RE.match(text, m.end()):
                 yield marker, m.end(), None
-        elif run_brace is not None:
-            if len(run) % 2:  # \{ or \}: literal
-                continue
+            continue
+        if opens:
+            depth += len(opens)
+            continue
+        if closes:
+            count, pos = len(closes), m.start(6)
+        elif run_brace is not None and len(run) % 2 == 0:  # an odd run makes the brace literal
             if run_brace == "{":
                 depth += 1
-            else:
-                yield from _close(open_boxes, depth, 1, m.start(4))
-                depth = max(depth - 1, 0)
-        elif opens:
-            depth += len(opens)
-        elif closes:
-            yield from _close(open_boxes, depth, len(closes), m.start(6))
-            depth = max(depth - len(closes), 0)
-
-
-def _close(open_boxes: list, depth: int, count: int, pos: int):
-    """Close `count` braces starting at `pos` from `depth`: yield the boxes they complete."""
-    floor = max(depth - count, 0)
-    while open_boxes and open_boxes[-1][1] >= floor:
-        marker, level, brace = open_boxes.pop()
-        yield marker, brace + 1, pos + (depth - 1 - level)
+                continue
+            count, pos = 1, m.start(4)
+        else:
+            continue
+        floor = max(depth - count, 0)
+        while open_boxes and open_boxes[-1][1] >= floor:  # the boxes these braces close
+            marker, level, brace = open_boxes.pop()
+            yield marker, brace + 1, pos + (depth - 1 - level)
+        depth = floor
 
 
 def _content(text: str, box) -> str:

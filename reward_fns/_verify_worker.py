@@ -27,6 +27,7 @@ The child caches parsed gold answers (the same reference is scored n times per G
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -41,6 +42,7 @@ STARTUP_TIMEOUT_S = 60.0
 MAX_FAILED_STARTS = 3  # then stop trying: math answers are compared as strings only
 CHILD_HEADROOM_MB = 100  # heap a child may grow by after start-up (parsed-answer cache included)
 _READY = {"ready": True}
+_KILLED: list[subprocess.Popen] = []  # killed children not reaped yet
 
 
 # ----------------------------------------------------------------------------------------- child side
@@ -151,11 +153,12 @@ class _Child:
         return self.ready
 
     def kill(self) -> None:
-        try:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
+        """SIGKILL, without waiting for the exit (a big heap takes a while to tear down): reaped later."""
+        for step in (self.proc.kill, self.proc.stdin.close, self.proc.stdout.close):
+            with contextlib.suppress(Exception):
+                step()
+        _KILLED.append(self.proc)
+        _KILLED[:] = [proc for proc in _KILLED if proc.poll() is None]
 
 
 class VerifyWorker:

@@ -1,0 +1,106 @@
+"""Adversarial inputs for the rewards (issue 14 item 4): worst-case families, hypothesis strategies, a bench.
+
+FAMILIES maps a name to a builder: size in characters -> a response of about that size that once
+made some parser quadratic or memory-hungry (or could: digit runs, many matches, unbalanced braces).
+Each response ends with a correct answer where the family allows it, so a reward must still find it.
+
+Bench (prints the worst time and memory per family and reward, at 1 MB unless told otherwise):
+
+    nice -n 10 /work/main/.venv/bin/python -m tests.reward_fns.adversarial [--size 1000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+
+from hypothesis import strategies as st
+
+from reward_fns import arithmetic, gsm8k, math
+
+ANSWER = "5"
+FAMILIES = {
+    "backslash_run": lambda n: "\\boxed{5}" + "\\" * n,
+    "backslash_run_brace": lambda n: "\\boxed{5} " + "\\" * n + "{",
+    "nested_braces": lambda n: "\\boxed{" + "{" * (n // 2) + "5" + "}" * (n // 2) + "}",
+    "nested_boxed": lambda n: "\\boxed{" * (n // 8) + "5" + "}" * (n // 8),
+    "unclosed_boxed": lambda n: "\\boxed{5} " + "\\boxed{" * (n // 7),
+    "many_boxed": lambda n: "\\boxed{5}" * (n // 9),
+    "many_bare_boxed": lambda n: "\\boxed 5 " * (n // 9),
+    "unbalanced_closes": lambda n: "\\boxed{5}" + "}" * n,
+    "unbalanced_opens": lambda n: "{" * n + "\\boxed{5}",
+    "escaped_braces": lambda n: "\\boxed{" + "\\{" * (n // 2) + "5}",
+    "digit_run": lambda n: "#### " + "1" * n,
+    "many_numbers": lambda n: "1 " * (n // 2) + "#### 5",
+    "comma_numbers": lambda n: "1," * (n // 2) + "\n#### 5",
+    "many_markers": lambda n: "####" * (n // 4) + " 5",
+    "text_wraps": lambda n: "\\boxed{" + "\\text{" * (n // 6) + "5" + "}" * (n // 6) + "}",
+    "spaces_after_commands": lambda n: "\\boxed{5^" + " " * n + "}",
+    "mixed": lambda n: ("\\boxed{\\\\{" + "\\" * 7 + "}1,0#### {") * (n // 24) + "\\boxed{5}",
+}
+REWARDS = {
+    "gsm8k": lambda s: gsm8k.compute_score("adv", s, ANSWER),
+    "math": lambda s: math.compute_score("adv", s, ANSWER, timeout_s=0.5),
+    "arith_hash": lambda s: arithmetic.compute_score("adv", s, ANSWER),
+    "arith_number": lambda s: arithmetic.compute_score("adv", s, ANSWER, {"style": "number"}),
+}
+
+# ---------------------------------------------------------------------------------- hypothesis blocks
+_SMALL = st.integers(1, 2_000)
+_BIG = st.integers(1, 60_000)
+block = st.one_of(
+    _BIG.map(lambda k: "\\" * k),
+    _BIG.map(lambda k: "{" * k),
+    _BIG.map(lambda k: "}" * k),
+    _BIG.map(lambda k: "1" * k),
+    _SMALL.map(lambda k: "\\boxed{" * k),
+    _SMALL.map(lambda k: "\\boxed " * k),
+    _SMALL.map(lambda k: "\\{" * k + "\\}" * k),
+    _SMALL.map(lambda k: "\\text{" * k),
+    _SMALL.map(lambda k: "#### 1" * k),
+    _SMALL.map(lambda k: "1,0 " * k),
+    st.sampled_from(["\\boxed{5}", "#### 5", "5", " ", "$", "\\fbox{", "\\left(", "^\\circ", "\\frac{1}{2}"]),
+)
+# nesting depth, runs and repeats combined: up to ~1 MB, ends with anything or a correct answer
+adversarial_text = st.tuples(st.lists(block, min_size=1, max_size=16), st.booleans()).map(
+    lambda t: "".join(t[0]) + ("\\boxed{5} #### 5" if t[1] else "")
+)
+
+
+def measure(fn, text: str) -> tuple[float, float, float]:
+    """(score, seconds, peak MiB traced) of one call; timed without tracemalloc, then traced again."""
+    t0 = time.perf_counter()
+    score = fn(text)
+    seconds = time.perf_counter() - t0
+    tracemalloc.start()
+    try:
+        fn(text)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    return score, seconds, peak
+
+
+def bench(size: int, repeat: int) -> None:
+    math.compute_score("warm-up", "\\boxed{\\frac{1}{2}}", "0.5")  # the math-verify child's first start
+    print(f"worst of {repeat} calls per cell at {size:,} characters: seconds / peak MiB (tracemalloc)")
+    print(f"{'family':24}" + "".join(f"{name:>22}" for name in REWARDS))
+    worst_s, worst_mb = 0.0, 0.0
+    for family, build in FAMILIES.items():
+        text, cells = build(size), []
+        for fn in REWARDS.values():
+            runs = [measure(fn, text) for _ in range(repeat)]
+            s, mb = max(r[1] for r in runs), max(r[2] for r in runs)
+            worst_s, worst_mb = max(worst_s, s), max(worst_mb, mb)
+            cells.append(f"{s:8.3f} s {mb:6.1f} MiB")
+        print(f"{family:24}" + "".join(f"{c:>22}" for c in cells))
+    print(f"worst: {worst_s:.3f} s, {worst_mb:.1f} MiB")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    bench(args.size, args.repeat)
