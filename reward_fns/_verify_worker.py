@@ -13,7 +13,9 @@ A child process can always be killed. So:
   to the call (it waits up to STARTUP_TIMEOUT_S, once per process, whatever the input).
 - The child's heap is capped (CHILD_HEADROOM_MB over its size at start-up): a MemoryError there is
   answered as an error, and the child is replaced.
-- Works from any thread (one lock per worker serialises calls), from daemonic processes (it uses
+- `shared_worker()` is a pool of such workers (one per CPU, at most 4; TINYLORA_VERIFY_WORKERS sets
+  it): verl scores a batch from many threads, and each call takes a free worker (one lock per worker).
+- Works from any thread, from daemonic processes (it uses
   subprocess, not multiprocessing), and after fork (a worker is owned by the pid that started it).
 - `check` returns (True/False, None) for a verdict, (None, None) for unparseable input, and
   (None, reason) when there is no verdict for another reason (timeout, child starting or dead,
@@ -166,7 +168,7 @@ class VerifyWorker:
 
     A second, warmed-up standby child is kept beside the active one, so that after a kill the next call
     is answered at once instead of waiting ~1 s (more on a loaded machine) for a fresh child's imports.
-    Cost: two idle processes of ~60 MB each per process that scores MATH answers.
+    Cost: two idle processes of ~60 MB each.
     """
 
     def __init__(self) -> None:
@@ -184,6 +186,11 @@ class VerifyWorker:
             return _Child()
         except OSError:
             return None
+
+    def is_ready(self) -> bool:
+        """Whether the active child has answered "ready" (a look at its pipe, no waiting)."""
+        child = self._active
+        return self._pid == os.getpid() and child is not None and child.alive() and child.wait_ready(0.0)
 
     def _ensure_ready(self, deadline: float) -> str | None:
         """A live, ready active child and a standby behind it; else the reason there is none.
@@ -229,12 +236,15 @@ class VerifyWorker:
         try:
             if self._pid != os.getpid():  # inherited through fork: never share the parent's pipes
                 self._active, self._standby, self._pid = None, None, os.getpid()
+                self._ever_ready = False
             first_start = not self._ever_ready
             reason = self._ensure_ready(deadline)
             if reason is not None:
                 return None, reason
             if first_start:  # the first start is not charged to the call
                 deadline = time.monotonic() + timeout_s
+            elif time.monotonic() >= deadline:  # no time left: do not kill a healthy child for it
+                return None, "deadline"
             child = self._active
             self._next_id += 1
             request = json.dumps({"id": self._next_id, "pred": pred, "gold": gold}) + "\n"
@@ -273,18 +283,96 @@ class VerifyWorker:
             self._active = self._standby = None
 
 
-_WORKER: VerifyWorker | None = None
-_WORKER_LOCK = threading.Lock()
+class VerifyPool:
+    """pool_size() workers: concurrent calls (verl scores a batch from a thread pool) each use a free one.
+
+    Waiting for a free worker counts against the call's `timeout_s`, like everything else; a call takes
+    a free worker whose child is ready when there is one. All children start when the pool is made,
+    and only the pool's first start is not charged to a call. Cost: two ~60 MB processes per worker.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.workers = [VerifyWorker() for _ in range(size)]
+        self._free = list(self.workers)
+        self._cond = threading.Condition()
+        self._pid = os.getpid()
+        self._any_ready = False
+        for worker in self.workers:  # they import sympy in parallel
+            worker._active = worker._new_child()
+
+    @property
+    def restarts(self) -> int:
+        return sum(worker.restarts for worker in self.workers)
+
+    def _take(self, deadline: float) -> VerifyWorker | None:
+        with self._cond:
+            if self._pid != os.getpid():  # inherited through fork: the workers reset themselves
+                self._free, self._any_ready, self._pid = list(self.workers), False, os.getpid()
+            while not self._free:
+                if not self._cond.wait(max(0.0, deadline - time.monotonic())) and not self._free:
+                    return None
+            worker = next((w for w in self._free if w.is_ready()), self._free[0])
+            self._free.remove(worker)
+            if self._any_ready:
+                worker._ever_ready = True  # so its own first start is charged
+            return worker
+
+    def check(self, pred: str, gold: str, timeout_s: float) -> tuple[bool | None, str | None]:
+        deadline = time.monotonic() + timeout_s
+        worker = self._take(deadline)
+        if worker is None:
+            return None, "verifier_busy"
+        try:
+            return worker.check(pred, gold, deadline - time.monotonic())
+        finally:
+            with self._cond:
+                self._any_ready = self._any_ready or worker.is_ready()
+                self._free.append(worker)
+                self._cond.notify()
+
+    def equal(self, pred: str, gold: str, timeout_s: float) -> bool | None:
+        return self.check(pred, gold, timeout_s)[0]
+
+    def warm_up(self) -> bool:
+        """Wait until every worker answers and has a ready standby (calls do this lazily; tests wait)."""
+        if not all(worker.check("1", "1", STARTUP_TIMEOUT_S) == (True, None) for worker in self.workers):
+            return False
+        for worker in self.workers:
+            with worker._lock:
+                standby = worker._standby
+                if standby is None or not standby.wait_ready(STARTUP_TIMEOUT_S):
+                    return False
+        return True
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
 
 
-def shared_worker() -> VerifyWorker:
-    """The process-wide worker (one per process; killed at exit)."""
-    global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            _WORKER = VerifyWorker()
-            atexit.register(_WORKER.close)
-        return _WORKER
+def pool_size() -> int:
+    """TINYLORA_VERIFY_WORKERS if set, else one worker per CPU, at most 4."""
+    value = os.environ.get("TINYLORA_VERIFY_WORKERS", "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(
+                f"TINYLORA_VERIFY_WORKERS={value!r}: set it to a whole number >= 1 (or unset it)"
+            )
+        return int(value)
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+_POOL: VerifyPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def shared_worker() -> VerifyPool:
+    """The process-wide pool of workers (one per process; its children are killed at exit)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = VerifyPool(pool_size())
+            atexit.register(_POOL.close)
+        return _POOL
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def measure(fn, text: str) -> tuple[float, float, float]:
 
 
 def bench(size: int, repeat: int) -> None:
-    math.compute_score("warm-up", "\\boxed{\\frac{1}{2}}", "0.5")  # the math-verify child's first start
+    math.shared_worker().warm_up()  # the math-verify children's first start
     print(f"worst of {repeat} calls per cell at {size:,} characters: seconds / peak MiB (tracemalloc)")
     print(f"{'family':24}" + "".join(f"{name:>22}" for name in REWARDS))
     worst_s, worst_mb = 0.0, 0.0

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from reward_fns import math
 from reward_fns._limits import MAX_INPUT_CHARS
+from reward_fns._verify_worker import shared_worker
 from tests.reward_fns.adversarial import FAMILIES, REWARDS, adversarial_text, measure
 
 MB = 1_000_000
@@ -50,8 +50,8 @@ EXPECTED = {
 
 @pytest.fixture(scope="module", autouse=True)
 def warm_math_child():
-    """The math-verify child's first start (once per process) is not what these tests time."""
-    assert math.compute_score("warm-up", "\\boxed{\\frac{1}{2}}", "0.5") == 1.0
+    """Start the math-verify children (~1 s of imports each, paid once per process, not per call)."""
+    assert shared_worker().warm_up()
 
 
 def _best_of(fn, text, calls=3):

@@ -16,7 +16,7 @@ import pytest
 
 from reward_fns import gsm8k, math
 from reward_fns._limits import FAILURES, MAX_INPUT_CHARS
-from reward_fns._verify_worker import CHILD_HEADROOM_MB, VerifyWorker
+from reward_fns._verify_worker import CHILD_HEADROOM_MB, VerifyPool, VerifyWorker, pool_size
 
 HANG = "9^{9^{9^{9}}}"  # sympy runs this for minutes (see test_verify_worker.py)
 REPO = Path(__file__).resolve().parents[2]
@@ -99,6 +99,30 @@ def test_a_call_waiting_for_the_lock_keeps_its_own_limit():
         hog.join()
     finally:
         worker.close()
+
+
+def test_a_call_waiting_for_a_free_pool_worker_keeps_its_own_limit():
+    pool = VerifyPool(1)
+    try:
+        assert pool.warm_up()
+        hog = threading.Thread(target=pool.check, args=(HANG, "1", 2.0))
+        hog.start()
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        assert pool.check("2", "2.0", 0.3) == (None, "verifier_busy")
+        assert time.perf_counter() - t0 < 0.8
+        hog.join()
+        assert pool.check("2", "2.0", 30.0) == (True, None)  # the standby answers after the kill
+    finally:
+        pool.close()
+
+
+def test_pool_size_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TINYLORA_VERIFY_WORKERS", "3")
+    assert pool_size() == 3
+    monkeypatch.setenv("TINYLORA_VERIFY_WORKERS", "0")
+    with pytest.raises(ValueError, match="TINYLORA_VERIFY_WORKERS='0': set it to a whole number >= 1"):
+        pool_size()
 
 
 _HEAP_PROBE = f"""
