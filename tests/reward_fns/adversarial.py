@@ -12,6 +12,7 @@ Bench (prints the worst time and memory per family and reward, at 1 MB unless to
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import tracemalloc
 
@@ -68,30 +69,40 @@ adversarial_text = st.tuples(st.lists(block, min_size=1, max_size=16), st.boolea
 )
 
 
-def measure(fn, text: str) -> tuple[float, float, float]:
-    """(score, seconds, peak MiB traced) of one call; timed without tracemalloc, then traced again."""
-    t0 = time.perf_counter()
+def load_factor() -> float:
+    """How oversubscribed the CPUs are (1-minute load / CPUs, at least 1): wall-clock bounds stretch by it."""
+    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+
+
+def measure(fn, text: str) -> tuple[float, float, float, float]:
+    """(score, wall seconds, CPU seconds of this thread, peak MiB traced) of one call.
+
+    Timed without tracemalloc, then called again under it for the peak. CPU time does not stretch on
+    a busy machine; the wall time of a MATH call also holds the math-verify child's time.
+    """
+    t0, c0 = time.perf_counter(), time.thread_time()
     score = fn(text)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
     tracemalloc.start()
     try:
         fn(text)
         peak = tracemalloc.get_traced_memory()[1] / 2**20
     finally:
         tracemalloc.stop()
-    return score, seconds, peak
+    return score, seconds, cpu, peak
 
 
 def bench(size: int, repeat: int) -> None:
     math.shared_worker().warm_up()  # the math-verify children's first start
     print(f"worst of {repeat} calls per cell at {size:,} characters: seconds / peak MiB (tracemalloc)")
+    print(f"1-minute load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'family':24}" + "".join(f"{name:>22}" for name in REWARDS))
     worst_s, worst_mb = 0.0, 0.0
     for family, build in FAMILIES.items():
         text, cells = build(size), []
         for fn in REWARDS.values():
             runs = [measure(fn, text) for _ in range(repeat)]
-            s, mb = max(r[1] for r in runs), max(r[2] for r in runs)
+            s, mb = max(r[1] for r in runs), max(r[3] for r in runs)
             worst_s, worst_mb = max(worst_s, s), max(worst_mb, mb)
             cells.append(f"{s:8.3f} s {mb:6.1f} MiB")
         print(f"{family:24}" + "".join(f"{c:>22}" for c in cells))

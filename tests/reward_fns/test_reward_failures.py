@@ -17,9 +17,15 @@ import pytest
 from reward_fns import gsm8k, math
 from reward_fns._limits import FAILURES, MAX_INPUT_CHARS
 from reward_fns._verify_worker import CHILD_HEADROOM_MB, VerifyPool, VerifyWorker, pool_size
+from tests.reward_fns.adversarial import load_factor
 
 HANG = "9^{9^{9^{9}}}"  # sympy runs this for minutes (see test_verify_worker.py)
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _bound(limit_s: float) -> float:
+    """A call with limit `limit_s` ends by then plus the kill and scheduling: 0.6 s, times the load factor."""
+    return limit_s + 0.6 * load_factor()
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +53,7 @@ def test_a_symbolic_timeout_is_reported_and_stays_within_the_limit(caplog):
         t0 = time.perf_counter()
         assert math.compute_score("x", f"\\boxed{{{HANG}}}", "1", timeout_s=0.5) == 0.0
         seconds = time.perf_counter() - t0
-    assert seconds < 1.5, f"time limit 0.5 s, the call took {seconds:.2f} s"
+    assert seconds < _bound(0.5), f"time limit 0.5 s, the call took {seconds:.2f} s"
     assert FAILURES == {"verifier_timeout": 1}
     assert "no symbolic verdict on '9^{9^{9^{9}}}'" in caplog.text
 
@@ -75,7 +81,7 @@ def test_a_restarting_child_is_charged_to_the_call():
             t0 = time.perf_counter()
             verdict, reason = worker.check(HANG, "1", 0.4)
             seconds = time.perf_counter() - t0
-            assert verdict is None and seconds < 1.0, f"limit 0.4 s, took {seconds:.2f} s ({reason})"
+            assert verdict is None and seconds < _bound(0.4), f"limit 0.4 s, took {seconds:.2f} s ({reason})"
             reasons.append(reason)
         assert set(reasons) <= {"verifier_timeout", "verifier_starting"} and "verifier_timeout" in reasons
         deadline = time.monotonic() + 60
@@ -95,7 +101,7 @@ def test_a_call_waiting_for_the_lock_keeps_its_own_limit():
         time.sleep(0.2)
         t0 = time.perf_counter()
         assert worker.check("2", "2.0", 0.3) == (None, "verifier_busy")
-        assert time.perf_counter() - t0 < 0.8
+        assert time.perf_counter() - t0 < _bound(0.3)
         hog.join()
     finally:
         worker.close()
@@ -110,7 +116,7 @@ def test_a_call_waiting_for_a_free_pool_worker_keeps_its_own_limit():
         time.sleep(0.2)
         t0 = time.perf_counter()
         assert pool.check("2", "2.0", 0.3) == (None, "verifier_busy")
-        assert time.perf_counter() - t0 < 0.8
+        assert time.perf_counter() - t0 < _bound(0.3)
         hog.join()
         assert pool.check("2", "2.0", 30.0) == (True, None)  # the standby answers after the kill
     finally:

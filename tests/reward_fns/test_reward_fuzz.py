@@ -4,8 +4,8 @@ Inputs mix arbitrary unicode with LaTeX-ish fragments (boxes, fractions, braces,
 extraction code and the math-verify child both see malformed and adversarial text.
 
 Every call, including those that kill a hung math-verify child and those that follow while its
-replacement is still importing sympy, stays under 1 s: MATH's timeout_s (0.5 s here) bounds the whole
-call (issue 14). Structured worst cases are in test_reward_bounds.py.
+replacement is still importing sympy, stays under 1 s (stretched by the load factor on a busy machine):
+MATH's timeout_s (0.5 s here) bounds the whole call (issue 14). Worst cases: test_reward_bounds.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from reward_fns import gsm8k, math
 from reward_fns._verify_worker import shared_worker
+from tests.reward_fns.adversarial import load_factor
 
 FRAGMENTS = [
     "\\boxed{",
@@ -98,7 +99,8 @@ def _check(fn, solution, gt, **kw):
     score = fn("fuzz", solution, gt, **kw)
     seconds = time.perf_counter() - t0
     assert score in (0.0, 1.0)
-    assert seconds < 1.0, f"{seconds:.2f} s on {solution!r} vs {gt!r}"
+    bound = load_factor()
+    assert seconds < bound, f"{seconds:.2f} s on {solution!r} vs {gt!r} (bound {bound:.1f} s at this load)"
     return score
 
 
