@@ -7,6 +7,7 @@ Each response ends with a correct answer where the family allows it, so a reward
 Bench (prints the worst time and memory per family and reward, at 1 MB unless told otherwise):
 
     nice -n 10 /work/main/.venv/bin/python -m tests.reward_fns.adversarial [--size 1000000] [--repeat 3]
+    PYTHONPATH=<a checkout> /work/main/.venv/bin/python tests/reward_fns/adversarial.py --issue-cases
 """
 
 from __future__ import annotations
@@ -94,24 +95,41 @@ def measure(fn, text: str) -> tuple[float, float, float, float]:
 
 def bench(size: int, repeat: int) -> None:
     math.shared_worker().warm_up()  # the math-verify children's first start
-    print(f"worst of {repeat} calls per cell at {size:,} characters: seconds / peak MiB (tracemalloc)")
+    print(f"worst of {repeat} calls per cell at {size:,} characters: wall s / CPU s / peak MiB (tracemalloc)")
     print(f"1-minute load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"{'family':24}" + "".join(f"{name:>22}" for name in REWARDS))
-    worst_s, worst_mb = 0.0, 0.0
+    print(f"{'family':22}" + "".join(f"{name:>24}" for name in REWARDS))
+    worst = [0.0, 0.0, 0.0]
     for family, build in FAMILIES.items():
         text, cells = build(size), []
         for fn in REWARDS.values():
             runs = [measure(fn, text) for _ in range(repeat)]
-            s, mb = max(r[1] for r in runs), max(r[3] for r in runs)
-            worst_s, worst_mb = max(worst_s, s), max(worst_mb, mb)
-            cells.append(f"{s:8.3f} s {mb:6.1f} MiB")
-        print(f"{family:24}" + "".join(f"{c:>22}" for c in cells))
-    print(f"worst: {worst_s:.3f} s, {worst_mb:.1f} MiB")
+            cell = [max(r[i] for r in runs) for i in (1, 2, 3)]
+            worst = [max(w, c) for w, c in zip(worst, cell)]
+            cells.append("{:.3f} / {:.3f} / {:.1f}".format(*cell))
+        print(f"{family:22}" + "".join(f"{c:>24}" for c in cells))
+    print("worst: {:.3f} s wall, {:.3f} s CPU, {:.1f} MiB".format(*worst))
+
+
+def issue_cases() -> None:
+    """The issue's three cases at sizes the former code finishes (its cost grows with the square)."""
+    import reward_fns
+
+    print(f"reward_fns from {os.path.dirname(reward_fns.__file__)}")
+    cases = [
+        ("backslash run after a box, gsm8k", REWARDS["gsm8k"], FAMILIES["backslash_run"](20_000)),
+        ("backslash run after a box, math", REWARDS["math"], FAMILIES["backslash_run"](20_000)),
+        ("nested braces, math.normalize", math.normalize, "{" * 5000 + "5" + "}" * 5000),
+        ("nested \\boxed{, math", REWARDS["math"], FAMILIES["nested_boxed"](32_000)),
+    ]
+    for name, fn, text in cases:
+        _, seconds, _, peak = measure(fn, text)
+        print(f"{name:34} {len(text):>7,} chars {seconds:8.2f} s {peak:8.1f} MiB traced")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--issue-cases", action="store_true", help="the issue's three cases only")
     args = parser.parse_args()
-    bench(args.size, args.repeat)
+    issue_cases() if args.issue_cases else bench(args.size, args.repeat)
