@@ -85,7 +85,7 @@ def reference_answer(ground_truth) -> str | None:
 def is_equiv(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     """Whether two answers (box contents) are the same: string-normalised equal, else math-verify.
 
-    The symbolic check gets what is left of `timeout_s` after normalising; no verdict is reported.
+    The symbolic check gets what is left of `timeout_s` after normalising; a missing verdict is reported.
     """
     deadline = time.monotonic() + timeout_s
     norm_pred, norm_gold = normalize(pred), normalize(gold)
