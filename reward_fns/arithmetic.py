@@ -14,11 +14,17 @@ asked for, and it is scored that way:
   Thousands separators are dropped ("1,042"); an equal decimal counts ("56.0"). Single-digit
   multiplication scores 17% at T=1 and 42% at T=0.7 this way on the base model, so the samples of a
   GRPO group differ without any format credit ("hash" scored 1-3% at T=1, almost all format credit).
+
+Bounds: only the last MAX_INPUT_CHARS characters of a response are parsed (reward_fns/_limits.py),
+and each regex pass keeps only its last match, so time and memory are bounded whatever the input.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
+
+from reward_fns._limits import tail
 
 _ANSWER = re.compile(r"####\s*(-?\d[\d,]*)")
 # a leading "-" is a sign unless it follows a digit ("7-8" is 7 and 8); commas only as thousands separators
@@ -26,16 +32,19 @@ _NUMBER = re.compile(r"(?<!\d)-?\d+(?:,\d{3})*(?:\.\d+)?")
 FORMAT_CREDIT = 0.1
 
 
+def _last(pattern: re.Pattern, text, group: int = 0) -> str | None:
+    last = deque(pattern.finditer(tail(text) if isinstance(text, str) else ""), maxlen=1)
+    return last[0].group(group).replace(",", "") if last else None
+
+
 def extract_answer(text: str) -> str | None:
     """The integer after the last '####' (commas removed), or None."""
-    found = _ANSWER.findall(text or "")
-    return found[-1].replace(",", "") if found else None
+    return _last(_ANSWER, text, 1)
 
 
 def extract_last_number(text: str) -> str | None:
     """The last number in the text (thousands separators removed), or None."""
-    found = _NUMBER.findall(text or "")
-    return found[-1].replace(",", "") if found else None
+    return _last(_NUMBER, text)
 
 
 def last_number_score(solution_str: str, ground_truth) -> float:

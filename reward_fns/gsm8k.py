@@ -10,14 +10,18 @@ number, a trailing period, and trailing fractional zeros are dropped (`$1,234.50
 solution with `#### N` works as well as a bare `N`). Score 1.0 iff both normalised numbers are equal.
 
 `extract_answer` is the extraction used here and by `tinylora-verl eval`, so both agree by construction.
-Never raises on model output; non-str input scores 0.0. Cost is linear in the length of the text.
+Never raises on model output; non-str input scores 0.0. Cost is linear in the length of the text, and
+only the last MAX_INPUT_CHARS characters are parsed (reward_fns/_limits.py says why); an exception is
+reported there (counted and logged) before scoring 0.0.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 
 from reward_fns._latex import last_boxed
+from reward_fns._limits import report, tail
 
 # A number: optional sign, digits with well-formed thousands commas or plain digits, optional decimals;
 # or a bare decimal like .5. Currency signs, %, units and trailing periods are simply not part of it.
@@ -43,14 +47,17 @@ def normalize_number(token: str) -> str | None:
     return body if body == "0" or not sign else "-" + body
 
 
-def _numbers(text: str) -> list[str]:
-    return [m.group(0) for m in _NUMBER_RE.finditer(text)]
+def _last_number(text: str) -> str | None:
+    """The last number in `text` (keeps one match in memory, not all of them)."""
+    last = deque(_NUMBER_RE.finditer(text), maxlen=1)
+    return last[0].group(0) if last else None
 
 
 def extract_answer(text: str, strict: bool = False) -> str | None:
     """The normalised final answer of `text` (see the module docstring), or None if there is none."""
     if not isinstance(text, str) or not text:
         return None
+    text = tail(text)
     marker = text.rfind(_MARKER)
     if marker >= 0:
         m = _NUMBER_RE.search(text, marker + len(_MARKER))
@@ -59,14 +66,10 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
     if strict:
         return None
     boxed = last_boxed(text)
-    if boxed is not None:
-        nums = _numbers(boxed)
-        if nums:
-            return normalize_number(nums[-1])
-    m = None
-    for m in _NUMBER_RE.finditer(text):  # noqa: B007 -- keeps the last match
-        pass
-    return normalize_number(m.group(0)) if m is not None else None
+    number = _last_number(boxed) if boxed is not None else None
+    if number is None:
+        number = _last_number(text)
+    return normalize_number(number) if number is not None else None
 
 
 def normalize_ground_truth(ground_truth) -> str | None:
@@ -92,5 +95,7 @@ def compute_score(
             return 0.0
         pred = extract_answer(solution_str, strict=strict)
         return 1.0 if pred is not None and pred == gt else 0.0
-    except Exception:  # noqa: BLE001 - a reward must never crash training on odd model output
+    except Exception as exc:  # noqa: BLE001 - a reward must never crash training on odd model output
+        size = len(solution_str) if isinstance(solution_str, str) else type(solution_str).__name__
+        report(f"error_{type(exc).__name__}", f"{exc!r:.200} while scoring a response of {size} characters")
         return 0.0

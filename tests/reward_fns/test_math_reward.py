@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from reward_fns._verify_worker import shared_worker
 from reward_fns.math import compute_score, extract_answer, normalize
 
 # (response, reference answer, expected score)
@@ -58,6 +59,12 @@ GOLDEN = [
     ("\\boxed{" + "x" * 5000 + "}", "5", 0.0),  # huge answer: string compare only
     ("x" * 2_000_000 + "\\boxed{8}", "8", 1.0),  # huge output
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_math_children():
+    """Every math-verify child ready: the golden cases test verdicts, not sympy's start-up time."""
+    assert shared_worker().warm_up()
 
 
 @pytest.mark.parametrize("response,reference,expected", GOLDEN)

@@ -3,10 +3,9 @@
 Inputs mix arbitrary unicode with LaTeX-ish fragments (boxes, fractions, braces, #### markers), so the
 extraction code and the math-verify child both see malformed and adversarial text.
 
-The one honest exception to "under 1 s": when the math-verify child is killed at its time limit, the
-standby takes over at once, but if a second kill follows before a new standby has finished its imports
-(~1 s; several on a machine whose CPUs are oversubscribed), the next call waits for it. Such calls are
-counted: at most 1 % of calls may involve a kill, and even those stay under STARTUP_BOUND_S.
+Every call, including those that kill a hung math-verify child and those that follow while its
+replacement is still importing sympy, stays under 1 s (stretched by the load factor on a busy machine):
+MATH's timeout_s (0.5 s here) bounds the whole call (issue 14). Worst cases: test_reward_bounds.py.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ from hypothesis import strategies as st
 
 from reward_fns import gsm8k, math
 from reward_fns._verify_worker import shared_worker
-
-STARTUP_BOUND_S = 15.0
-_KILLS = {"calls": 0, "calls_near_a_kill": 0}
+from tests.reward_fns.adversarial import load_factor
 
 FRAGMENTS = [
     "\\boxed{",
@@ -93,25 +90,17 @@ FUZZ = settings(
 
 @pytest.fixture(scope="module", autouse=True)
 def warm_math_child():
-    """Start the math-verify child once (~1 s of imports, paid once per process, not per call)."""
-    assert math.compute_score("warm-up", "\\boxed{\\frac{1}{2}}", "0.5") == 1.0
+    """Start the math-verify children (~1 s of imports each, paid once per process, not per call)."""
+    assert shared_worker().warm_up()
 
 
 def _check(fn, solution, gt, **kw):
-    restarts = shared_worker().restarts
     t0 = time.perf_counter()
     score = fn("fuzz", solution, gt, **kw)
     seconds = time.perf_counter() - t0
     assert score in (0.0, 1.0)
-    if fn is math.compute_score:
-        _KILLS["calls"] += 1
-    if shared_worker().restarts != restarts or _KILLS.get("last_kill_call", -9) >= _KILLS["calls"] - 2:
-        if shared_worker().restarts != restarts:
-            _KILLS["last_kill_call"] = _KILLS["calls"]
-        _KILLS["calls_near_a_kill"] += 1
-        assert seconds < STARTUP_BOUND_S, f"{seconds:.2f} s on {solution!r} vs {gt!r}"
-    else:
-        assert seconds < 1.0, f"{seconds:.2f} s on {solution!r} vs {gt!r}"
+    bound = load_factor()
+    assert seconds < bound, f"{seconds:.2f} s on {solution!r} vs {gt!r} (bound {bound:.1f} s at this load)"
     return score
 
 
@@ -125,13 +114,6 @@ def test_gsm8k_fuzz(solution, gt):
 @given(solution=text, gt=ground_truth)
 def test_math_fuzz(solution, gt):
     _check(math.compute_score, solution, gt, timeout_s=0.5)
-
-
-def test_math_fuzz_rarely_needed_a_kill():
-    if _KILLS["calls"] < 5000:
-        pytest.skip("counts what test_math_fuzz saw: run it first (as the whole file does)")
-    print(f"math fuzz: {_KILLS['calls_near_a_kill']} of {_KILLS['calls']} calls at or just after a kill")
-    assert _KILLS["calls_near_a_kill"] <= _KILLS["calls"] // 100
 
 
 @settings(max_examples=200, deadline=None, database=None, derandomize=True)

@@ -21,7 +21,7 @@ def _timed(fn, *args, **kwargs):
 
 def test_hang_is_cut_off_in_a_worker_thread_and_the_next_call_works():
     worker = shared_worker()
-    assert compute_score("math", "\\boxed{2}", "2.0") == 1.0  # warm the child
+    assert worker.warm_up()  # every child and its standby ready: the next call after a kill is answered
     before = worker.restarts
     with ThreadPoolExecutor(max_workers=1) as pool:  # verl scores in executor threads
         score, seconds = pool.submit(_timed, compute_score, "math", HANG, "1", timeout_s=0.5).result()
@@ -33,12 +33,14 @@ def test_hang_is_cut_off_in_a_worker_thread_and_the_next_call_works():
 
 
 def test_hang_is_cut_off_in_the_main_thread_too():
+    assert shared_worker().warm_up()
     score, seconds = _timed(compute_score, "math", HANG, "1", timeout_s=0.5)
     assert score == 0.0 and seconds < 1.5
     assert compute_score("math", "\\boxed{2x+3}", "3+2x") == 1.0
 
 
 def test_concurrent_threads_get_their_own_answers():
+    assert shared_worker().warm_up()
     cases = [(f"\\boxed{{\\frac{{{i}}}{{2}}}}", str(i / 2), 1.0) for i in range(1, 25)]
     cases += [(f"\\boxed{{{i}+1}}", str(i), 0.0) for i in range(1, 25)]
     with ThreadPoolExecutor(max_workers=6) as pool:
