@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from tests.config.test_presets import _compose
-from tests.conftest import qwen_module_names
+from tests.helpers import qwen_module_names
 from tinylora_verl.adapter import TinyLoRAConfig
 from tinylora_verl.adapter.functional import delta_weight, random_projections
 from tinylora_verl.adapter.planner import plan_tying

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf, open_dict
 
-from tests.conftest import REPO, qwen_module_names
+from tests.helpers import REPO, qwen_module_names
 from tinylora_verl.main import CONFIG_DIR
 
 CONFIG = Path(CONFIG_DIR)

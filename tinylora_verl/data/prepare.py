@@ -1,9 +1,9 @@
 """Prepare a dataset as verl parquet files: DIR/<split>.parquet (+ DIR/rejected.jsonl).
 
 Where the raw rows come from:
-- `jsonl_dir` given -> that directory's JSONL files (layout of shared/data, see SOURCES.md);
+- `jsonl_dir` given -> that directory's JSONL files (layout: docs/data.md);
 - else, if every split has a hub source and the hub answers within HUB_CHECK_TIMEOUT_S -> the hub;
-- else the default offline copies (<repo>/../shared/data) if present;
+- else the offline copies in $TINYLORA_JSONL_DIR if it is set;
 - else a clear error naming both options. An unreachable hub costs at most a few seconds, never a hang.
 Rows that cannot be converted are counted, the first few printed with their line numbers, and all of
 them written to DIR/rejected.jsonl (an empty file when there are none).
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .datasets import DatasetSpec, SplitResult, SplitSource, build_split, get_spec
-from .sources import RawRow, Rejected, default_jsonl_dir, hub_reachable, read_hub, read_jsonl
+from .sources import JSONL_DIR_ENV, RawRow, Rejected, default_jsonl_dir, hub_reachable, read_hub, read_jsonl
 from .templates import TEMPLATES
 
 SHOW_REJECTED = 3
@@ -45,8 +45,8 @@ def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool
     default = default_jsonl_dir()
     if default is None:
         raise FileNotFoundError(
-            f"cannot read the data: hub not used ({reason}) and no offline copy at "
-            "<repo>/../shared/data; pass --from-jsonl DIR (the shared/data layout)"
+            f"cannot read the data: hub not used ({reason}) and {JSONL_DIR_ENV} is not set; "
+            "pass --from-jsonl DIR or set it (the layout is in docs/data.md)"
         )
     return Origin("jsonl", default, f"local JSONL in {default} (hub not used: {reason})")
 
