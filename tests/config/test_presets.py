@@ -29,7 +29,7 @@ ENV = {"TINYLORA_DATA": "/data", "TINYLORA_RUNS": "/runs"}
 CASES = [("cpu_demo", []), ("cpu_demo", ["reward=gsm8k"]), ("cpu_demo", ["reward=math"])]
 CASES += [(f"experiment/{p}", extra) for p in PRESETS for extra in ([], ["platform=cpu"])]
 
-# DESIGN.md §1 settings that docs/parity.md must have a row for, per preset (deleting a row fails).
+# The authors' settings (docs/paper.md) that docs/parity.md must have a row for, per preset (deleting a row fails).
 REQUIRED = {
     "data.train_files",
     "data.val_files",
