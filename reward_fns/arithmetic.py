@@ -5,7 +5,7 @@ asked for, and it is scored that way:
 
 - "hash" (and rows without a style): 1.0 when the number after the last "####" equals the ground truth;
   FORMAT_CREDIT (0.1) when there is a "#### <integer>" but it is wrong; 0.0 otherwise (no "####", or
-  only a number elsewhere in the text). Strictly after "####" (DESIGN.md §5). The format credit exists
+  only a number elsewhere in the text). Strictly after "####" (docs/cpu_platform.md, "SmolLM2"). The format credit exists
   because, on SmolLM2-135M-Instruct at T=1 with 80-token responses, a strict 0/1 score was 0 for all
   32 samples of the first step (format compliance is the bottleneck): every GRPO advantage was zero.
 - "number" (the CPU demo): 1.0 when the last number of the response equals the ground truth, else 0.0,

@@ -57,10 +57,12 @@ def load(tiny: bool):
     if tiny:
         from transformers import Qwen2Config, Qwen2ForCausalLM
 
-        tok_dir = Path(__file__).resolve().parents[1].parent / "shared" / "tokenizers" / "qwen2.5"
+        from .smollm2 import ensure_smollm2_tokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(ensure_smollm2_tokenizer()))  # no model conversion
         torch.manual_seed(0)
         cfg = Qwen2Config(
-            vocab_size=151936,
+            vocab_size=len(tokenizer),
             hidden_size=64,
             intermediate_size=128,
             num_hidden_layers=2,
@@ -70,8 +72,8 @@ def load(tiny: bool):
         )
         return (
             (lambda: (torch.manual_seed(0), Qwen2ForCausalLM(cfg).eval())[1]),
-            AutoTokenizer.from_pretrained(str(tok_dir)),
-            "tiny random Qwen2",
+            tokenizer,
+            "tiny random Qwen2 (SmolLM2's tokenizer)",
         )
     from .hf import load_causal_lm
     from .smollm2 import ensure_smollm2

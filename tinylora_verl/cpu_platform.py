@@ -8,7 +8,7 @@ gated: nothing happens unless `VERL_PLATFORM=cpu` is set (our entry point sets i
 asks for the CPU platform, and the variable is inherited by every Ray and vLLM process), so GPU runs
 never load any of it.
 
-What it does, one fix per blocker of DESIGN.md §5 that has no config key (the ones that do are set in
+What it does, one fix per blocker in docs/cpu_platform.md that has no config key (the ones that do are set in
 `config/platform/cpu.yaml`):
 
   #4  `PlatformCPU` registered as "cpu" in verl's `PlatformRegistry`: gloo as the collective backend,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import tiny_qwen2
+from tests.tiny_model import tiny_qwen2
 from tinylora_verl import TinyLoRAConfig, apply_tinylora, load_adapter
 from tinylora_verl.adapter.checkpoint import CONFIG_NAME, WEIGHTS_NAME, AdapterLoadError
 

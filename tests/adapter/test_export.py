@@ -4,7 +4,7 @@ delta equals peft's TinyLoRA given the same v and P (the formulas coincide there
 import pytest
 import torch
 
-from tests.conftest import tiny_qwen2
+from tests.tiny_model import tiny_qwen2
 from tinylora_verl import TinyLoRAConfig, apply_tinylora
 
 

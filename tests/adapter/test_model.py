@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from tests.conftest import tiny_qwen2, tiny_qwen2_config
+from tests.tiny_model import tiny_qwen2, tiny_qwen2_config
 from tinylora_verl import TinyLoRAConfig, apply_tinylora
 from tinylora_verl.adapter.functional import random_projections
 from tinylora_verl.adapter.model import TinyLoRAError

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import qwen_module_names
+from tests.helpers import qwen_module_names
 from tinylora_verl.adapter.planner import PlanError, make_groups, module_type, plan_tying
 
 # n_layers, tie_mode, budget, u, t  ->  expected (u, tie_factor, n_groups, trainable)

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from tests.config.test_presets import _compose
-from tests.conftest import qwen_module_names
+from tests.helpers import qwen_module_names
 from tinylora_verl.adapter import TinyLoRAConfig
 from tinylora_verl.adapter.functional import delta_weight, random_projections
 from tinylora_verl.adapter.planner import plan_tying
@@ -40,7 +40,7 @@ AUTHORS_P_STD = 1.0
 # learning rates as written: gsm8k_8gpu_example.sh `actor_rollout_ref.actor.optim.lr=1e-05`;
 # math_2gpu_example__no_ray.sh:29 `LEARNING_RATE=2e-5`.
 AUTHORS_LR = {"gsm8k_paper": 1e-5, "math_paper": 2e-5}
-# the grid they swept (paper; DESIGN.md §1), each value as written in their commands.
+# the grid they swept (paper; docs/paper.md), each value as written in their commands.
 AUTHORS_LR_GRID = [1e-7, 5e-7, 1e-6, 5e-6, 1e-5, 1e-4, 2e-4]
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf, open_dict
 
-from tests.conftest import REPO, qwen_module_names
+from tests.helpers import REPO, qwen_module_names
 from tinylora_verl.main import CONFIG_DIR
 
 CONFIG = Path(CONFIG_DIR)
@@ -32,7 +32,7 @@ CASES += [(f"experiment/{p}", extra) for p in PRESETS for extra in ([], ["platfo
 CASES += [("cpu_demo", ["precision=bf16"]), (f"experiment/{PRESETS[0]}", ["platform=cpu", "precision=bf16"])]
 CASES += [(f"experiment/{PRESETS[0]}", ["precision=fp32"])]
 
-# DESIGN.md §1 settings that docs/parity.md must have a row for, per preset (deleting a row fails).
+# The authors' settings (docs/paper.md) that docs/parity.md must have a row for, per preset (deleting a row fails).
 REQUIRED = {
     "data.train_files",
     "data.val_files",

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import socket
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.helpers import FIXTURE_JSONL
 from tinylora_verl.cli import main
 from tinylora_verl.data.prepare import prepare
-from tinylora_verl.data.sources import hub_reachable
+from tinylora_verl.data.sources import JSONL_DIR_ENV, hub_reachable
 from tinylora_verl.data.templates import BOXED_INSTRUCTION, GSM8K_INSTRUCTION
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-# dataset -> {split: (rows written, rows rejected, rows filtered out by design)}; from shared/data/SOURCES.md:
+# dataset -> {split: (rows written, rows rejected, rows filtered out by design)}; from docs/data.md:
 # MATH 12k split = 12,000 rows, 2 of which have an empty \boxed{} (train/number_theory/7115 and 7117),
 # levels 3-5 = 8,888 rows (the same 2 are level 5)
 EXPECTED = {
@@ -33,12 +31,10 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"the offline datasets are expected at {SHARED_DATA}")
+def prepared(tmp_path_factory, real_data_dir):
     root = tmp_path_factory.mktemp("prepared")
     results = {
-        name: prepare(name, root / name, jsonl_dir=SHARED_DATA, progress=False, log=lambda *_: None)
+        name: prepare(name, root / name, jsonl_dir=real_data_dir, progress=False, log=lambda *_: None)
         for name in EXPECTED
     }
     return root, results
@@ -58,10 +54,10 @@ def test_row_counts(prepared, name):
     assert len(lines) == sum(v[1] for v in EXPECTED[name].values())
 
 
-def test_gsm8k_rows_follow_verls_example(prepared):
+def test_gsm8k_rows_follow_verls_example(prepared, real_data_dir):
     root, _ = prepared
     frame = pd.read_parquet(root / "gsm8k" / "train.parquet")
-    raw = [json.loads(line) for line in open(SHARED_DATA / "gsm8k" / "train.jsonl")]
+    raw = [json.loads(line) for line in open(real_data_dir / "gsm8k" / "train.jsonl")]
     row, first = frame.iloc[0], raw[0]
     assert row["data_source"] == "gsm8k" and row["ability"] == "math"
     assert list(row["prompt"]) == [{"role": "user", "content": first["question"] + " " + GSM8K_INSTRUCTION}]
@@ -74,10 +70,10 @@ def test_gsm8k_rows_follow_verls_example(prepared):
     assert frame["extra_info"].map(lambda e: e["solution"]).tolist() == [r["answer"].strip() for r in raw]
 
 
-def test_math_style_rows_use_qwen_boxed(prepared):
+def test_math_style_rows_use_qwen_boxed(prepared, real_data_dir):
     root, _ = prepared
     frame = pd.read_parquet(root / "math500" / "test.parquet")
-    raw = [json.loads(line) for line in open(SHARED_DATA / "math500" / "test.jsonl")]
+    raw = [json.loads(line) for line in open(real_data_dir / "math500" / "test.jsonl")]
     assert list(frame.iloc[3]["prompt"]) == [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": raw[3]["problem"] + "\n" + BOXED_INSTRUCTION},
@@ -99,14 +95,14 @@ def test_math_style_rows_use_qwen_boxed(prepared):
         ("olympiadbench", 0, "2"),
     ],
 )
-def test_answers(prepared, name, index, answer):
+def test_answers(prepared, real_data_dir, name, index, answer):
     root, _ = prepared
     split = "train" if name == "math" else "test"
     truth = pd.read_parquet(root / name / f"{split}.parquet").iloc[index]["reward_model"]["ground_truth"]
     if answer is None:
         from reward_fns._latex import last_boxed
 
-        first = json.loads(open(SHARED_DATA / "math" / "train_12k_prm800k_split.jsonl").readline())
+        first = json.loads(open(real_data_dir / "math" / "train_12k_prm800k_split.jsonl").readline())
         answer = last_boxed(first["solution"])
     assert truth == answer
 
@@ -119,7 +115,7 @@ def test_olympiad_multi_answers_are_joined(prepared):
     assert "69,84" in truths.tolist() and not any("$" in t for t in truths)
 
 
-def test_simplerl_keeps_only_levels_3_to_5(prepared):
+def test_simplerl_keeps_only_levels_3_to_5(prepared, real_data_dir):
     root, _ = prepared
     ids = set(
         pd.read_parquet(root / "simplerl_math35" / "train.parquet")["extra_info"].map(
@@ -127,7 +123,7 @@ def test_simplerl_keeps_only_levels_3_to_5(prepared):
         )
     )
     levels = {}
-    for line in open(SHARED_DATA / "math" / "train_12k_prm800k_split.jsonl"):
+    for line in open(real_data_dir / "math" / "train_12k_prm800k_split.jsonl"):
         row = json.loads(line)
         levels[row["unique_id"]] = row["level"]
     assert {levels[i] for i in ids} == {"Level 3", "Level 4", "Level 5"}
@@ -206,10 +202,23 @@ def test_unreachable_hub_is_decided_fast(monkeypatch):
     assert hub_reachable() == (False, "HF_HUB_OFFLINE is set")
 
 
-def test_without_from_jsonl_an_offline_hub_falls_back_to_shared_data(tmp_path, monkeypatch, capsys):
+def test_offline_hub_falls_back_to_the_jsonl_dir_variable(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert main(["prepare", "aime24", "--out", str(tmp_path), "--no-progress"]) == 0
+    monkeypatch.setenv(JSONL_DIR_ENV, str(FIXTURE_JSONL))  # 4 rows a file (tests/fixtures/README.md)
+    assert main(["prepare", "math500", "--out", str(tmp_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert str(SHARED_DATA) in out and "aime24 test: 30 rows" in out
+    assert str(FIXTURE_JSONL) in out and "math500 test: 4 rows" in out
     assert main(["prepare", "gsm8k", "--out", str(tmp_path / "g"), "--no-progress"]) == 0
     assert "hub not used: HF_HUB_OFFLINE is set" in capsys.readouterr().out
+    assert len(pd.read_parquet(tmp_path / "g" / "train.parquet")) == 4
+
+
+def test_offline_hub_without_the_variable_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv(JSONL_DIR_ENV, raising=False)
+    assert main(["prepare", "gsm8k", "--out", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and JSONL_DIR_ENV in err and "--from-jsonl" in err
+    monkeypatch.setenv(JSONL_DIR_ENV, str(tmp_path / "missing"))
+    assert main(["prepare", "gsm8k", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "missing: no such directory" in capsys.readouterr().err

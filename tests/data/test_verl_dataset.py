@@ -1,34 +1,20 @@
-"""Prepared parquet files load in verl's own RLHFDataset (+ collate_fn) with the real Qwen2.5 tokenizer."""
+"""Prepared parquet files load in verl's own RLHFDataset (+ collate_fn) with the suite's tokenizer."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from tinylora_verl.data.prepare import prepare
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    path = SHARED / "tokenizers" / "qwen2.5"
-    if not path.is_dir():
-        pytest.fail(f"the Qwen2.5 tokenizer is expected at {path}")
-    return AutoTokenizer.from_pretrained(str(path))
-
 
 # gsm8k: the first 200 rows (one template, ~8 s saved); math500: all rows (the longest prompts)
 @pytest.mark.parametrize("name,split,n_rows", [("gsm8k", "test", 200), ("math500", "test", 500)])
-def test_rlhf_dataset_loads_prepared_parquet(tmp_path, tokenizer, name, split, n_rows):
+def test_rlhf_dataset_loads_prepared_parquet(tmp_path, tokenizer, real_data_dir, name, split, n_rows):
     from torch.utils.data import DataLoader
     from verl.utils.dataset.rl_dataset import RLHFDataset, collate_fn
 
-    prepare(name, tmp_path / "data", jsonl_dir=SHARED / "data", progress=False, log=lambda *_: None)
+    prepare(name, tmp_path / "data", jsonl_dir=real_data_dir, progress=False, log=lambda *_: None)
     config = OmegaConf.create(
         {
             "prompt_key": "prompt",

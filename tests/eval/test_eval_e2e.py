@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 
 from reward_fns import gsm8k as gsm8k_reward
 from reward_fns import math as math_reward
+from tests.helpers import FIXTURE_JSONL
 from tinylora_verl.cli import main
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.mark.e2e
@@ -35,7 +33,7 @@ def test_eval_end_to_end_on_vllm_cpu(tiny_model_dir, tiny_adapter_dir, tmp_path,
             "--max-tokens",
             "12",
             "--from-jsonl",
-            str(SHARED_DATA),
+            str(FIXTURE_JSONL),
             "--out",
             str(out),
             "--dtype",

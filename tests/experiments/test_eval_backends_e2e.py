@@ -4,11 +4,10 @@ same greedy answers as transformers' generate on the adapted model in memory."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from tests.conftest import TOKENIZER_DIR, TOKENIZER_FILES, tiny_qwen2
+from tests.tiny_model import build_tiny_qwen2
 from tinylora_verl import load_adapter
 from tinylora_verl.experiments import records
 from tinylora_verl.experiments.evaluate import EvalConfig, generate_hf
@@ -24,11 +23,7 @@ def test_vllm_eval_of_an_sft_run_matches_hf_generate(tokenizer, tmp_path):
     pytest.importorskip("vllm")
     # larger initial weights than HF's 0.02: two SFT steps then change the greedy outputs (with the default
     # init every prompt decodes to newlines before and after, and the check below would prove nothing)
-    tiny_model_dir = tmp_path / "model"
-    tiny_qwen2(seed=1, initializer_range=0.2).save_pretrained(tiny_model_dir)
-    for name in TOKENIZER_FILES:
-        if (TOKENIZER_DIR / name).exists():
-            shutil.copy2(TOKENIZER_DIR / name, tiny_model_dir / name)
+    tiny_model_dir = build_tiny_qwen2(tmp_path / "model", seed=1, initializer_range=0.2)
     # 1 token: greedy decoding of a random model drifts apart after a token or two between any two float32
     # implementations (near-tied logits: merged weights vs base + low-rank path, vLLM's kernels vs torch)
     eval_cfg = {"backend": "vllm", "temperature": 0, "max_tokens": 1}

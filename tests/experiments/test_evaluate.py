@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import tiny_qwen2
+from tests.tiny_model import tiny_qwen2
 from tinylora_verl.eval.scoring import Completion
 from tinylora_verl.experiments.evaluate import EvalConfig, evaluate, generate_hf
 from tinylora_verl.experiments.tasks import arithmetic_rows, check_task, materialise, read_rows

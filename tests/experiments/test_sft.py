@@ -1,10 +1,10 @@
-"""SFT objective and loop on a tiny Qwen2 with the real Qwen2.5 tokenizer."""
+"""SFT objective and loop on a tiny Qwen2 with the suite's tokenizer (SmolLM2's)."""
 
 from __future__ import annotations
 
 import torch
 
-from tests.conftest import tiny_qwen2
+from tests.tiny_model import tiny_qwen2
 from tinylora_verl.experiments.objective import Example, build_example, collate, mean_loss, nll_sum
 from tinylora_verl.experiments.sft import SFTConfig, prepare_trainable, train_sft
 from tinylora_verl.experiments.tasks import arithmetic_rows

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_qwen2
+from tests.tiny_model import tiny_qwen2
 from tinylora_verl.experiments import surface
 from tinylora_verl.experiments.objective import build_examples, mean_loss
 from tinylora_verl.experiments.tasks import arithmetic_rows

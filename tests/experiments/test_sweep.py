@@ -224,7 +224,7 @@ def test_ray_jobs_backend_submits_one_job_per_run_with_its_entrypoint_and_env(tm
         python="python3",
         max_parallel=2,
         poll_s=0,
-        runtime_env={"env_vars": {"HF_HOME": "/shared/hf"}},
+        runtime_env={"env_vars": {"HF_HOME": "/nfs/hf"}},
         sweep_dir=tmp_path,
     )
     summary = run_sweep(_spec(methods=["rl", "sft"]), tmp_path, backend, log=lambda m: None)
@@ -235,7 +235,7 @@ def test_ray_jobs_backend_submits_one_job_per_run_with_its_entrypoint_and_env(tm
     assert sft["entrypoint"] == f"python3 -m tinylora_verl.experiments.run_one {run_dir}"
     assert sft["entrypoint_num_gpus"] == 1.0  # SFT computes in the entrypoint
     assert "entrypoint_num_gpus" not in by_run["rl-tinylora1-lr0.01-s0"]  # verl's workers take the GPUs
-    assert sft["runtime_env"]["env_vars"] == {"HF_HOME": "/shared/hf", "PYTHONUNBUFFERED": "1"}
+    assert sft["runtime_env"]["env_vars"] == {"HF_HOME": "/nfs/hf", "PYTHONUNBUFFERED": "1"}
     ids = [kw["submission_id"] for kw in client.submitted]
     assert len(set(ids)) == 4 and all(
         i.startswith("tinylora-") and i.endswith("-a1") and "." not in i for i in ids

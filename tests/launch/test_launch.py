@@ -71,7 +71,7 @@ def test_local_dry_run_prints_command_and_resolved_preset():
         "4",
         "--dry-run",
         "trainer.logger=[console,wandb]",
-        TINYLORA_DATA="/shared/data",
+        TINYLORA_DATA="/nfs/data",
     )
     assert res.returncode == 0, res.stderr[-3000:]
     cmd, cfg = dry_run_parts(res.stdout)
@@ -86,7 +86,7 @@ def test_local_dry_run_prints_command_and_resolved_preset():
     ]
     assert cfg["trainer"]["n_gpus_per_node"] == 4 and cfg["trainer"]["logger"] == ["console", "wandb"]
     assert cfg["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-7B-Instruct"
-    assert cfg["data"]["train_files"] == "/shared/data/gsm8k/train.parquet"  # resolved
+    assert cfg["data"]["train_files"] == "/nfs/data/gsm8k/train.parquet"  # resolved
     assert cfg["trainer"]["device"] == "cuda"
 
 
@@ -131,7 +131,7 @@ RAY_ARGS = [
     "--preset",
     "gsm8k_paper",
     "--env",
-    "TINYLORA_DATA=/shared/data",
+    "TINYLORA_DATA=/nfs/data",
     "--pip",
     "math-verify==0.9.0",
     "--no-wait",
@@ -145,7 +145,7 @@ def _check_submit(argv: list[str]):
     assert runtime_env["working_dir"] == str(REPO)
     assert {".git", ".venv"} <= set(runtime_env["excludes"])
     assert runtime_env["pip"] == ["math-verify==0.9.0"]
-    assert runtime_env["env_vars"] == {"TINYLORA_DATA": "/shared/data"}
+    assert runtime_env["env_vars"] == {"TINYLORA_DATA": "/nfs/data"}
     assert "--no-wait" in argv
     assert argv[argv.index("--") + 1 :] == [
         "python",
@@ -163,7 +163,7 @@ def test_ray_job_dry_run():
     cmd, cfg = dry_run_parts(res.stdout)
     assert cmd[0] == "ray"
     _check_submit(cmd[1:])
-    assert cfg["data"]["train_files"] == "/shared/data/gsm8k/train.parquet"  # --env applied when composing
+    assert cfg["data"]["train_files"] == "/nfs/data/gsm8k/train.parquet"  # --env applied when composing
     assert cfg["actor_rollout_ref"]["actor"]["optim"]["lr"] == 1e-4
 
 

@@ -6,8 +6,8 @@ Each response ends with a correct answer where the family allows it, so a reward
 
 Bench (prints the worst time and memory per family and reward, at 1 MB unless told otherwise):
 
-    nice -n 10 /work/main/.venv/bin/python -m tests.reward_fns.adversarial [--size 1000000] [--repeat 3]
-    PYTHONPATH=<a checkout> /work/main/.venv/bin/python tests/reward_fns/adversarial.py --issue-cases
+    nice -n 10 .venv/bin/python -m tests.reward_fns.adversarial [--size 1000000] [--repeat 3]
+    PYTHONPATH=<a checkout> .venv/bin/python tests/reward_fns/adversarial.py --issue-cases
 """
 
 from __future__ import annotations

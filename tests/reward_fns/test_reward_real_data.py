@@ -28,8 +28,8 @@ def _gsm8k_answer(solution: str) -> str:
 
 
 @pytest.mark.parametrize("split,n_rows", [("train", 7473), ("test", 1319)])
-def test_gsm8k_reference_solutions_score_one(shared_data, split, n_rows):
-    rows = read_jsonl(shared_data / "gsm8k" / f"{split}.jsonl")
+def test_gsm8k_reference_solutions_score_one(real_data_dir, split, n_rows):
+    rows = read_jsonl(real_data_dir / "gsm8k" / f"{split}.jsonl")
     assert len(rows) == n_rows
     answers = [_gsm8k_answer(r["answer"]) for r in rows]
     own = [gsm8k.compute_score("gsm8k", r["answer"], a) for r, a in zip(rows, answers)]
@@ -46,8 +46,8 @@ def test_gsm8k_reference_solutions_score_one(shared_data, split, n_rows):
 
 
 @pytest.fixture(scope="module")
-def math500(shared_data):
-    rows = read_jsonl(shared_data / "math500" / "test.jsonl")
+def math500(real_data_dir):
+    rows = read_jsonl(real_data_dir / "math500" / "test.jsonl")
     assert len(rows) == 500
     return rows
 

@@ -1,4 +1,4 @@
-"""The CPU platform plugin: gated by VERL_PLATFORM, and each blocker fix it owns (DESIGN.md §5).
+"""The CPU platform plugin: gated by VERL_PLATFORM, and each blocker fix it owns (docs/cpu_platform.md).
 
 Each check runs in a fresh interpreter, because verl resolves its platform once per process.
 """

@@ -8,25 +8,14 @@ the module's state dict): only the sync logic is under test; the e2e tests run i
 
 import torch
 
+from tests.tiny_model import tiny_qwen2
 from tinylora_verl import TinyLoRAConfig
 from tinylora_verl.sync import wire
 from tinylora_verl.verl_seam.engine import TinyLoRAFSDPEngine
 
 
 def _tiny_model():
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    cfg = Qwen2Config(
-        hidden_size=32,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        num_hidden_layers=2,
-        intermediate_size=48,
-        vocab_size=64,
-        tie_word_embeddings=True,
-    )
-    return Qwen2ForCausalLM(cfg).float()
+    return tiny_qwen2(hidden=32, vocab_size=64)  # the suite's tiny model, smaller: no tokenizer is involved
 
 
 ALL = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -25,7 +25,7 @@ import json, os, sys, time
 rank, port, timeout, slow_s, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
 os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK="0")
 import torch
-from tests.conftest import tiny_qwen2
+from tests.tiny_model import tiny_qwen2
 from tinylora_verl import TinyLoRAConfig
 from tinylora_verl.adapter import model as adapter_model
 from tinylora_verl.verl_seam.engine import apply_tinylora_from_rank0

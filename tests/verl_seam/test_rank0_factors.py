@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import tiny_qwen2, tiny_qwen2_config
+from tests.tiny_model import tiny_qwen2, tiny_qwen2_config
 from tinylora_verl import TinyLoRAConfig, apply_tinylora
 from tinylora_verl.verl_seam.engine import apply_tinylora_from_rank0, check_factors_match
 

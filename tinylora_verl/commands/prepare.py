@@ -21,8 +21,8 @@ def add_arguments(p) -> None:
         "--from-jsonl",
         default=None,
         metavar="DIR",
-        help="read local JSONL files laid out like shared/data (default: the hub if reachable, "
-        "else <repo>/../shared/data)",
+        help="read local JSONL files laid out as docs/data.md describes (default: the hub if "
+        "reachable, else $TINYLORA_JSONL_DIR)",
     )
     p.add_argument(
         "--template",

@@ -105,7 +105,7 @@ class DatasetSpec:
     splits: dict[str, SplitSource]
     template: str  # default prompt template
     reward: str  # "gsm8k" or "math": which reward_fns module scores it
-    expected_rows: dict[str, int]  # rows written from the offline copies (shared/data)
+    expected_rows: dict[str, int]  # rows written from the offline copies (docs/data.md)
 
 
 _MATH500 = SplitSource(

@@ -1,9 +1,9 @@
 """Prepare a dataset as verl parquet files: DIR/<split>.parquet (+ DIR/rejected.jsonl).
 
 Where the raw rows come from:
-- `jsonl_dir` given -> that directory's JSONL files (layout of shared/data, see SOURCES.md);
+- `jsonl_dir` given -> that directory's JSONL files (layout: docs/data.md);
 - else, if every split has a hub source and the hub answers within HUB_CHECK_TIMEOUT_S -> the hub;
-- else the default offline copies (<repo>/../shared/data) if present;
+- else the offline copies in $TINYLORA_JSONL_DIR if it is set;
 - else a clear error naming both options. An unreachable hub costs at most a few seconds, never a hang.
 Rows that cannot be converted (not UTF-8, not JSON, nested too deep, no question, a ground truth no
 reward can score: sources.py, answers.py) are counted, the first few printed with file and line, and all
@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import InvalidValue, MissingPath, NotADirectory, UserError
 from .datasets import DatasetSpec, SplitResult, SplitSource, build_split, get_spec
 from .output import check_target, replaced_dir
-from .sources import RawRow, Rejected, default_jsonl_dir, hub_reachable, read_hub, read_jsonl
+from .sources import JSONL_DIR_ENV, RawRow, Rejected, default_jsonl_dir, hub_reachable, read_hub, read_jsonl
 from .templates import TEMPLATES
 
 SHOW_REJECTED = 3
@@ -38,7 +38,9 @@ def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool
     if jsonl_dir is not None:
         path = Path(jsonl_dir).expanduser()
         if path.exists() and not path.is_dir():
-            raise NotADirectory(f"--from-jsonl {jsonl_dir}: a file, not a directory (the shared/data layout)")
+            raise NotADirectory(
+                f"--from-jsonl {jsonl_dir}: a file, not a directory (the layout in docs/data.md)"
+            )
         if not path.is_dir():
             raise MissingPath(f"--from-jsonl {jsonl_dir}: no such directory")
         return Origin("jsonl", path, f"local JSONL in {path}")
@@ -52,8 +54,8 @@ def choose_origin(spec: DatasetSpec, jsonl_dir: str | Path | None, use_hub: bool
     default = default_jsonl_dir()
     if default is None:
         raise MissingPath(
-            f"cannot read the data: hub not used ({reason}) and no offline copy at "
-            "<repo>/../shared/data; pass --from-jsonl DIR (the shared/data layout)"
+            f"cannot read the data: hub not used ({reason}) and {JSONL_DIR_ENV} is not set; "
+            "pass --from-jsonl DIR or set it (the layout is in docs/data.md)"
         )
     return Origin("jsonl", default, f"local JSONL in {default} (hub not used: {reason})")
 

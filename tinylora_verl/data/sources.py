@@ -6,7 +6,7 @@
 - `hub_reachable(repo_id, timeout_s)` decides in at most `timeout_s` seconds (an HTTP request to the
   hub API in a thread abandoned at the deadline; HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1 mean "no" at
   once), so an unreachable hub never hangs.
-- `default_jsonl_dir()`: <repo>/../shared/data when it exists (the project's offline copies).
+- `default_jsonl_dir()`: $TINYLORA_JSONL_DIR, the offline copies of the data sets (layout: docs/data.md).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import MissingPath
 
 HUB_CHECK_TIMEOUT_S = 3.0
+JSONL_DIR_ENV = "TINYLORA_JSONL_DIR"  # the offline copies: the directory `--from-jsonl` defaults to
 # a row of these data sets is a flat object; deeper nesting is refused before json.loads (whose
 # recursion would end in a RecursionError somewhere around Python's recursion limit)
 MAX_JSON_DEPTH = 64
@@ -52,16 +53,21 @@ class Rejected:
 
 
 def default_jsonl_dir() -> Path | None:
-    """<repo>/../shared/data if it exists, else None."""
-    candidate = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
+    """$TINYLORA_JSONL_DIR when set (an error if it is not a directory), else None."""
+    value = os.environ.get(JSONL_DIR_ENV, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{JSONL_DIR_ENV}={value}: no such directory")
+    return path
 
 
 def read_jsonl(path: Path, split: str) -> tuple[list[RawRow], list[Rejected]]:
     """All rows of a JSONL file; lines that are not JSON objects come back as Rejected (blank lines skipped)."""
     if not path.is_file():
         raise MissingPath(
-            f"{path} does not exist (expected a JSONL file; see shared/data/SOURCES.md "
+            f"{path} does not exist (expected a JSONL file; see docs/data.md "
             "for the layout, or pass --from-jsonl DIR)"
         )
     rows, rejected = [], []

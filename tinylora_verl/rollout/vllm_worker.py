@@ -2,7 +2,7 @@
 
 verl's `vLLMColocateWorkerExtension.update_weights_from_ipc` loads each received bucket with
 `model.load_weights` and then re-runs `process_weights_after_loading`. On vLLM's CPU backend that
-fails (DESIGN.md §5 blocker 10): after the first load the CPU backend repacks every Linear weight
+fails (docs/cpu_platform.md, blocker 10): after the first load the CPU backend repacks every Linear weight
 into a kernel format (oneDNN / sgl packed) and drops `.weight`, so `load_weights` finds a Parameter
 without `weight_loader`. vLLM 0.32's in-place reload is the supported path: `reload_weights(
 weights_iterator=..., is_checkpoint_format=True)` restores each layer's checkpoint layout, loads,
