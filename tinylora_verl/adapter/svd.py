@@ -116,21 +116,20 @@ def weight_digest(weight: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def cache_key(weight: torch.Tensor, r: int, opts: SVDOptions) -> str:
+    """Name of a cache entry: the weight's digest and every setting that changes its factors."""
+    params = f"r={r}|{opts.method}|{opts.dtype}|os={opts.oversample}|it={opts.power_iters}|seed={opts.seed}"
+    return hashlib.sha256(f"{weight_digest(weight)}|{params}".encode()).hexdigest()[:40]
+
+
 class FactorCache:
     """Directory of `<key>.safetensors` files holding U, S, V. Writes are atomic (tmp + rename)."""
 
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
 
-    @staticmethod
-    def key(weight: torch.Tensor, r: int, opts: SVDOptions) -> str:
-        params = (
-            f"r={r}|{opts.method}|{opts.dtype}|os={opts.oversample}|it={opts.power_iters}|seed={opts.seed}"
-        )
-        return hashlib.sha256(f"{weight_digest(weight)}|{params}".encode()).hexdigest()[:40]
-
     def get_or_compute(self, weight: torch.Tensor, r: int, opts: SVDOptions) -> Factors:
-        path = self.dir / f"{self.key(weight, r, opts)}.safetensors"
+        path = self.dir / f"{cache_key(weight, r, opts)}.safetensors"
         if path.exists():
             try:
                 t = load_file(str(path), device=str(weight.device))
