@@ -55,7 +55,7 @@ EDITS = [
 ]
 
 
-@pytest.mark.parametrize("where,key,value", EDITS, ids=[f"{w}.{k}={v!r}"[:40] for w, k, v in EDITS])
+@pytest.mark.parametrize("where,key,value", EDITS, ids=[f"{w}.{k}-{i}" for i, (w, k, _) in enumerate(EDITS)])
 def test_any_edited_value_is_refused_by_the_checksum(saved, where, key, value):
     path, _ = saved
     edit(path, where, key, value)

@@ -77,7 +77,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("name,value,match", BAD, ids=[f"{n}={v!r}"[:40] for n, v, _ in BAD])
+@pytest.mark.parametrize("name,value,match", BAD, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(BAD)])
 def test_bad_value_is_refused_naming_the_setting(name, value, match):
     with pytest.raises(TinyLoRAConfigError, match=match) as err:
         TinyLoRAConfig(**{name: value})
