@@ -234,3 +234,32 @@ def test_version_1_file_with_an_edited_seed_is_refused(saved):
     _as_version_1(path, seed=4)
     with pytest.raises(AdapterLoadError, match="version-1 file .*an edited seed or rank cannot be told"):
         load_adapter(small_model(), path)
+
+
+@pytest.mark.parametrize("bad", [None, 3, ""])
+def test_a_directory_that_is_not_a_path_is_a_load_error(bad):
+    model = small_model()
+    with pytest.raises(AdapterLoadError, match="the adapter directory must be a path"):
+        load_adapter(model, bad)
+
+
+@pytest.mark.parametrize("name", [CONFIG_NAME, WEIGHTS_NAME])
+def test_oversized_files_are_refused_before_they_are_read(saved, monkeypatch, name):
+    from tinylora_verl.adapter import checkpoint, metadata
+
+    path, _ = saved
+    monkeypatch.setattr(metadata, "MAX_CONFIG_BYTES", 100)
+    monkeypatch.setattr(checkpoint, "MAX_WEIGHTS_BYTES", 100)
+    if name == WEIGHTS_NAME:
+        monkeypatch.setattr(metadata, "MAX_CONFIG_BYTES", 1 << 20)
+    size = (path / name).stat().st_size
+    with pytest.raises(AdapterLoadError, match=f"{name} is {size} bytes, more than the 100"):
+        load_adapter(small_model(), path)
+
+
+def test_size_limits_fit_the_largest_adapter_the_limits_allow():
+    from tinylora_verl.adapter.limits import MAX_PROJECTION_ENTRIES
+    from tinylora_verl.adapter.metadata import MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES
+
+    assert MAX_WEIGHTS_BYTES >= 4 * MAX_PROJECTION_ENTRIES  # every v entry in float32
+    assert MAX_CONFIG_BYTES >= 8 * 100_000  # a group index for each of 100k modules

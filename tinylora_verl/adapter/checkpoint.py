@@ -31,7 +31,10 @@ from .metadata import (
     CONFIG_NAME,
     FORMAT,
     FORMAT_VERSION,
+    MAX_WEIGHTS_BYTES,
     WEIGHTS_NAME,
+    adapter_path,
+    check_size,
     modules_sha256,
     read_metadata,
     seal,
@@ -119,9 +122,10 @@ def save_adapter(handle: TinyLoRAHandle, directory: str | os.PathLike) -> Path:
 
 def read_vectors(directory: str | os.PathLike, meta: dict) -> list[torch.Tensor]:
     """The v's of DIR: checksum, names, shapes (u,), float32, finite."""
-    path = Path(directory) / WEIGHTS_NAME
+    path = adapter_path(directory, WEIGHTS_NAME)
     if not path.is_file():
         raise AdapterLoadError(f"{path} does not exist; the adapter directory is incomplete")
+    check_size(path, MAX_WEIGHTS_BYTES)
     raw = path.read_bytes()
     if hashlib.sha256(raw).hexdigest() != meta["vectors_sha256"]:
         raise AdapterLoadError(
@@ -223,8 +227,8 @@ def load_adapter(model, directory: str | os.PathLike, **config_overrides) -> Tin
     config_overrides may change only run-time settings (svd_cache_dir). Atomic: any refusal leaves the
     model exactly as it was.
     """
-    path = Path(directory) / CONFIG_NAME
     meta = read_metadata(directory)
+    path = adapter_path(directory, CONFIG_NAME)
     vectors = read_vectors(directory, meta)
     bad = sorted(set(config_overrides) - {"svd_cache_dir"})
     if bad:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .errors import AdapterLoadError
 from .functional import PROJECTION_RECIPE
+from .limits import MAX_PROJECTION_ENTRIES
 from .validation import is_int
 
 FORMAT = "tinylora-verl-adapter"
@@ -45,6 +46,10 @@ REQUIRED = {
         CHECKSUM_KEY,
     ),
 }
+# The largest files save_adapter can write: the JSON grows with the module count (a group index each),
+# the vectors with groups * u <= limits.MAX_PROJECTION_ENTRIES float32 numbers.
+MAX_CONFIG_BYTES = 16 << 20
+MAX_WEIGHTS_BYTES = 4 * MAX_PROJECTION_ENTRIES + (1 << 20)
 PLAN_INTS = ("projection_dim", "tie_factor", "num_groups", "num_trainable", "num_modules")
 
 
@@ -63,12 +68,30 @@ def seal(meta: dict) -> dict:
     return {**meta, CHECKSUM_KEY: metadata_checksum(meta)}
 
 
+def adapter_path(directory, name: str) -> Path:
+    """DIR/name for a directory given as str or os.PathLike; anything else is a load error."""
+    if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+        raise AdapterLoadError(f"the adapter directory must be a path, got {directory!r}")
+    return Path(directory) / name
+
+
+def check_size(path: Path, limit: int) -> None:
+    """Refuse a file larger than any save_adapter writes before reading it."""
+    size = path.stat().st_size
+    if size > limit:
+        raise AdapterLoadError(
+            f"{path} is {size} bytes, more than the {limit} any adapter file can have: it is not a "
+            "TinyLoRA checkpoint file — restore it from the checkpoint it came from"
+        )
+
+
 def _load_json(path: Path, directory) -> dict:
     if not path.is_file():
         raise AdapterLoadError(
             f"{path} does not exist: {directory} is not a TinyLoRA adapter directory "
             f"(expected {CONFIG_NAME} and {WEIGHTS_NAME}, written by save_adapter)"
         )
+    check_size(path, MAX_CONFIG_BYTES)
     try:
         return json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
@@ -106,7 +129,7 @@ def _check_shapes(path: Path, meta: dict) -> None:
 
 def read_metadata(directory: str | os.PathLike) -> dict:
     """Parse and check DIR/tinylora_config.json: format, version, required fields, checksum, field types."""
-    path = Path(directory) / CONFIG_NAME
+    path = adapter_path(directory, CONFIG_NAME)
     meta = _load_json(path, directory)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise AdapterLoadError(
