@@ -149,8 +149,11 @@ def test_cache_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     model = small_model()
     before = snapshot(model)
-    for bad in (tmp_path / "f", tmp_path / "f" / "sub"):
-        with pytest.raises(TinyLoRAConfigError, match="svd_cache_dir=.* (is a file|cannot be created)"):
+    for bad, why in (
+        (tmp_path / "f", "is a file, not a directory"),
+        (tmp_path / "f" / "sub", "cannot be created"),
+    ):
+        with pytest.raises(TinyLoRAConfigError, match=f"svd_cache_dir=.* {why}"):
             apply_tinylora(model, TinyLoRAConfig(**GOOD, svd_cache_dir=str(bad)))
         assert_unchanged(model, before)
     h = apply_tinylora(model, TinyLoRAConfig(**GOOD, svd_cache_dir=str(tmp_path / "cache")))
@@ -180,6 +183,22 @@ def test_failure_while_swapping_layers_in_is_rolled_back(monkeypatch):
     monkeypatch.setattr("tinylora_verl.adapter.model.TinyLoRALinear", real)
     model.model.norm.weight.requires_grad_(True)
     apply_good_and_compare(model)
+
+
+def test_failure_after_the_base_was_frozen_restores_the_requires_grad_flags():
+    model = small_model()
+    model.model.norm.weight.requires_grad_(False)
+    before = snapshot(model)
+
+    def refuse(name, module):
+        raise RuntimeError("add_module failed")
+
+    model.add_module = refuse  # the last step of install, after the base parameters were frozen
+    with pytest.raises(RuntimeError, match="add_module failed"):
+        apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    del model.add_module
+    assert_unchanged(model, before)
+    assert model.model.layers[0].mlp.up_proj.weight.requires_grad
 
 
 def test_second_apply_is_refused_and_the_first_handle_keeps_working():
