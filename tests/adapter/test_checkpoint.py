@@ -9,6 +9,7 @@ import torch
 from tests.tiny_model import tiny_qwen2
 from tinylora_verl import TinyLoRAConfig, apply_tinylora, load_adapter
 from tinylora_verl.adapter.checkpoint import CONFIG_NAME, WEIGHTS_NAME, AdapterLoadError
+from tinylora_verl.adapter.metadata import seal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -104,9 +105,9 @@ def _corrupt_byte(path: Path, offset_from_end=3):
         (lambda p: (p / WEIGHTS_NAME).unlink(), "does not exist"),
         (lambda p: (p / CONFIG_NAME).write_text((p / CONFIG_NAME).read_text()[:100]), "not valid JSON"),
         (lambda p: (p / CONFIG_NAME).unlink(), "not a TinyLoRA adapter directory"),
-        (lambda p: _edit(p, format_version=2), "format_version=2"),
+        (lambda p: _edit(p, format_version=3), "format_version=3"),
         (lambda p: _edit(p, format="peft"), "is not a tinylora-verl-adapter file"),
-        (lambda p: _edit(p, projection_recipe="torch-randn/0"), "P recipe"),
+        (lambda p: _edit(p, reseal=True, projection_recipe="torch-randn/0"), "P recipe"),
         (lambda p: _edit(p, factor_hash=None, drop="factor_hash"), "lacks the fields"),
     ],
 )
@@ -117,12 +118,12 @@ def test_damaged_checkpoints_are_refused(tmp_path, damage, match):
         load_adapter(tiny_qwen2(seed=0), path)
 
 
-def _edit(path, drop=None, **changes):
+def _edit(path, drop=None, reseal=False, **changes):
     meta = json.loads((path / CONFIG_NAME).read_text())
     meta.update(changes)
     if drop:
         meta.pop(drop)
-    (path / CONFIG_NAME).write_text(json.dumps(meta))
+    (path / CONFIG_NAME).write_text(json.dumps(seal(meta) if reseal else meta))
 
 
 def test_vectors_with_wrong_shape_are_refused_even_with_matching_checksum(tmp_path):
@@ -132,8 +133,10 @@ def test_vectors_with_wrong_shape_are_refused_even_with_matching_checksum(tmp_pa
 
     _, _, path = trained(tmp_path)
     save_file({f"v.{g}": torch.zeros(2) for g in range(4)}, str(path / WEIGHTS_NAME))
-    _edit(path, vectors_sha256=hashlib.sha256((path / WEIGHTS_NAME).read_bytes()).hexdigest())
-    with pytest.raises(AdapterLoadError, match=r"v.0 has shape \(2,\), expected \(1,\)"):
+    _edit(path, reseal=True, vectors_sha256=hashlib.sha256((path / WEIGHTS_NAME).read_bytes()).hexdigest())
+    with pytest.raises(
+        AdapterLoadError, match=r"v.0 is torch.float32 of shape \(2,\), expected float32 of shape \(1,\)"
+    ):
         load_adapter(tiny_qwen2(seed=0), path)
 
 

@@ -1,16 +1,15 @@
 """The adapter checkpoint: a few KB, no pickle.
 
     DIR/tinylora_adapter.safetensors   one float32 tensor "v.<g>" [u] per group
-    DIR/tinylora_config.json           metadata (below)
+    DIR/tinylora_config.json           metadata (metadata.py: fields, checksum, version 1 files)
 
-Metadata: format name and version; the base model (name_or_path, revision, architecture, a fingerprint of
-the adapted weights); the TinyLoRAConfig; the plan (u, tie factor, group of each module); the P recipe;
-hashes of the factors and of the vector file. Everything else (U, S, V, P) is rebuilt from the base
-model and the seed, so loading recomputes the factors and checks them against what was saved.
+Everything else (U, S, V, P) is rebuilt from the base model and the seed, so loading recomputes the
+factors and checks them against what was saved.
 
-Refused, with a message saying what is wrong: a missing/corrupt/truncated file, another format or a
-newer format version, a different base model (fingerprint), a model whose target modules differ,
-vectors whose shapes do not fit the plan.
+load_adapter checks everything before it changes the model: the files (checksums, format, version,
+NaN/inf v), the config, then — on the model, without SVD — module names, base fingerprint, tying and the
+exact P hash; then it runs the SVD (still only reading the model); only then are the layers swapped in.
+A refusal leaves the model exactly as it was, so the right adapter can be loaded into it afterwards.
 """
 
 from __future__ import annotations
@@ -24,20 +23,41 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import TinyLoRAConfig, TinyLoRAConfigError
+from . import digests
+from .config import TinyLoRAConfig
+from .errors import AdapterLoadError, TinyLoRAUserError
 from .functional import PROJECTION_RECIPE
-from .model import TinyLoRAHandle, apply_tinylora
+from .metadata import (
+    CONFIG_NAME,
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_WEIGHTS_BYTES,
+    WEIGHTS_NAME,
+    adapter_path,
+    check_size,
+    modules_sha256,
+    read_metadata,
+    seal,
+)
+from .model import TinyLoRAHandle, install
+from .prepare import Prepared, compute_factors_for, prepare
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "tinylora-verl-adapter"
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "tinylora_adapter.safetensors"
-CONFIG_NAME = "tinylora_config.json"
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "WEIGHTS_NAME",
+    "AdapterLoadError",
+    "build_metadata",
+    "load_adapter",
+    "read_metadata",
+    "read_vectors",
+    "save_adapter",
+]
 
-
-class AdapterLoadError(ValueError):
-    """The adapter at a path cannot be loaded onto this model; the message says why and what to do."""
+SVD_SUM_RTOL = 1e-4  # singular-value sums closer than this differ by rounding (BLAS, hardware)
 
 
 def _base_model_info(model) -> dict:
@@ -51,10 +71,15 @@ def _base_model_info(model) -> dict:
     }
 
 
+def singular_value_sums(S_per_module) -> list[float]:
+    """[sum over modules of S[j] for j < r] in float64: a tolerance-comparable summary of the SVD."""
+    return torch.stack([S.detach().to(torch.float64).cpu() for S in S_per_module]).sum(0).tolist()
+
+
 def build_metadata(handle: TinyLoRAHandle, vectors_sha256: str) -> dict:
     plan = handle.plan
     modules = list(handle.layers)
-    return {
+    meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "base_model": {**_base_model_info(handle.model), "fingerprint": handle.base_fingerprint()},
@@ -66,13 +91,16 @@ def build_metadata(handle: TinyLoRAHandle, vectors_sha256: str) -> dict:
             "num_groups": plan.num_groups,
             "num_trainable": plan.num_trainable,
             "num_modules": len(modules),
-            "modules_sha256": hashlib.sha256("\n".join(modules).encode()).hexdigest(),
+            "modules_sha256": modules_sha256(modules),
             "group_of_module": [plan.group_of[m] for m in modules],  # model order
         },
         "projection_recipe": PROJECTION_RECIPE,
+        "projection_sha256": handle.projection_hash(),
         "factor_hash": handle.factor_hash(),
+        "singular_value_sums": singular_value_sums(layer.tinylora_S for layer in handle.layers.values()),
         "vectors_sha256": vectors_sha256,
     }
+    return seal(meta)
 
 
 def save_adapter(handle: TinyLoRAHandle, directory: str | os.PathLike) -> Path:
@@ -92,50 +120,12 @@ def save_adapter(handle: TinyLoRAHandle, directory: str | os.PathLike) -> Path:
     return out
 
 
-def read_metadata(directory: str | os.PathLike) -> dict:
-    """Parse and check DIR/tinylora_config.json (format, version, required fields)."""
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise AdapterLoadError(
-            f"{path} does not exist: {directory} is not a TinyLoRA adapter directory "
-            f"(expected {CONFIG_NAME} and {WEIGHTS_NAME}, written by save_adapter)"
-        )
-    try:
-        meta = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AdapterLoadError(
-            f"{path} is not valid JSON ({err}); the file is corrupt or truncated — "
-            "restore it from the checkpoint it came from"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise AdapterLoadError(
-            f"{path} is not a {FORMAT} file (format={meta.get('format') if isinstance(meta, dict) else None!r})"
-        )
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise AdapterLoadError(
-            f"{path} has format_version={version!r}; this tinylora_verl reads version "
-            f"{FORMAT_VERSION}. Use the tinylora_verl release that wrote it (or a newer one)."
-        )
-    missing = [
-        k
-        for k in ("base_model", "config", "plan", "factor_hash", "vectors_sha256", "projection_recipe")
-        if k not in meta
-    ]
-    if missing:
-        raise AdapterLoadError(f"{path} lacks the fields {missing}; the file is incomplete")
-    if meta["projection_recipe"] != PROJECTION_RECIPE:
-        raise AdapterLoadError(
-            f"{path} was made with P recipe {meta['projection_recipe']!r}; this version "
-            f"generates {PROJECTION_RECIPE!r} and cannot rebuild its P matrices"
-        )
-    return meta
-
-
 def read_vectors(directory: str | os.PathLike, meta: dict) -> list[torch.Tensor]:
-    path = Path(directory) / WEIGHTS_NAME
+    """The v's of DIR: checksum, names, shapes (u,), float32, finite."""
+    path = adapter_path(directory, WEIGHTS_NAME)
     if not path.is_file():
         raise AdapterLoadError(f"{path} does not exist; the adapter directory is incomplete")
+    check_size(path, MAX_WEIGHTS_BYTES)
     raw = path.read_bytes()
     if hashlib.sha256(raw).hexdigest() != meta["vectors_sha256"]:
         raise AdapterLoadError(
@@ -151,17 +141,94 @@ def read_vectors(directory: str | os.PathLike, meta: dict) -> list[torch.Tensor]
     if set(tensors) != expected:
         raise AdapterLoadError(f"{path} holds tensors {sorted(tensors)[:5]}..., expected v.0 .. v.{n - 1}")
     for key in sorted(expected):
-        if tuple(tensors[key].shape) != (u,):
-            raise AdapterLoadError(f"{path}: {key} has shape {tuple(tensors[key].shape)}, expected ({u},)")
+        t = tensors[key]
+        if tuple(t.shape) != (u,) or t.dtype != torch.float32:
+            raise AdapterLoadError(
+                f"{path}: {key} is {t.dtype} of shape {tuple(t.shape)}, expected float32 of shape ({u},)"
+            )
+        if not bool(torch.isfinite(t).all()):
+            raise AdapterLoadError(
+                f"{path}: {key} holds NaN or inf; the adapter diverged or the file was damaged — load an "
+                "earlier checkpoint"
+            )
     return [tensors[f"v.{g}"] for g in range(n)]
+
+
+def _check_against_model(path: Path, meta: dict, prepared: Prepared, model) -> None:
+    """Module names, base fingerprint, tying, P: all before any SVD."""
+    plan, saved_base = meta["plan"], meta["base_model"]
+    modules = prepared.modules
+    if len(modules) != plan["num_modules"] or modules_sha256(modules) != plan["modules_sha256"]:
+        raise AdapterLoadError(
+            f"the adapter was trained on {plan['num_modules']} modules of {saved_base.get('name_or_path')!r} "
+            f"({saved_base.get('architecture')}); this model ({type(model).__name__}) has {len(modules)} matching "
+            "modules with other names: load it on the base model it was trained on"
+        )
+    if prepared.base_fingerprint() != saved_base["fingerprint"]:
+        here = _base_model_info(model).get("name_or_path")
+        raise AdapterLoadError(
+            f"the adapter was trained on base model {saved_base.get('name_or_path')!r}, but the weights of this "
+            f"model ({here!r}) differ from it (fingerprint mismatch): load the adapter on the base model it was "
+            "trained on"
+        )
+    mine = prepared.plan
+    if (
+        [mine.group_of[m] for m in modules] != plan["group_of_module"]
+        or mine.projection_dim != plan["projection_dim"]
+        or mine.num_groups != plan["num_groups"]
+    ):
+        raise AdapterLoadError(
+            f"{path}: the tying it records (u={plan['projection_dim']}, {plan['num_groups']} groups) differs from "
+            f"the one its config gives here (u={mine.projection_dim}, {mine.num_groups} groups); the metadata "
+            "is inconsistent (edited by hand?): restore it from the checkpoint it came from"
+        )
+    if "projection_sha256" in meta and prepared.projection_hash() != meta["projection_sha256"]:
+        raise AdapterLoadError(
+            f"{path}: the P matrices its config regenerates (seed={prepared.config.seed}, "
+            f"frozen_rank={prepared.config.frozen_rank}, u={mine.projection_dim}) are not the ones it was "
+            "trained with (P is identical on every platform, so the recorded settings were changed): "
+            "restore the file from the checkpoint it came from"
+        )
+
+
+def _check_factors(path: Path, meta: dict, prepared: Prepared, factors: dict) -> None:
+    """The SVD's bits depend on the BLAS and device: compare with a tolerance, exactly only for version 1."""
+    got = digests.factor_hash(
+        (name, (factors[name].U, factors[name].S, factors[name].V, prepared.projections[name]))
+        for name in prepared.modules
+    )
+    if got == meta["factor_hash"]:
+        return
+    if meta["format_version"] == 1:
+        raise AdapterLoadError(
+            f"{path} is a version-1 file (no metadata checksum, no separate P hash) and the factors recomputed "
+            "here differ from its factor_hash, so an edited seed or rank cannot be told from another BLAS: "
+            "load it on the machine type that saved it and save it again with this version"
+        )
+    saved = meta["singular_value_sums"]
+    here = singular_value_sums(factors[name].S for name in prepared.modules)
+    rel = max((abs(a - b) / max(abs(b), 1e-30) for a, b in zip(here, saved)), default=0.0)
+    if len(here) == len(saved) and rel <= SVD_SUM_RTOL:
+        logger.info("TinyLoRA factors differ from the saved run's in their last bits only (rel %.1e)", rel)
+    else:
+        logger.warning(
+            "TinyLoRA SVD factors recomputed here differ from the saved run's (singular values by %.1e "
+            "relative, over the %.0e of rounding): the randomized SVD draws its test matrix on the weights' "
+            "device, so another device type (or BLAS) gives other factors, and Delta W differs; load it on "
+            "the device type that trained it, or train with svd_method='exact' for portable factors",
+            rel,
+            SVD_SUM_RTOL,
+        )
 
 
 def load_adapter(model, directory: str | os.PathLike, **config_overrides) -> TinyLoRAHandle:
     """Apply TinyLoRA to `model` as recorded in DIR and load its v; refuse a mismatching base model.
 
-    config_overrides may change only run-time settings (svd_cache_dir).
+    config_overrides may change only run-time settings (svd_cache_dir). Atomic: any refusal leaves the
+    model exactly as it was.
     """
     meta = read_metadata(directory)
+    path = adapter_path(directory, CONFIG_NAME)
     vectors = read_vectors(directory, meta)
     bad = sorted(set(config_overrides) - {"svd_cache_dir"})
     if bad:
@@ -170,40 +237,19 @@ def load_adapter(model, directory: str | os.PathLike, **config_overrides) -> Tin
         )
     try:
         config = TinyLoRAConfig.from_dict({**meta["config"], **config_overrides})
-    except (TinyLoRAConfigError, TypeError) as err:
-        raise AdapterLoadError(f"{Path(directory) / CONFIG_NAME}: invalid config ({err})") from None
-
-    handle = apply_tinylora(model, config)
-    modules = list(handle.layers)
-    plan = meta["plan"]
-    saved_base = meta["base_model"]
-    if (
-        len(modules) != plan["num_modules"]
-        or hashlib.sha256("\n".join(modules).encode()).hexdigest() != plan["modules_sha256"]
-    ):
-        raise AdapterLoadError(
-            f"the adapter was trained on {plan['num_modules']} modules of {saved_base.get('name_or_path')!r} "
-            f"({saved_base.get('architecture')}); this model ({type(model).__name__}) has {len(modules)} matching "
-            "modules with other names: load it on the base model it was trained on"
-        )
-    if handle.base_fingerprint() != saved_base.get("fingerprint"):
-        here = _base_model_info(model).get("name_or_path")
-        raise AdapterLoadError(
-            f"the adapter was trained on base model {saved_base.get('name_or_path')!r}, but the weights of this "
-            f"model ({here!r}) differ from it (fingerprint mismatch): load the adapter on the base model it was "
-            "trained on"
-        )
-    if [handle.plan.group_of[m] for m in modules] != plan[
-        "group_of_module"
-    ] or handle.plan.projection_dim != plan["projection_dim"]:
-        raise AdapterLoadError(
-            "the tying recorded in the adapter differs from the one its config produces here; "
-            "the metadata is inconsistent (was it edited by hand?)"
-        )
-    if handle.factor_hash() != meta["factor_hash"]:
+    except TinyLoRAUserError as err:
+        raise AdapterLoadError(f"{path}: invalid config ({err})") from None
+    if meta["format_version"] == 1:
         logger.warning(
-            "TinyLoRA factors recomputed here differ in their last bits from the saved run's "
-            "(other hardware or BLAS); Delta W may differ at float32 rounding level"
+            "%s is a version-1 adapter without a metadata checksum: save it again to protect it", path
         )
+    try:
+        prepared = prepare(model, config)
+    except TinyLoRAUserError as err:
+        raise AdapterLoadError(f"the adapter in {directory} cannot be applied to this model: {err}") from None
+    _check_against_model(path, meta, prepared, model)
+    factors = compute_factors_for(prepared)
+    _check_factors(path, meta, prepared, factors)
+    handle = install(model, prepared, factors)
     handle.set_vectors(vectors)
     return handle

@@ -1,19 +1,27 @@
-"""TinyLoRAConfig: every knob of the adapter, validated all at once."""
+"""TinyLoRAConfig: every knob of the adapter, validated all at once (validation.py, limits.py)."""
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 
+from .errors import TinyLoRAConfigError
 from .planner import TIE_MODES
 from .svd import SVD_DTYPES, SVD_METHODS, SVDOptions
+from .validation import config_errors, target_modules_tuple
 
 # The seven projections of a Llama/Qwen2 decoder layer (paper: "all linear layers of the transformer").
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class TinyLoRAConfigError(ValueError):
-    """Invalid TinyLoRA settings; the message lists every problem and its fix."""
+INT_FIELDS = (
+    "budget",
+    "frozen_rank",
+    "projection_dim",
+    "tie_factor",
+    "seed",
+    "svd_power_iters",
+    "svd_oversample",
+)
 
 
 @dataclass
@@ -82,57 +90,25 @@ class TinyLoRAConfig:
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.target_modules, str):
-            self.target_modules = (self.target_modules,)
-        self.target_modules = tuple(self.target_modules)
-        errors = []
+        self.validate()
 
-        def positive_int(name, value, optional):
-            if value is None and optional:
-                return
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                errors.append(
-                    f"{name}={value!r} must be a positive integer" + (" or None" if optional else "")
-                )
-
-        positive_int("budget", self.budget, True)
-        positive_int("frozen_rank", self.frozen_rank, False)
-        positive_int("projection_dim", self.projection_dim, True)
-        positive_int("tie_factor", self.tie_factor, True)
-        if self.budget is None and self.projection_dim is None:
-            errors.append("set budget (e.g. 13) or projection_dim (u); both are None")
-        if self.tie_mode not in TIE_MODES:
-            errors.append(f"tie_mode={self.tie_mode!r} must be one of {TIE_MODES}")
-        if not self.target_modules or not all(isinstance(t, str) and t for t in self.target_modules):
-            errors.append(
-                f"target_modules={self.target_modules!r} must be a non-empty list of module-name suffixes"
-            )
-        if self.svd_method not in SVD_METHODS:
-            errors.append(f"svd_method={self.svd_method!r} must be one of {SVD_METHODS}")
-        if self.svd_dtype not in SVD_DTYPES:
-            errors.append(f"svd_dtype={self.svd_dtype!r} must be one of {tuple(SVD_DTYPES)}")
-        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or self.alpha == 0:
-            errors.append(f"alpha={self.alpha!r} must be a non-zero number (1.0 = the paper's formula)")
-        if self.lora_alpha is not None and (
-            not isinstance(self.lora_alpha, (int, float))
-            or isinstance(self.lora_alpha, bool)
-            or self.lora_alpha == 0
-        ):
-            errors.append(
-                f"lora_alpha={self.lora_alpha!r} must be a non-zero number (the authors' scripts: 32) "
-                "or None (the paper's formula)"
-            )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            errors.append(f"seed={self.seed!r} must be an integer")
-        for name in ("svd_power_iters", "svd_oversample"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                errors.append(f"{name}={value!r} must be a non-negative integer")
+    def validate(self) -> None:
+        """Check every field (validation.py; bounds in limits.py) and normalise types; raise
+        TinyLoRAConfigError listing every problem. apply_tinylora calls it again, so a field assigned
+        after construction is checked too."""
+        errors = config_errors(self)
         if errors:
             raise TinyLoRAConfigError("invalid TinyLoRAConfig:\n  - " + "\n  - ".join(errors))
+        self.target_modules = target_modules_tuple(self.target_modules)
+        for name in INT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, int(value))  # numpy integers -> int (JSON, hashing)
         self.alpha = float(self.alpha)
         if self.lora_alpha is not None:
             self.lora_alpha = float(self.lora_alpha)
+        if self.svd_cache_dir is not None:
+            self.svd_cache_dir = os.fspath(self.svd_cache_dir)
 
     def scale(self, projection_dim: int) -> float:
         """The factor in front of U diag(S) M V^T for modules whose v has `projection_dim` (u) entries:
@@ -159,6 +135,10 @@ class TinyLoRAConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TinyLoRAConfig:
         known = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+            raise TinyLoRAConfigError(
+                f"TinyLoRA settings must be a mapping of setting names to values, got {type(d).__name__}"
+            )
         unknown = sorted(set(d) - known)
         if unknown:
             raise TinyLoRAConfigError(f"unknown TinyLoRA settings {unknown}; valid ones are {sorted(known)}")

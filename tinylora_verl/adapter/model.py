@@ -18,42 +18,21 @@ computed them (verl_seam/engine.py: verl's FSDP2 load broadcasts every buffer fr
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from . import digests
 from .config import TinyLoRAConfig
-from .functional import delta_weight, random_projections
+from .errors import TinyLoRAError
+from .functional import delta_weight
 from .layer import TinyLoRALinear, TinyLoRAVectors
-from .planner import Plan, plan_tying
-from .svd import FactorCache, empty_factors, svd_factors
+from .planner import Plan
+from .prepare import CONTAINER, Prepared, compute_factors_for, find_target_modules, prepare
 
-logger = logging.getLogger(__name__)
-
-CONTAINER = "tinylora"  # attribute name of the TinyLoRAVectors container on the model
-
-
-class TinyLoRAError(ValueError):
-    """A TinyLoRA request that cannot be carried out; the message says what is wrong and what to do."""
-
-
-def find_target_modules(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, nn.Linear]]:
-    """(name, Linear) for every nn.Linear whose last name component is in `targets`, in model order."""
-    found = []
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in targets and isinstance(module, nn.Linear):
-            found.append((name, module))
-    return found
-
-
-def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
+__all__ = ["CONTAINER", "TinyLoRAError", "TinyLoRAHandle", "apply_tinylora", "find_target_modules", "install"]
 
 
 @dataclass
@@ -136,28 +115,19 @@ class TinyLoRAHandle:
 
     # ---- identity of the base model and the factors ---------------------------------------------
     def base_fingerprint(self) -> str:
-        """sha256 over each adapted weight's name, shape and a strided bf16 sample of its values.
-
-        bf16 makes it independent of the dtype the model was loaded in; the sample keeps it cheap for
-        7B models while any fine-tune (which moves every entry) changes it.
-        """
-        h = hashlib.sha256()
-        for name, layer in self.layers.items():
-            w = layer.base_layer.weight.detach().reshape(-1)
-            stride = max(1, w.numel() // 65536)
-            sample = w[::stride].to(torch.bfloat16).cpu().contiguous()
-            h.update(f"{name}|{tuple(layer.base_layer.weight.shape)}|".encode())
-            h.update(sample.view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
+        """digests.base_fingerprint of the adapted weights (name, shape, strided bf16 sample)."""
+        return digests.base_fingerprint((n, layer.base_layer.weight) for n, layer in self.layers.items())
 
     def factor_hash(self) -> str:
         """sha256 of all frozen factors (U, S, V, P) in float32, module order."""
-        h = hashlib.sha256()
-        for name, layer in self.layers.items():
-            h.update(name.encode())
-            for t in (layer.tinylora_U, layer.tinylora_S, layer.tinylora_V, layer.tinylora_P):
-                h.update(t.detach().to(torch.float32).cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
+        return digests.factor_hash(
+            (n, (layer.tinylora_U, layer.tinylora_S, layer.tinylora_V, layer.tinylora_P))
+            for n, layer in self.layers.items()
+        )
+
+    def projection_hash(self) -> str:
+        """sha256 of every module's P (exact on every platform: P is a pure function of seed and name)."""
+        return digests.projection_hash((n, layer.tinylora_P) for n, layer in self.layers.items())
 
     # ---- persistence (see checkpoint.py / export.py) --------------------------------------------
     def save_adapter(self, directory) -> None:
@@ -181,76 +151,57 @@ def apply_tinylora(
 ) -> TinyLoRAHandle:
     """Wrap `model`'s target Linear layers with TinyLoRA (in place) and return the handle.
 
+    Atomic: every check (config, target modules, ranks, plan, P cost, cache directory) runs first, then
+    the SVDs (the model is only read), then the layers are swapped in; any refusal or error leaves the
+    model exactly as it was (modules, requires_grad flags, no container).
+
     compute_factors=False does not read the weights (they may be on the meta device): U, S, V are
     uninitialised tensors of the right shape and dtype on the weights' device, to be overwritten with the
     factors another process computed from the full weights; P (a pure function of seed and name) and
     the zero v are set as usual. Until then the handle's factor_hash / base_fingerprint mean nothing.
     """
-    config = config or TinyLoRAConfig()
-    if hasattr(model, CONTAINER):
-        raise TinyLoRAError(
-            "this model already has TinyLoRA applied; use the handle you got, or load the base model again"
-        )
-    found = find_target_modules(model, config.target_modules)
-    if not found:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise TinyLoRAError(
-            f"no nn.Linear named {list(config.target_modules)} in this model; its Linear layers "
-            f"are named {linear}: set target_modules to some of those"
-        )
-    for name, module in found:
-        if compute_factors and module.weight.device.type == "meta":
-            raise TinyLoRAError(
-                f"{name}.weight is on the meta device: apply TinyLoRA to materialised, unsharded "
-                "weights (before FSDP wraps the model), or pass compute_factors=False in a process "
-                "that will receive the factors from one that holds the full weights"
-            )
-    try:
-        plan = plan_tying(
-            [n for n, _ in found], config.tie_mode, config.budget, config.projection_dim, config.tie_factor
-        )
-    except ValueError as err:
-        raise TinyLoRAError(str(err)) from None
-    if not plan.exact:
-        logger.warning(
-            "TinyLoRA budget %s is not reachable exactly with %d modules; using %d trainable parameters "
-            "(u=%d, tie_factor=%d)",
-            config.budget,
-            len(found),
-            plan.num_trainable,
-            plan.projection_dim,
-            plan.tie_factor,
-        )
+    prepared = prepare(model, config, compute_factors)
+    factors = compute_factors_for(prepared, compute_factors)
+    return install(model, prepared, factors)
 
-    device = found[0][1].weight.device
-    vectors = TinyLoRAVectors(plan.num_groups, plan.projection_dim).to(device)
-    cache = FactorCache(config.svd_cache_dir) if config.svd_cache_dir else None
-    opts = config.svd_options
-    for p in model.parameters():
-        p.requires_grad_(False)
-    layers: dict[str, TinyLoRALinear] = {}
-    for name, module in found:
-        W = module.weight.detach()
-        if not compute_factors:
-            f = empty_factors(W, config.frozen_rank, opts)
-        elif cache:
-            f = cache.get_or_compute(W, config.frozen_rank, opts)
-        else:
-            f = svd_factors(W, config.frozen_rank, opts)
-        P = random_projections(name, config.seed, plan.projection_dim, config.frozen_rank).to(f.U.dtype)
-        layer = TinyLoRALinear(
-            module,
-            f.U,
-            f.S,
-            f.V,
-            P.to(W.device),
-            plan.group_of[name],
-            vectors,
-            config.scale(plan.projection_dim),
-        )
-        _set_submodule(model, name, layer)
-        layers[name] = layer
-    model.add_module(CONTAINER, vectors)
-    for p in vectors.v:
-        p.requires_grad_(True)
+
+def install(model: nn.Module, prepared: Prepared, factors: dict) -> TinyLoRAHandle:
+    """Swap the prepared layers in and freeze the base; on any error restore the model as it was."""
+    config, plan = prepared.config, prepared.plan
+    device = prepared.found[0][1].weight.device
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    swapped: list[tuple[nn.Module, str, nn.Module]] = []
+    try:
+        vectors = TinyLoRAVectors(plan.num_groups, plan.projection_dim).to(device)
+        layers: dict[str, TinyLoRALinear] = {}
+        for name, module in prepared.found:
+            f = factors[name]
+            layer = TinyLoRALinear(
+                module,
+                f.U,
+                f.S,
+                f.V,
+                prepared.projections[name].to(device=module.weight.device, dtype=f.U.dtype),
+                plan.group_of[name],
+                vectors,
+                config.scale(plan.projection_dim),
+            )
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, layer)
+            swapped.append((parent, child, module))
+            layers[name] = layer
+        for p, _ in flags:
+            p.requires_grad_(False)
+        model.add_module(CONTAINER, vectors)
+        for p in vectors.v:
+            p.requires_grad_(True)
+    except BaseException:
+        for parent, child, module in reversed(swapped):
+            setattr(parent, child, module)
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        if CONTAINER in model._modules:
+            del model._modules[CONTAINER]
+        raise
     return TinyLoRAHandle(model=model, config=config, plan=plan, layers=layers, vectors=vectors)

@@ -23,11 +23,10 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from .errors import PlanError
+
 TIE_MODES = ("none", "all", "tiled", "structured")
-
-
-class PlanError(ValueError):
-    """A budget/tying request that cannot be satisfied; the message says what to change."""
+__all__ = ["TIE_MODES", "Plan", "PlanError", "make_groups", "module_type", "plan_tying"]
 
 
 @dataclass
@@ -187,7 +186,7 @@ def plan_tying(
                 f"budget={budget} is below the {n} modules of tie_mode='none' (at least one parameter "
                 "per module); use tie_mode='tiled' or 'structured' to share vectors"
             )
-        return build(max(1, round(budget / g)), t)
+        return build(nearest_u(budget, g), t)
 
     # tiled / structured: reachable group counts, smallest t for each
     t_range = [tie_factor] if tie_factor is not None else range(1, max_t + 1)
@@ -199,24 +198,26 @@ def plan_tying(
         t = tie_factor if tie_factor is not None else 1
         return build(projection_dim, t)
 
-    u_candidates = [projection_dim] if projection_dim is not None else range(1, budget + 1)
-    for u in u_candidates:
-        if budget % u == 0 and budget // u in t_for_groups:
-            return build(u, t_for_groups[budget // u])
-    # nothing exact: nearest total, smaller u first, then fewer groups
-    best = min(
-        (
-            (abs(g * u - budget), u, g)
-            for g in t_for_groups
-            for u in u_candidates
-            if u == projection_dim or u <= max(1, budget // g) + 1
-        ),
-        default=None,
+    # exact: the smallest u (= the most groups g) with g * u == budget; O(reachable group counts)
+    exact = [
+        g
+        for g in t_for_groups
+        if budget % g == 0 and (projection_dim is None or budget // g == projection_dim)
+    ]
+    if exact:
+        g = max(exact)
+        return build(budget // g, t_for_groups[g])
+    # nothing exact: nearest total, smaller u first, then fewer groups. For a given g the nearest u is
+    # floor or ceil(budget / g) (any other u is farther), unless u is fixed.
+    _, u, g = min(
+        (abs(g * u - budget), u, g)
+        for g in t_for_groups
+        for u in ([projection_dim] if projection_dim is not None else {max(1, budget // g), budget // g + 1})
     )
-    if best is None:
-        raise PlanError(
-            f"no tying reaches budget={budget} with projection_dim={projection_dim}; "
-            f"reachable group counts are {sorted(t_for_groups)}"
-        )
-    _, u, g = best
     return build(u, t_for_groups[g])
+
+
+def nearest_u(budget: int, groups: int) -> int:
+    """The u >= 1 whose total groups * u is nearest to budget; the smaller u on a tie."""
+    low = max(1, budget // groups)
+    return low if abs(groups * low - budget) <= abs(groups * (low + 1) - budget) else low + 1

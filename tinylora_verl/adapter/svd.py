@@ -14,13 +14,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from .errors import TinyLoRAConfigError
+
+logger = logging.getLogger(__name__)
 
 SVD_METHODS = ("randomized", "exact")
 SVD_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -71,16 +77,16 @@ def _exact(W: torch.Tensor, r: int) -> Factors:
 
 def _check(shape: tuple[int, ...], r: int, opts: SVDOptions) -> None:
     if len(shape) != 2:
-        raise ValueError(f"TinyLoRA needs a 2-D weight, got shape {tuple(shape)}")
+        raise TinyLoRAConfigError(f"TinyLoRA needs a 2-D weight, got shape {tuple(shape)}")
     if not 1 <= r <= min(shape):
-        raise ValueError(
+        raise TinyLoRAConfigError(
             f"frozen_rank={r} must be between 1 and min(out, in)={min(shape)} for a "
             f"weight of shape {tuple(shape)}"
         )
     if opts.method not in SVD_METHODS:
-        raise ValueError(f"svd method {opts.method!r} is not one of {SVD_METHODS}")
+        raise TinyLoRAConfigError(f"svd method {opts.method!r} is not one of {SVD_METHODS}")
     if opts.dtype not in SVD_DTYPES:
-        raise ValueError(f"svd dtype {opts.dtype!r} is not one of {tuple(SVD_DTYPES)}")
+        raise TinyLoRAConfigError(f"svd dtype {opts.dtype!r} is not one of {tuple(SVD_DTYPES)}")
 
 
 def svd_factors(weight: torch.Tensor, r: int, opts: SVDOptions = SVDOptions()) -> Factors:
@@ -110,21 +116,20 @@ def weight_digest(weight: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def cache_key(weight: torch.Tensor, r: int, opts: SVDOptions) -> str:
+    """Name of a cache entry: the weight's digest and every setting that changes its factors."""
+    params = f"r={r}|{opts.method}|{opts.dtype}|os={opts.oversample}|it={opts.power_iters}|seed={opts.seed}"
+    return hashlib.sha256(f"{weight_digest(weight)}|{params}".encode()).hexdigest()[:40]
+
+
 class FactorCache:
     """Directory of `<key>.safetensors` files holding U, S, V. Writes are atomic (tmp + rename)."""
 
     def __init__(self, directory: str | os.PathLike):
         self.dir = Path(directory)
 
-    @staticmethod
-    def key(weight: torch.Tensor, r: int, opts: SVDOptions) -> str:
-        params = (
-            f"r={r}|{opts.method}|{opts.dtype}|os={opts.oversample}|it={opts.power_iters}|seed={opts.seed}"
-        )
-        return hashlib.sha256(f"{weight_digest(weight)}|{params}".encode()).hexdigest()[:40]
-
     def get_or_compute(self, weight: torch.Tensor, r: int, opts: SVDOptions) -> Factors:
-        path = self.dir / f"{self.key(weight, r, opts)}.safetensors"
+        path = self.dir / f"{cache_key(weight, r, opts)}.safetensors"
         if path.exists():
             try:
                 t = load_file(str(path), device=str(weight.device))
@@ -132,8 +137,13 @@ class FactorCache:
             except Exception:  # a corrupt cache entry is recomputed, never trusted
                 path.unlink(missing_ok=True)
         f = svd_factors(weight, r, opts)
-        self.dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"U": f.U.cpu(), "S": f.S.cpu(), "V": f.V.cpu()}, str(tmp))
-        os.replace(tmp, path)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            save_file({"U": f.U.cpu(), "S": f.S.cpu(), "V": f.V.cpu()}, str(tmp))
+            os.replace(tmp, path)
+        except OSError as err:  # a cache is an optimisation: a full disk or a read-only dir costs time only
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            logger.warning("TinyLoRA SVD cache %s not written (%s); the factors are used uncached", path, err)
         return f

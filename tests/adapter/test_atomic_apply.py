@@ -1,0 +1,223 @@
+"""apply_tinylora refuses before it touches the model: after any refusal the model is exactly as it was
+(modules, requires_grad flags, weights, no container) and the right config then applies to the same object
+and gives the same outputs as on a fresh copy."""
+
+import time
+
+import pytest
+import torch
+
+from tests.adapter.support import assert_unchanged, logits, randomize, small_model, snapshot
+from tinylora_verl.adapter import (
+    TinyLoRAConfig,
+    TinyLoRAConfigError,
+    TinyLoRAError,
+    TinyLoRAUserError,
+    apply_tinylora,
+)
+from tinylora_verl.adapter import layer as layer_mod
+from tinylora_verl.adapter import prepare as prepare_mod
+
+GOOD = dict(budget=4, seed=3)
+
+
+def expected_logits(cfg=GOOD):
+    h = apply_tinylora(small_model(), TinyLoRAConfig(**cfg))
+    randomize(h, seed=7)
+    return logits(h.model)
+
+
+def apply_good_and_compare(model):
+    handle = apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    assert len(handle.layers) == 14
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == [
+        f"tinylora.v.{g}" for g in range(4)
+    ]
+    randomize(handle, seed=7)
+    assert torch.equal(logits(model), expected_logits())
+
+
+def _nan_in_last_module(model):
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight[3, 5] = float("nan")
+
+    def undo(m):  # the base is good again
+        with torch.no_grad():
+            m.model.layers[1].mlp.down_proj.weight.nan_to_num_(0.0)
+
+    return undo
+
+
+REFUSALS = [
+    # (config kwargs or a callable building the call, exception type, message)
+    (
+        dict(budget=4, frozen_rank=33),
+        TinyLoRAConfigError,
+        "frozen_rank=33 exceeds min\\(out, in\\)=32 of .*k_proj",
+    ),
+    (dict(budget=4, tie_factor=15), TinyLoRAError, "tie_factor=15 exceeds the 14 modules"),
+    (dict(budget=4, tie_mode="none"), TinyLoRAError, "below the 14 modules"),
+    (dict(budget=4, target_modules=["query"]), TinyLoRAError, "Linear layers are named"),
+    (dict(budget=4, tie_mode="all", projection_dim=3), TinyLoRAError, "conflicts with projection_dim"),
+    (
+        dict(budget=None, projection_dim=(1 << 22) // 4, tie_mode="all"),
+        TinyLoRAConfigError,
+        "needs 58720256 random P entries, over the 4194304 limit .*u <= 74898 here",
+    ),
+]
+
+
+@pytest.mark.parametrize("cfg,exc,match", REFUSALS, ids=[f"refusal-{i}" for i in range(len(REFUSALS))])
+def test_refused_config_leaves_the_model_as_it_was(cfg, exc, match):
+    model = small_model()
+    before = snapshot(model)
+    start = time.perf_counter()
+    with pytest.raises(exc, match=match):
+        apply_tinylora(model, TinyLoRAConfig(**cfg))
+    assert time.perf_counter() - start < 2.0  # refused before any P generation or SVD
+    assert_unchanged(model, before)
+    apply_good_and_compare(model)
+
+
+def test_requires_grad_flags_survive_a_refusal_unchanged():
+    model = small_model()
+    model.model.embed_tokens.weight.requires_grad_(False)  # a caller's own choice, kept as it was
+    before = snapshot(model)
+    with pytest.raises(TinyLoRAConfigError):
+        apply_tinylora(model, TinyLoRAConfig(budget=4, frozen_rank=40))
+    assert_unchanged(model, before)
+    assert model.model.layers[0].self_attn.q_proj.weight.requires_grad
+    assert not model.model.embed_tokens.weight.requires_grad
+
+
+def test_nan_weight_found_during_the_svds_refuses_without_a_change():
+    model = small_model()
+    undo = _nan_in_last_module(model)
+    before = snapshot(model)
+    with pytest.raises(TinyLoRAError, match="model.layers.1.mlp.down_proj.weight holds NaN or inf"):
+        apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    assert_unchanged(model, before)  # 13 earlier modules were decomposed, none was wrapped
+    undo(model)
+    handle = apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    assert (
+        len(handle.layers) == 14
+        and torch.isfinite(handle.layers["model.layers.1.mlp.down_proj"].tinylora_U).all()
+    )
+
+
+@pytest.mark.parametrize(
+    "call,exc,match",
+    [
+        (lambda m: apply_tinylora(m, {"budget": 4}), TinyLoRAConfigError, "config must be a TinyLoRAConfig"),
+        (
+            lambda m: apply_tinylora(m, TinyLoRAConfig(**GOOD), compute_factors="no"),
+            TinyLoRAConfigError,
+            "True or False",
+        ),
+        (lambda m: apply_tinylora(m, _mutated(seed=2**64)), TinyLoRAConfigError, "seed=18446744073709551616"),
+        (lambda m: apply_tinylora(m, _mutated(alpha=float("inf"))), TinyLoRAConfigError, "alpha=inf"),
+        (
+            lambda m: apply_tinylora(m, _mutated(target_modules=None)),
+            TinyLoRAConfigError,
+            "target_modules=None",
+        ),
+        (
+            lambda m: apply_tinylora("model", TinyLoRAConfig(**GOOD)),
+            TinyLoRAError,
+            "must be a torch.nn.Module",
+        ),
+    ],
+)
+def test_bad_arguments_are_user_errors_and_change_nothing(call, exc, match):
+    model = small_model()
+    before = snapshot(model)
+    with pytest.raises(exc, match=match) as err:
+        call(model)
+    assert isinstance(err.value, TinyLoRAUserError)
+    assert_unchanged(model, before)
+    apply_good_and_compare(model)
+
+
+def _mutated(**changes):
+    cfg = TinyLoRAConfig(**GOOD)
+    for k, v in changes.items():
+        setattr(cfg, k, v)  # bypasses __post_init__: apply_tinylora validates again
+    return cfg
+
+
+def test_cache_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    model = small_model()
+    before = snapshot(model)
+    for bad, why in (
+        (tmp_path / "f", "is a file, not a directory"),
+        (tmp_path / "f" / "sub", "cannot be created"),
+    ):
+        with pytest.raises(TinyLoRAConfigError, match=f"svd_cache_dir=.* {why}"):
+            apply_tinylora(model, TinyLoRAConfig(**GOOD, svd_cache_dir=str(bad)))
+        assert_unchanged(model, before)
+    h = apply_tinylora(model, TinyLoRAConfig(**GOOD, svd_cache_dir=str(tmp_path / "cache")))
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 14
+    randomize(h, seed=7)
+    assert torch.equal(logits(model), expected_logits())
+
+
+def test_failure_while_swapping_layers_in_is_rolled_back(monkeypatch):
+    """The last phase cannot fail on valid input; if it ever does (a bug, an interrupt), it is undone."""
+    real, calls = layer_mod.TinyLoRALinear, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("tinylora_verl.adapter.model.TinyLoRALinear", flaky)
+    model = small_model()
+    model.model.norm.weight.requires_grad_(False)
+    before = snapshot(model)
+    with pytest.raises(KeyboardInterrupt):
+        apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    assert len(calls) == 9  # eight layers had been swapped in
+    assert_unchanged(model, before)
+    monkeypatch.setattr("tinylora_verl.adapter.model.TinyLoRALinear", real)
+    model.model.norm.weight.requires_grad_(True)
+    apply_good_and_compare(model)
+
+
+def test_failure_after_the_base_was_frozen_restores_the_requires_grad_flags():
+    model = small_model()
+    model.model.norm.weight.requires_grad_(False)
+    before = snapshot(model)
+
+    def refuse(name, module):
+        raise RuntimeError("add_module failed")
+
+    model.add_module = refuse  # the last step of install, after the base parameters were frozen
+    with pytest.raises(RuntimeError, match="add_module failed"):
+        apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    del model.add_module
+    assert_unchanged(model, before)
+    assert model.model.layers[0].mlp.up_proj.weight.requires_grad
+
+
+def test_second_apply_is_refused_and_the_first_handle_keeps_working():
+    model = small_model()
+    handle = apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    randomize(handle, seed=7)
+    before = snapshot(model)
+    with pytest.raises(TinyLoRAError, match="already has TinyLoRA"):
+        apply_tinylora(model, TinyLoRAConfig(budget=13))
+    assert_unchanged(model, before)
+    assert torch.equal(logits(model), expected_logits())
+
+
+def test_prepare_reads_no_weight_values(monkeypatch):
+    """The checks and P need names and shapes only; the SVD phase is the first to read weights."""
+    model = small_model()
+    seen = []
+    monkeypatch.setattr(
+        prepare_mod, "svd_factors", lambda W, r, o: seen.append(1) or (_ for _ in ()).throw(AssertionError)
+    )
+    p = prepare_mod.prepare(model, TinyLoRAConfig(**GOOD))
+    assert seen == [] and p.plan.num_groups == 4 and len(p.projections) == 14

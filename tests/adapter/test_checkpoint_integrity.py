@@ -1,0 +1,265 @@
+"""Checkpoints refuse edited metadata: a checksum over tinylora_config.json, an exact hash of P, the tying
+and the base fingerprint (even when a forger recomputes the checksum); NaN/inf v refused; the SVD's bits
+compared with a tolerance; version-1 files (no checksum) load only when their factor hash matches."""
+
+import json
+import logging
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tests.adapter.support import logits, randomize, small_model
+from tinylora_verl.adapter import AdapterLoadError, TinyLoRAConfig, apply_tinylora, load_adapter
+from tinylora_verl.adapter.metadata import CHECKSUM_KEY, CONFIG_NAME, WEIGHTS_NAME, seal
+
+
+@pytest.fixture
+def saved(tmp_path):
+    handle = apply_tinylora(small_model(), TinyLoRAConfig(budget=4, seed=3, lora_alpha=32))
+    randomize(handle, seed=1)
+    handle.save_adapter(tmp_path / "a")
+    return tmp_path / "a", logits(handle.model)
+
+
+def meta_of(path):
+    return json.loads((path / CONFIG_NAME).read_text())
+
+
+def write(path, meta, reseal):
+    (path / CONFIG_NAME).write_text(json.dumps(seal(meta) if reseal else meta))
+
+
+def edit(path, where, key, value, reseal=False):
+    meta = meta_of(path)
+    (meta if where is None else meta[where])[key] = value
+    write(path, meta, reseal)
+
+
+EDITS = [
+    ("config", "seed", 4),
+    ("config", "frozen_rank", 1),
+    ("config", "alpha", 2.0),
+    ("config", "lora_alpha", 16.0),
+    ("config", "lora_alpha", None),
+    ("config", "tie_mode", "structured"),
+    ("config", "budget", 7),
+    ("config", "target_modules", ["q_proj"]),
+    ("config", "svd_method", "exact"),
+    ("plan", "group_of_module", [0] * 14),
+    ("plan", "projection_dim", 2),
+    ("base_model", "fingerprint", "0" * 64),
+    (None, "projection_sha256", "0" * 64),
+    (None, "factor_hash", "0" * 64),
+    (None, "singular_value_sums", [1.0, 2.0]),
+]
+
+
+@pytest.mark.parametrize("where,key,value", EDITS, ids=[f"{w}.{k}-{i}" for i, (w, k, _) in enumerate(EDITS)])
+def test_any_edited_value_is_refused_by_the_checksum(saved, where, key, value):
+    path, _ = saved
+    edit(path, where, key, value)
+    with pytest.raises(AdapterLoadError, match="was edited after it was saved .*restore the file"):
+        load_adapter(small_model(), path)
+
+
+def test_layout_changes_that_keep_the_values_still_load(saved):
+    path, want = saved
+    meta = meta_of(path)
+    (path / CONFIG_NAME).write_text(json.dumps(dict(reversed(list(meta.items()))), indent=4))
+    model = small_model()
+    load_adapter(model, path)
+    assert torch.equal(logits(model), want)
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("seed", 4, "P matrices its config regenerates \\(seed=4, frozen_rank=2, u=1\\) are not the ones"),
+        ("frozen_rank", 1, "P matrices its config regenerates \\(seed=3, frozen_rank=1"),
+        ("svd_power_iters", 3, None),  # not part of P or the tying: the factor check only warns (below)
+    ],
+)
+def test_forged_checksum_on_an_edited_seed_or_rank_is_caught_by_the_exact_P_hash(saved, key, value, match):
+    path, _ = saved
+    edit(path, "config", key, value, reseal=True)
+    if match is None:
+        load_adapter(small_model(), path)
+        return
+    with pytest.raises(AdapterLoadError, match=match):
+        load_adapter(small_model(), path)
+
+
+def test_forged_tying_is_caught_by_the_tying_check(saved):
+    path, _ = saved
+    meta = meta_of(path)
+    meta["plan"]["group_of_module"] = [min(3, g + 1) for g in meta["plan"]["group_of_module"]]
+    write(path, meta, reseal=True)
+    with pytest.raises(AdapterLoadError, match="the tying it records \\(u=1, 4 groups\\) differs"):
+        load_adapter(small_model(), path)
+
+
+def test_forged_u_is_caught_by_the_tying_check(saved):
+    path, _ = saved
+    meta = meta_of(path)
+    meta["config"]["budget"] = 8  # u = 2 with 4 groups: the recorded plan says u = 1
+    write(path, meta, reseal=True)
+    with pytest.raises(
+        AdapterLoadError, match="the tying it records \\(u=1, 4 groups\\) differs .* \\(u=2, 4 groups\\)"
+    ):
+        load_adapter(small_model(), path)
+
+
+def test_forged_fingerprint_is_caught(saved):
+    path, _ = saved
+    edit(path, "base_model", "fingerprint", "0" * 64, reseal=True)
+    with pytest.raises(AdapterLoadError, match="fingerprint mismatch"):
+        load_adapter(small_model(), path)
+
+
+@pytest.mark.parametrize(
+    "plan_change,match",
+    [
+        ({"num_groups": "4"}, "plan must hold positive integers"),
+        ({"projection_dim": 0}, "plan must hold positive integers"),
+        ({"group_of_module": [0] * 13}, "plan.group_of_module must list a group index"),
+        ({"group_of_module": [9] * 14}, "plan.group_of_module must list a group index"),
+    ],
+)
+def test_malformed_fields_are_refused_even_with_a_valid_checksum(saved, plan_change, match):
+    path, _ = saved
+    meta = meta_of(path)
+    meta["plan"].update(plan_change)
+    write(path, meta, reseal=True)
+    with pytest.raises(AdapterLoadError, match=f"is malformed: {match}"):
+        load_adapter(small_model(), path)
+
+
+def _rewrite_vectors(path, tensors):
+    import hashlib
+
+    save_file(tensors, str(path / WEIGHTS_NAME))
+    meta = meta_of(path)
+    meta["vectors_sha256"] = hashlib.sha256((path / WEIGHTS_NAME).read_bytes()).hexdigest()
+    write(path, meta, reseal=True)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_v_with_matching_checksums_is_refused(saved, bad):
+    path, _ = saved
+    vs = {f"v.{g}": torch.full((1,), 0.5) for g in range(4)}
+    vs["v.2"][0] = bad
+    _rewrite_vectors(path, vs)
+    with pytest.raises(AdapterLoadError, match="v.2 holds NaN or inf"):
+        load_adapter(small_model(), path)
+
+
+def test_v_of_another_dtype_is_refused(saved):
+    path, _ = saved
+    _rewrite_vectors(path, {f"v.{g}": torch.zeros(1, dtype=torch.float64) for g in range(4)})
+    with pytest.raises(AdapterLoadError, match="v.0 is torch.float64 of shape \\(1,\\), expected float32"):
+        load_adapter(small_model(), path)
+
+
+def test_deeply_nested_json_is_a_load_error_not_a_recursion_error(saved):
+    path, _ = saved
+    (path / CONFIG_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(AdapterLoadError, match="is not valid JSON \\(RecursionError"):
+        load_adapter(small_model(), path)
+
+
+def test_recorded_hashes_are_what_they_claim(tmp_path):
+    """projection_sha256 is the exact hash of the P that seed, names, u and r regenerate; the singular value
+    sums are the float64 sums of S over modules, per rank index (against torch.linalg.svdvals in float64)."""
+    from tinylora_verl.adapter.digests import projection_hash
+    from tinylora_verl.adapter.functional import random_projections
+
+    cfg = TinyLoRAConfig(budget=4, seed=3, svd_method="exact", svd_dtype="float64")
+    apply_tinylora(small_model(), cfg).save_adapter(tmp_path)
+    meta = meta_of(tmp_path)
+    model = small_model()
+    names = [n for n, m in model.named_modules() if n.endswith("_proj")]
+    assert meta["projection_sha256"] == projection_hash((n, random_projections(n, 3, 1, 2)) for n in names)
+    assert meta["projection_sha256"] != projection_hash((n, random_projections(n, 4, 1, 2)) for n in names)
+    sums = torch.zeros(2, dtype=torch.float64)
+    for n in names:
+        sums += torch.linalg.svdvals(model.get_submodule(n).weight.detach().double())[:2]
+    assert meta["singular_value_sums"] == pytest.approx(sums.tolist(), rel=1e-12)
+    assert meta[CHECKSUM_KEY] != seal({**meta, "factor_hash": "x"})[CHECKSUM_KEY]
+
+
+def test_factor_bits_differing_by_rounding_is_an_info_beyond_it_a_warning(saved, caplog):
+    """Another BLAS moves the SVD's last bits: the exact factor hash then differs, the singular value sums
+    agree within 1e-4 (info); a bigger difference (another device's random test matrix) is a warning."""
+    path, want = saved
+    meta = meta_of(path)
+    meta["factor_hash"] = "0" * 64  # as if recomputed elsewhere
+    write(path, meta, reseal=True)
+    caplog.set_level(logging.INFO, logger="tinylora_verl.adapter.checkpoint")
+    model = small_model()
+    load_adapter(model, path)
+    assert torch.equal(logits(model), want)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "last bits only" in caplog.records[0].getMessage()
+    caplog.clear()
+    meta["singular_value_sums"] = [s * (1 + 1e-3) for s in meta["singular_value_sums"]]
+    write(path, meta, reseal=True)
+    load_adapter(small_model(), path)
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert (
+        "differ from the saved run's (singular values by 1.0e-03 relative" in caplog.records[0].getMessage()
+    )
+
+
+def _as_version_1(path, **config_changes):
+    meta = meta_of(path)
+    for k in (CHECKSUM_KEY, "projection_sha256", "singular_value_sums"):
+        meta.pop(k)
+    meta["format_version"] = 1
+    meta["config"].update(config_changes)
+    write(path, meta, reseal=False)
+
+
+def test_version_1_file_loads_when_its_factor_hash_matches(saved, caplog):
+    path, want = saved
+    _as_version_1(path)
+    model = small_model()
+    load_adapter(model, path)
+    assert torch.equal(logits(model), want)
+    assert any("version-1 adapter without a metadata checksum" in r.getMessage() for r in caplog.records)
+
+
+def test_version_1_file_with_an_edited_seed_is_refused(saved):
+    path, _ = saved
+    _as_version_1(path, seed=4)
+    with pytest.raises(AdapterLoadError, match="version-1 file .*an edited seed or rank cannot be told"):
+        load_adapter(small_model(), path)
+
+
+@pytest.mark.parametrize("bad", [None, 3, ""])
+def test_a_directory_that_is_not_a_path_is_a_load_error(bad):
+    model = small_model()
+    with pytest.raises(AdapterLoadError, match="the adapter directory must be a path"):
+        load_adapter(model, bad)
+
+
+@pytest.mark.parametrize("name", [CONFIG_NAME, WEIGHTS_NAME])
+def test_oversized_files_are_refused_before_they_are_read(saved, monkeypatch, name):
+    from tinylora_verl.adapter import checkpoint, metadata
+
+    path, _ = saved
+    monkeypatch.setattr(metadata, "MAX_CONFIG_BYTES", 100)
+    monkeypatch.setattr(checkpoint, "MAX_WEIGHTS_BYTES", 100)
+    if name == WEIGHTS_NAME:
+        monkeypatch.setattr(metadata, "MAX_CONFIG_BYTES", 1 << 20)
+    size = (path / name).stat().st_size
+    with pytest.raises(AdapterLoadError, match=f"{name} is {size} bytes, more than the 100"):
+        load_adapter(small_model(), path)
+
+
+def test_size_limits_fit_the_largest_adapter_the_limits_allow():
+    from tinylora_verl.adapter.limits import MAX_PROJECTION_ENTRIES
+    from tinylora_verl.adapter.metadata import MAX_CONFIG_BYTES, MAX_WEIGHTS_BYTES
+
+    assert MAX_WEIGHTS_BYTES >= 4 * MAX_PROJECTION_ENTRIES  # every v entry in float32
+    assert MAX_CONFIG_BYTES >= 8 * 100_000  # a group index for each of 100k modules
