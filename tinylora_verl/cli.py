@@ -33,17 +33,9 @@ COMMANDS = {
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """The exception types printed as one line with exit 2.
-
-    The adapter's errors are raised only for bad input (settings, budgets, adapter files) but do not
-    derive from UserError yet; once they do (`class PlanError(UserError, ValueError)` etc.), drop them
-    here and keep `(UserError,)`."""
-    from .adapter.checkpoint import AdapterLoadError
-    from .adapter.config import TinyLoRAConfigError
-    from .adapter.model import TinyLoRAError
-    from .adapter.planner import PlanError
-
-    return (UserError, AdapterLoadError, TinyLoRAConfigError, TinyLoRAError, PlanError)
+    """The exception types printed as one line with exit 2: the project's UserError (the adapter's
+    TinyLoRAUserError derives from it). Anything else is a bug and keeps its traceback."""
+    return (UserError,)
 
 
 def build_parser() -> argparse.ArgumentParser:

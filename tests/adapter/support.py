@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.conftest import tiny_qwen2
+from tests.tiny_model import tiny_qwen2
 
 
 def small_model(seed: int = 0, **kw):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import qwen_module_names
+from tests.helpers import qwen_module_names
 from tinylora_verl.adapter.planner import module_type, plan_tying
 
 

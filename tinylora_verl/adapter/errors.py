@@ -6,8 +6,10 @@ so a front end (the CLI) can print these as one line and let anything else — a
 
 from __future__ import annotations
 
+from ..errors import UserError
 
-class TinyLoRAUserError(ValueError):
+
+class TinyLoRAUserError(UserError, ValueError):
     """Base of every error a user can cause through the adapter's API or files."""
 
 

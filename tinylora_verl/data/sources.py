@@ -59,7 +59,9 @@ def default_jsonl_dir() -> Path | None:
         return None
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"{JSONL_DIR_ENV}={value}: no such directory")
+        raise MissingPath(
+            f"{JSONL_DIR_ENV}={value}: no such directory (unset it, or point it at the JSONL layout of docs/data.md)"
+        )
     return path
 
 
