@@ -46,7 +46,7 @@ from torch import nn  # noqa: E402
 
 from bench.shapes import NUM_LAYERS, SHAPES, projection_shapes  # noqa: E402
 from tinylora_verl.adapter import TinyLoRAConfig, apply_tinylora  # noqa: E402
-from tinylora_verl.adapter import model as adapter_model  # noqa: E402
+from tinylora_verl.adapter import prepare as adapter_model  # noqa: E402  (where apply_tinylora calls svd_factors)
 from tinylora_verl.adapter.svd import SVD_METHODS  # noqa: E402
 
 # A toy layer for the smoke test (tests/bench/test_bench_svd_time.py); not a real model.

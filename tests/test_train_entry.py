@@ -83,7 +83,7 @@ HOSTILE = [
     ("tinylora.alpha=-inf", "tinylora.alpha=-inf must be a finite number"),
     ("tinylora.lora_alpha=inf", "tinylora.lora_alpha=inf must be a finite number"),
     ("tinylora.seed=9223372036854775808", "tinylora.seed=9223372036854775808 must be a non-negative integer"),
-    ("tinylora.frozen_rank=0", "frozen_rank=0 must be a positive integer"),
+    ("tinylora.frozen_rank=0", "frozen_rank=0 must be an integer from 1 to 2048"),
     ("tinylora.probe_sequences=-1", "tinylora.probe_sequences=-1 must be an integer in [0, 64]"),
     ("tinylora.probe_tokens=100000", "tinylora.probe_tokens=100000 must be an integer in [1, 4096]"),
     (

@@ -216,6 +216,9 @@ def test_ray_job_user_errors(args, fragments):
     one_line_error(run("ray_job.sh", *args), *fragments)
 
 
+# the dry run validates the composed config as verl will: the GSM8K preset's 64 prompts do not split over
+# 3 nodes x 8 GPUs = 24, so the tests on SLURM's allocation give a batch that does
+BATCH_24 = "data.train_batch_size=96"
 SLURM = {
     "SLURM_JOB_NODELIST": "gpu[07-09]",
     "SLURM_NNODES": "3",
@@ -273,13 +276,18 @@ def _srun_commands(out: str) -> list[list[str]]:
 
 def test_slurm_srun_passes_cpus_per_task():
     """Slurm >= 22.05: srun does not inherit --cpus-per-task from sbatch, so every srun passes it."""
-    res = run("slurm.sbatch", "--dry-run", **SLURM)
+    res = run("slurm.sbatch", "--dry-run", BATCH_24, **SLURM)
     assert res.returncode == 0, res.stderr[-3000:]
     sruns = _srun_commands(res.stdout)
     assert len(sruns) == 4, res.stdout  # the address lookup and three `ray start`s
     assert all("--cpus-per-task=64" in s[: s.index("-w")] for s in sruns), sruns  # srun's option, not ray's
     # without SLURM_CPUS_PER_TASK srun keeps its default; Ray still gets the node's CPUs
-    res = run("slurm.sbatch", "--dry-run", **{**SLURM, "SLURM_CPUS_PER_TASK": "", "SLURM_CPUS_ON_NODE": "32"})
+    res = run(
+        "slurm.sbatch",
+        "--dry-run",
+        BATCH_24,
+        **{**SLURM, "SLURM_CPUS_PER_TASK": "", "SLURM_CPUS_ON_NODE": "32"},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     sruns = _srun_commands(res.stdout)
     assert len(sruns) == 4 and not any(a.startswith("--cpus-per-task") for s in sruns for a in s), sruns
@@ -340,7 +348,7 @@ def test_slurm_head_ip_override(tmp_path):
     path = _address_stubs(tmp_path, "10.0.0.5", "10.0.0.5")
     res = run("slurm.sbatch", "--head-ip", PATH=path, RAY_HEAD_IP="10.9.9.9")
     assert res.returncode == 0 and res.stdout == "10.9.9.9\n", res.stderr
-    res = run("slurm.sbatch", "--dry-run", PATH=path, RAY_HEAD_IP="10.9.9.9", **SLURM)
+    res = run("slurm.sbatch", "--dry-run", BATCH_24, PATH=path, RAY_HEAD_IP="10.9.9.9", **SLURM)
     assert res.returncode == 0, res.stderr[-3000:]
     sruns = _srun_commands(res.stdout)
     assert len(sruns) == 3 and all("start" in s for s in sruns), sruns  # the three Ray starts only
@@ -350,7 +358,7 @@ def test_slurm_head_ip_override(tmp_path):
 
 
 def test_slurm_dry_run_looks_up_the_head_address_on_the_head():
-    res = run("slurm.sbatch", "--dry-run", **SLURM)
+    res = run("slurm.sbatch", "--dry-run", BATCH_24, **SLURM)
     assert res.returncode == 0, res.stderr[-3000:]
     lookup = next(line for line in res.stdout.splitlines() if line.startswith("HEAD_IP=$("))
     argv = shlex.split(lookup[len("HEAD_IP=$(") : -1])
@@ -400,7 +408,12 @@ def test_slurm_user_errors(env, args, fragments):
 
 def test_slurm_nodelist_forms():
     res = run(
-        "slurm.sbatch", "--dry-run", "--gpus-per-node", "2", SLURM_JOB_NODELIST="n[08-10,12]-ib,login,x[9-10]"
+        "slurm.sbatch",
+        "--dry-run",
+        "--gpus-per-node",
+        "2",
+        "data.train_batch_size=224",  # 7 nodes x 2 GPUs = 14 divides it, as verl requires
+        SLURM_JOB_NODELIST="n[08-10,12]-ib,login,x[9-10]",
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert (
