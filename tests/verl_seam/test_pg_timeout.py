@@ -27,7 +27,7 @@ os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank), WOR
 import torch
 from tests.tiny_model import tiny_qwen2
 from tinylora_verl import TinyLoRAConfig
-from tinylora_verl.adapter import model as adapter_model
+from tinylora_verl.adapter import prepare as adapter_model  # where apply_tinylora calls svd_factors
 from tinylora_verl.verl_seam.engine import apply_tinylora_from_rank0
 from tinylora_verl.verl_seam.worker import init_training_process_group
 model = tiny_qwen2()
