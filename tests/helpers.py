@@ -40,3 +40,34 @@ def qwen_module_names(num_layers: int) -> list[str]:
         names += [f"model.layers.{i}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
         names += [f"model.layers.{i}.mlp.{p}" for p in ("gate_proj", "up_proj", "down_proj")]
     return names
+
+
+# `tinylora-verl sweep` of two tiny SFT runs (two learning rates, 2 steps, HF greedy eval): the argument
+# list without --out/--model, shared by the local and the real-Ray sweep tests
+TINY_SFT_SWEEP_ARGS = [
+    "sweep",
+    "--arithmetic",
+    "add",
+    "--n-train",
+    "8",
+    "--n-val",
+    "4",
+    "--n-test",
+    "4",
+    "--methods",
+    "sft",
+    "--budgets",
+    "2",
+    "--lrs",
+    "0.01,0.1",
+    "--seeds",
+    "0",
+    "--set",
+    "base_eval=false",
+    "--set",
+    "sft.steps=2",
+    "--set",
+    "sft.batch_size=4",
+    "--set",
+    "eval={backend: hf, temperature: 0, max_tokens: 4}",
+]

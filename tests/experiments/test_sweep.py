@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_SFT_SWEEP_ARGS
 from tinylora_verl.cli import main
 from tinylora_verl.experiments import records
 from tinylora_verl.experiments.backends import LocalBackend, PendingRun, RayJobsBackend
@@ -284,35 +285,11 @@ def test_spec_mistakes_exit_2_with_one_line(tmp_path):
 def test_a_real_local_sweep_of_two_sft_runs_then_a_table(tiny_model_dir, tmp_path):
     out = tmp_path / "sweep"
     argv = [
-        "sweep",
+        *TINY_SFT_SWEEP_ARGS,
         "--out",
         str(out),
         "--model",
         str(tiny_model_dir),
-        "--arithmetic",
-        "add",
-        "--n-train",
-        "8",
-        "--n-val",
-        "4",
-        "--n-test",
-        "4",
-        "--methods",
-        "sft",
-        "--budgets",
-        "2",
-        "--lrs",
-        "0.01,0.1",
-        "--seeds",
-        "0",
-        "--set",
-        "base_eval=false",
-        "--set",
-        "sft.steps=2",
-        "--set",
-        "sft.batch_size=4",
-        "--set",
-        "eval={backend: hf, temperature: 0, max_tokens: 4}",
     ]
     assert main(argv) == 0
     recs = {p.parent.name: json.loads(p.read_text()) for p in (out / "runs").glob("*/result.json")}

@@ -31,6 +31,7 @@ import psutil
 import pytest
 
 from tests.e2e.runner import _command as tiny_grpo_command
+from tests.helpers import TINY_SFT_SWEEP_ARGS
 
 pytestmark = pytest.mark.slow
 
@@ -198,35 +199,11 @@ def test_sweep_ray_backend_runs_two_sft_runs_as_real_ray_jobs(ray_cluster, tmp_p
     out = tmp_path / "sweep"
     runtime_env = {"working_dir": str(REPO), "excludes": EXCLUDES}
     argv = [
-        "sweep",
+        *TINY_SFT_SWEEP_ARGS,
         "--out",
         str(out),
         "--model",
         str(model),
-        "--arithmetic",
-        "add",
-        "--n-train",
-        "8",
-        "--n-val",
-        "4",
-        "--n-test",
-        "4",
-        "--methods",
-        "sft",
-        "--budgets",
-        "2",
-        "--lrs",
-        "0.01,0.1",
-        "--seeds",
-        "0",
-        "--set",
-        "base_eval=false",
-        "--set",
-        "sft.steps=2",
-        "--set",
-        "sft.batch_size=4",
-        "--set",
-        "eval={backend: hf, temperature: 0, max_tokens: 4}",
         "--backend",
         "ray",
         "--ray-address",

@@ -154,9 +154,11 @@ class TinyLoRATrainer(PPOTrainerSync):
     # ---- trainer vs rollout log-probs ------------------------------------------------------------
     def _capture_probe(self, batch) -> None:
         """Keep the first batch's first rows as the fixed probe of `tinylora_probe` (0 sequences: off)."""
+        if self._probe_batch is not None:
+            return
         run = run_config_from(self.config.actor_rollout_ref.get(CONFIG_KEY))
         sequences = run.probe_sequences
-        if self._probe_batch is not None or sequences <= 0:
+        if sequences <= 0:
             return
         # input_ids is jagged in TransferQueue (prompt + response, no padding): one row per sample
         data = tq.kv_batch_get(
