@@ -282,9 +282,9 @@ def test_sigkill_then_resume(tmp_path_factory, monkeypatch):
     # which the update adds. verl puts rows in the batch in the order the rollouts finish, and the k-th
     # sample of a group is the one whose session reached vLLM k-th (verl tokenizes sessions in a thread pool),
     # so float sums run in a timing-dependent order: measured 0 or 1 ulp (3.7e-9, 7.5e-9) at step 1,
-    # 2.6e-8 to 8.2e-8 at step 2, in three pairs of runs. Bit for bit needs a canonical row order in the trainer (verl_seam/
-    # trainer.py: rows sorted by prompt order, then response tokens; with that change this case measured 0 at
-    # both steps, v bit for bit); until then: within 1e-6, 12x the largest difference measured.
+    # 2.6e-8 to 8.2e-8 at step 2, in three pairs of runs. Bit for bit needs a canonical row order in the
+    # trainer (verl_seam/trainer.py: rows sorted by prompt order, then response tokens; with that change this
+    # case measured 0 at both steps, v bit for bit); until then: within 1e-6, 12x the largest measured.
     model_file = "model.safetensors"
     assert (out["model"] / model_file).read_bytes() == (ref["model"] / model_file).read_bytes()
     report = {}
