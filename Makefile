@@ -11,7 +11,7 @@ demo: setup
 	$(PY) -m tinylora_verl.demo
 
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=25
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not e2e and not slow"

@@ -23,17 +23,17 @@ a. FSDP2 + TinyLoRA on one rank, bf16 mixed precision (param_dtype bf16, reduce_
    "gloo" on a CPU). verl's `fsdp2_load_full_state_dict` (a broadcast from rank 0) is skipped: with one
    rank there is nothing to broadcast, and fully_shard places the shards itself. Then one
    forward+backward (+ an AdamW step on v): PASS when exactly the v tensors have a gradient, finite and
-   non-zero, and the merged weights computed as `engine._merged` does (adapter.functional.merged_weight
-   on the all-gathered base weight and v, with the CPU-offloaded shard first moved to the device, as
-   verl's own weight stream does `param.to(device).full_tensor()`) are finite and equal (torch.equal)
-   to the merge of a copy of the weight taken before sharding, and the projections computed with bf16
-   weights (a forward pre-hook reads the dtype). The engine's `full(t, device)` does the same move.
+   non-zero, and the merged weights the trainer's sync sends (sync/sender.py `SyncSender.merged`, the
+   engine's own code: the all-gathered base weight and v, with the CPU-offloaded shard first moved to
+   the device, as verl's own weight stream does `param.to(device).full_tensor()`) are finite and equal
+   (torch.equal) to the merge of a copy of the weight taken before sharding, and the projections
+   computed with bf16 weights (a forward pre-hook reads the dtype).
    In --device cpu mode (gloo, a cpu mesh) both cases run, but the offload one is nominal: the policy's
    code path (unpinned, since pinning needs an accelerator) with nothing to move.
 b. Rollout-side merge (sync/receiver.py `VectorSyncReceiver`, device cuda) vs the trainer's merged
    weights, bf16 and fp32, on a small Qwen2 with all 7 projections adapted and with 5 of 7 (so k_proj and
-   gate_proj travel as fused siblings): a setup stream then a vector stream (built as the engine's
-   `_iter_setup` / `_iter_vector` do), each followed by `finish()`; PASS when every returned tensor
+   gate_proj travel as fused siblings): a setup stream then a vector stream (the trainer's
+   `SyncSender` in vector mode, as the engine sends them), each followed by `finish()`; PASS when every returned tensor
    is torch.equal (same dtype) to the trainer's and the names match exactly.
 c. Receiver peak device memory at Qwen2.5-7B layer shapes (bench/shapes.py): synthetic bf16 weights and
    factors for --layers decoder layers (default 2), `torch.cuda.max_memory_allocated` over the
@@ -82,10 +82,10 @@ from tinylora_verl.adapter.layer import TinyLoRALinear, TinyLoRAVectors  # noqa:
 from tinylora_verl.adapter.model import CONTAINER  # noqa: E402
 from tinylora_verl.sync import wire  # noqa: E402
 from tinylora_verl.sync.receiver import VectorSyncReceiver  # noqa: E402
+from tinylora_verl.sync.sender import SyncSender  # noqa: E402
 
 ALL7 = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PARTIAL5 = ("q_proj", "v_proj", "o_proj", "up_proj", "down_proj")  # k_proj, gate_proj: fused siblings
-FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # as verl_seam/engine.py
 WATCHED = ("verl", "vllm", "ray", "omegaconf", "hydra")
 SMALL_SHAPES = dict(hidden_size=256, intermediate_size=1024, num_attention_heads=8, num_key_value_heads=2)
 
@@ -235,23 +235,15 @@ def check_fsdp2(dev: torch.device, offload: bool) -> dict:
     opt.step()
     opt.zero_grad(set_to_none=True)
 
-    # the engine's _merged: merged_weight(full(W_base), U, S, V, P, full(v)[group], alpha)
-    vectors = [full_on(p.detach(), dev).clone() for p in handle.vectors.v]
+    # what the trainer's sync sends: SyncSender.merged = merged_weight(full(W_base), U, S, V, P, full(v)[g])
+    sender = SyncSender(handle, model, device=dev)
+    vectors = sender.vectors()
     v_moved = any(bool(v.abs().sum() > 0) for v in vectors)
     finite = equal = True
     names = list(handle.layers)
     for name in names:
         layer = handle.layers[name]
-        W = full_on(layer.base_layer.weight.detach(), dev)
-        m = merged_weight(
-            W,
-            layer.tinylora_U,
-            layer.tinylora_S,
-            layer.tinylora_V,
-            layer.tinylora_P,
-            vectors[layer.group],
-            layer.alpha,
-        )
+        m = sender.merged(name, vectors)
         ref = merged_weight(
             pre_shard[name].to(dev),
             layer.tinylora_U,
@@ -293,46 +285,6 @@ def check_fsdp2(dev: torch.device, offload: bool) -> dict:
 # ---- b. receiver vs trainer ----------------------------------------------------------------------------
 
 
-def siblings_of(model: nn.Module, adapted) -> list[str]:
-    """engine._delta_sync_modules minus the adapted ones: unadapted members of vLLM's fused layers."""
-    wanted = set(adapted)
-    for name in adapted:
-        prefix, _, leaf = name.rpartition(".")
-        for group in FUSED_SIBLINGS:
-            if leaf in group:
-                wanted.update(f"{prefix}.{s}" for s in group)
-    return [n for n, _ in model.named_modules() if n in wanted and n not in adapted]
-
-
-def setup_stream(model: nn.Module, handle, sync_no: int):
-    """engine._iter_setup over an unsharded module: meta, factors, every weight (adapted = base), v."""
-    vectors = [p.detach().clone() for p in handle.vectors.v]
-    layers = handle.layers
-    meta = {
-        "kind": "setup",
-        "sync": sync_no,
-        "groups": len(vectors),
-        "u": vectors[0].numel(),
-        "modules": [[name, layer.group, layer.alpha] for name, layer in layers.items()],
-        "siblings": siblings_of(model, list(layers)),
-    }
-    yield wire.META, wire.encode_meta(meta)
-    for name, layer in layers.items():
-        for f in wire.FACTOR_NAMES:
-            yield wire.factor_name(name, f), getattr(layer, f"tinylora_{f}")
-    for name, tensor in model.state_dict().items():
-        if name.startswith(CONTAINER + ".") or f".{CONTAINER}." in name:
-            continue
-        yield name.replace(".base_layer.", "."), tensor
-    yield wire.VECTOR, torch.stack(vectors)
-
-
-def vector_stream(handle, sync_no: int):
-    """engine._iter_vector: the sync number and v."""
-    yield wire.META, wire.encode_meta({"kind": "vector", "sync": sync_no})
-    yield wire.VECTOR, torch.stack([p.detach().clone() for p in handle.vectors.v])
-
-
 def feed(receiver: VectorSyncReceiver, stream, bucket: int = 8) -> int:
     """Push a stream through begin()/consume() in buckets, as the vLLM worker does; number passed through."""
     receiver.begin()
@@ -361,19 +313,18 @@ def check_receiver(dev: torch.device, dtype: torch.dtype, targets: tuple[str, ..
     handle = apply_tinylora(
         model, TinyLoRAConfig(budget=13, frozen_rank=2, tie_mode="tiled", seed=0, target_modules=targets)
     )
-    siblings = siblings_of(model, list(handle.layers))
+    sender = SyncSender(handle, model, "vector", device=dev)  # the trainer's side: setup, then vector
+    siblings = [n for n in sender.delta_modules() if n not in handle.layers]
     receiver = VectorSyncReceiver()
     rounds = []
-    for sync_no, (scale, make) in enumerate(
-        [(0.5, lambda s: setup_stream(model, handle, s)), (-0.3, lambda s: vector_stream(handle, s))], start=1
-    ):
+    for sync_no, scale in enumerate([0.5, -0.3], start=1):
         set_vectors(handle, scale, sync_no)
         expected = dict(handle.iter_merged_weights())  # the trainer's merge, on the device
         base = {f"{n}.weight": l.base_layer.weight.detach() for n, l in handle.layers.items()}
         changed = sum(int((expected[n] != base[n]).sum()) for n in base)
         numel = sum(w.numel() for w in base.values())
         expected.update({f"{s}.weight": model.get_submodule(s).weight.detach() for s in siblings})
-        passed = feed(receiver, make(sync_no))
+        passed = feed(receiver, sender.stream())
         r = compare(receiver, expected, dev)
         rounds.append(
             {

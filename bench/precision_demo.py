@@ -39,11 +39,12 @@ PHASES = (
 )
 MEANS = (
     ("reward", "reward"),
-    ("|logp trainer - rollout| mean", "logp_diff_mean"),
-    ("|logp trainer - rollout| max", "logp_diff_max"),
+    ("KL rollout-trainer (k3, tokens)", "logp_k3_kl"),
+    ("|log ppl trainer - rollout|", "log_ppl_abs_diff"),
+    ("|p trainer - p rollout| max", "prob_diff_max"),
     ("IS weight mean (truncated)", "is_mean"),
-    ("IS weight max", "is_max"),
-    ("IS truncated fraction", "is_trunc"),
+    ("IS weight max (truncated)", "is_max"),
+    ("IS fraction above the cap", "is_trunc"),
     ("rounded_away_frac", "rounded_away"),
     ("rollout_kl", "rollout_kl"),
     ("effect_kept", "effect_kept"),

@@ -13,7 +13,7 @@ loaded it (full: the adapted weights W_base + ΔW and fused siblings; vector: v,
 rebuilds). At the end the engine's weights after the last full sync and after the last vector sync are
 dumped and compared bit for bit.
 
-Projection to Qwen2.5-7B (196 modules, bench/shapes.py): bytes are exact arithmetic (our engine streams
+Projection to Qwen2.5-7B (196 modules, bench/shapes.py): bytes are exact arithmetic (our sender streams
 float32 tensors; the vector stream does not grow with the model). Seconds scale the measured per-element
 rates of this machine — a CPU projection, not a GPU estimate.
 """
@@ -58,31 +58,31 @@ def run(model_dir: str, steps: int, log=print) -> dict:
     from transformers import AutoModelForCausalLM
 
     from bench.sync_harness import VLLMSyncTarget
-    from tinylora_verl import TinyLoRAConfig
-    from tinylora_verl.verl_seam.engine import TinyLoRAFSDPEngine
+    from tinylora_verl import TinyLoRAConfig, apply_tinylora
+    from tinylora_verl.sync.sender import SyncSender
 
     target = VLLMSyncTarget(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cfg = TinyLoRAConfig(budget=13, frozen_rank=2, tie_mode="tiled")
-    engines = {"full": TinyLoRAFSDPEngine.unsharded(model, cfg, "full")}
-    vector = engines["full"].unsharded_twin("vector")  # same module and adapter, its own sync state
-    engines["vector"] = vector
-    handle = engines["full"].tinylora
+    handle = apply_tinylora(model, cfg)
+    # the trainer's sync (the sender feeds it verl's stream; here the module's state dict), both modes over
+    # the same module and adapter, each with its own sync state
+    senders = {mode: SyncSender(handle, model, mode) for mode in ("full", "vector")}
     adapted = sum(layer.base_layer.weight.numel() for layer in handle.layers.values())
     log(
         f"model {model_dir}: {len(handle.layers)} adapted modules, {adapted:,} adapted weights, "
         f"{handle.num_trainable} trainable parameters"
     )
 
-    rows = {mode: [] for mode in engines}
-    for mode, engine in engines.items():  # step 0: the first sync of each mode
-        seconds = target.sync(engine.get_per_tensor_param()[0])
+    rows = {mode: [] for mode in senders}
+    for mode, sender in senders.items():  # step 0: the first sync of each mode
+        seconds = target.sync(sender.stream())
         rows[mode].append(
             {
                 "step": 0,
-                "kind": engine.last_sync["kind"],
-                "bytes": engine.last_sync["bytes"],
-                "tensors": engine.last_sync["tensors"],
+                "kind": sender.last["kind"],
+                "bytes": sender.last["bytes"],
+                "tensors": sender.last["tensors"],
                 "seconds": seconds,
             }
         )
@@ -90,30 +90,30 @@ def run(model_dir: str, steps: int, log=print) -> dict:
         _set_v(handle, step)
         order = ("full", "vector") if step % 2 else ("vector", "full")
         for mode in order:
-            engine = engines[mode]
-            seconds = target.sync(engine.get_per_tensor_param()[0])
+            sender = senders[mode]
+            seconds = target.sync(sender.stream())
             rows[mode].append(
                 {
                     "step": step,
-                    "kind": engine.last_sync["kind"],
-                    "bytes": engine.last_sync["bytes"],
-                    "tensors": engine.last_sync["tensors"],
+                    "kind": sender.last["kind"],
+                    "bytes": sender.last["bytes"],
+                    "tensors": sender.last["tensors"],
                     "seconds": seconds,
                 }
             )
         log(" | ".join(f"{m}: {r[-1]['bytes']:>11,} B {r[-1]['seconds']:.3f} s" for m, r in rows.items()))
     with tempfile.TemporaryDirectory() as tmp:
-        target.sync(engines["full"].get_per_tensor_param()[0])
+        target.sync(senders["full"].stream())
         target.dump(f"{tmp}/full.safetensors")
-        target.sync(engines["vector"].get_per_tensor_param()[0])
+        target.sync(senders["vector"].stream())
         target.dump(f"{tmp}/vector.safetensors")
         a, b = load_file(f"{tmp}/full.safetensors"), load_file(f"{tmp}/vector.safetensors")
         identical = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rebuild_s = target.receiver_state()["last"].get("merge_s")
-    return summarize(rows, adapted, identical, rebuild_s, engines["full"])
+    return summarize(rows, adapted, identical, rebuild_s, senders["full"])
 
 
-def summarize(rows: dict, adapted: int, identical: bool, rebuild_s: float | None, full_engine) -> dict:
+def summarize(rows: dict, adapted: int, identical: bool, rebuild_s: float | None, full_sender) -> dict:
     later = {m: r[1:] for m, r in rows.items()}
     med = {m: statistics.median(x["seconds"] for x in r) for m, r in later.items()}
     nbytes = {m: statistics.median(x["bytes"] for x in r) for m, r in later.items()}

@@ -119,13 +119,10 @@ def test_cfg_job_prints_a_valid_disabled_block(tmp_path):
 
 def test_run_config_is_what_workers_and_trainer_read():
     """One parser for the driver, the workers and the trainer: booleans are booleans everywhere."""
-    from types import SimpleNamespace
-
     from omegaconf import OmegaConf
 
-    from tinylora_verl.run_config import RunConfigError, run_config_from
+    from tinylora_verl.run_config import RunConfigError, run_config_from, worker_run_config
     from tinylora_verl.verl_seam.trainer import TinyLoRATrainer
-    from tinylora_verl.verl_seam.worker import sync_mode_from, tinylora_config_from
 
     assert run_config_from(None).adapter is None
     on = run_config_from(OmegaConf.create({"budget": 26, "verify_sync": True, "sync_mode": "vector"}))
@@ -137,20 +134,47 @@ def test_run_config_is_what_workers_and_trainer_read():
         ({"verify_sync": "no"}, "verify_sync"),
     ]:
         with pytest.raises(RunConfigError, match=f"tinylora.{key}=.* is not a boolean"):
-            tinylora_config_from(OmegaConf.create(block))
+            worker_run_config(OmegaConf.create({"tinylora": block}))
     with pytest.raises(RunConfigError, match="sync_mode='delta'"):
-        sync_mode_from({"sync_mode": "delta"})
+        worker_run_config({"tinylora": {"sync_mode": "delta"}})
     with pytest.raises(
         RunConfigError, match=r"2 invalid tinylora settings:\n  - .*verify_sync=1.*\n  - .*alpha=nan"
     ):
         run_config_from({"verify_sync": 1, "alpha": float("nan")})
-    # the trainer's verify step reads the same parser: 'off' is refused, not taken as true
-    trainer = SimpleNamespace(_tinylora_on=True)
-    trainer.config = OmegaConf.create({"actor_rollout_ref": {"tinylora": {"verify_sync": "off"}}})
+    # the trainer reads the block once, first thing in its constructor: 'off' is refused, not taken as true
     with pytest.raises(RunConfigError, match="verify_sync='off'"):
-        TinyLoRATrainer._verify_sync(trainer, 1)
-    trainer.config = OmegaConf.create({"actor_rollout_ref": {"tinylora": {"verify_sync": False}}})
-    assert TinyLoRATrainer._verify_sync(trainer, 1) is None
+        TinyLoRATrainer(OmegaConf.create({"actor_rollout_ref": {"tinylora": {"verify_sync": "off"}}}))
+
+
+def test_the_driver_hands_the_validated_block_to_the_workers():
+    """`pin_run_config` writes the driver's RunConfig, every key explicit, where the workers read it, so an
+    override of the top-level block reaches them as validated; `to_block` round-trips exactly."""
+    from omegaconf import OmegaConf
+
+    from tinylora_verl.run_config import check_run_config, pin_run_config, run_config_from, worker_run_config
+
+    cfg = OmegaConf.create(
+        {
+            "tinylora": {"budget": 26, "sync_mode": "vector", "probe_sequences": 2, "lora_alpha": 32},
+            "actor_rollout_ref": {"tinylora": "${tinylora}", "rollout": {"n": 2}},
+        }
+    )
+    run = check_run_config(cfg)
+    pin_run_config(cfg, run)
+    block = OmegaConf.to_container(cfg.actor_rollout_ref.tinylora)
+    assert block == run.to_block() and block["enable"] is True and block["svd_method"] == "randomized"
+    assert worker_run_config(cfg.actor_rollout_ref) == run == run_config_from(run.to_block())
+    assert (run.adapter.budget, run.sync_mode, run.probe_sequences, run.adapter.lora_alpha) == (
+        26,
+        "vector",
+        2,
+        32,
+    )
+    off = run_config_from({"enable": False})
+    assert run_config_from(off.to_block()) == off and off.to_block()["enable"] is False
+    plain = OmegaConf.create({"actor_rollout_ref": {"rollout": {"n": 2}}})  # plain verl: left as it is
+    pin_run_config(plain, check_run_config(plain))
+    assert "tinylora" not in plain.actor_rollout_ref
 
 
 @pytest.mark.parametrize("where", ["TINYLORA_CACHE", "task.dir"])

@@ -18,7 +18,7 @@ the run is printed.
 verl validates on the 16 held-out problems (8 samples each at T=0.7) before the first step and after the
 last; the summary prints that accuracy at both points.
 
-What to expect (measured, README "Measured"): responses are cut at 16 tokens, so the base model's
+What to expect (measured, docs/demo.md "Measured"): responses are cut at 16 tokens, so the base model's
 rambling answers mostly end on some other number: 12.5-22% held-out accuracy before training (two runs).
 In 10 steps the training reward went from about 0.2 to 0.42-0.63 and the held-out accuracy to 44-47%, in
 12-14 min.

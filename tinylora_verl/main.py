@@ -113,17 +113,19 @@ def prepare_inputs(cfg: DictConfig) -> None:
             )
 
 
-def check_tinylora(cfg: DictConfig) -> None:
+def check_tinylora(cfg: DictConfig):
     """The tinylora block is read here, in the driver, so a mistake is one line and exit 2, not a
     traceback from a Ray worker minutes later. Settings TinyLoRA cannot honour are refused, not ignored.
-    The block's rules are run_config.py's (the workers parse it with the same function)."""
+    Returns the validated RunConfig (run_config.py)."""
     from .run_config import check_run_config
 
     try:
-        if check_run_config(cfg).enabled:
+        run = check_run_config(cfg)
+        if run.enabled:
             check_run_settings(cfg)
     except (UserError, ValueError) as e:  # TinyLoRAConfigError is a ValueError
         _refuse(f"bad tinylora block: {e}")
+    return run
 
 
 def _refuse(message: str) -> None:
@@ -223,8 +225,11 @@ def command_line() -> str:
 
 
 def run(cfg: DictConfig) -> None:
+    from .run_config import pin_run_config
+
     print(command_line(), flush=True)
-    check_tinylora(cfg)  # before the console makes the run directory: a refusal leaves nothing behind
+    run_config = check_tinylora(cfg)  # before the console makes the run directory: a refusal leaves nothing
+    pin_run_config(cfg, run_config)  # the workers read what was validated here
     if not console.enabled():
         return train(cfg)
     run_dir = OmegaConf.select(cfg, "trainer.default_local_dir")

@@ -1,8 +1,10 @@
 """The run's `tinylora:` Hydra block, typed and validated once: `run_config_from(block) -> RunConfig`.
 
-The driver calls `check_run_config(cfg)` before any worker starts (main.py); the workers and the trainer
-read the block through the same function (verl_seam/worker.py), so every process sees the same values
-and no value is ever read through Python truthiness.
+The driver checks the composed config with `check_run_config(cfg)` before any worker starts and hands
+the result on with `pin_run_config(cfg, run)` (main.py): the block the workers read becomes the
+validated one, every key written out (`RunConfig.to_block()`). Each process then reads it once
+(`worker_run_config`: the trainer and the actor worker at construction, the task runner once) and passes
+the typed `RunConfig` on; nothing reads a value through Python truthiness.
 
 Keys: `enable` and `verify_sync` are booleans (`true`/`false`; strings such as `off`, `'false'`, `no`
 and numbers are refused, not interpreted: `bool('false')` is True, and guessing which strings mean
@@ -51,6 +53,17 @@ class RunConfig:
     @property
     def enabled(self) -> bool:
         return self.adapter is not None
+
+    def to_block(self) -> dict:
+        """The block with every key written out: `run_config_from(run.to_block()) == run`."""
+        block = {
+            "enable": self.enabled,
+            "verify_sync": self.verify_sync,
+            "sync_mode": self.sync_mode,
+            "probe_sequences": self.probe_sequences,
+            "probe_tokens": self.probe_tokens,
+        }
+        return {**block, **(self.adapter.to_dict() if self.adapter is not None else {})}
 
 
 def _plain(block) -> dict:
@@ -131,3 +144,22 @@ def check_run_config(cfg) -> RunConfig:
             f"actor_rollout_ref.{CONFIG_KEY}.KEY"
         )
     return worker
+
+
+def pin_run_config(cfg, run: RunConfig) -> None:
+    """Write the driver's validated `run` as the block the workers read (`actor_rollout_ref.tinylora`,
+    every key explicit), so they get exactly what was checked, whatever the user overrode. A config with
+    no tinylora block at all (plain verl) is left as it is."""
+    from omegaconf import open_dict
+
+    arr = cfg.get("actor_rollout_ref")
+    if arr is None or (cfg.get(CONFIG_KEY) is None and arr.get(CONFIG_KEY) is None):
+        return
+    with open_dict(cfg):
+        cfg.actor_rollout_ref[CONFIG_KEY] = run.to_block()
+
+
+def worker_run_config(arr_config) -> RunConfig:
+    """The RunConfig of a worker's `actor_rollout_ref` section (the block `pin_run_config` wrote; a
+    config that did not come through our driver is validated here by the same rules)."""
+    return run_config_from(arr_config.get(CONFIG_KEY), f"actor_rollout_ref.{CONFIG_KEY}")

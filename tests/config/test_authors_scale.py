@@ -66,12 +66,12 @@ def _rel(a: float, b: float) -> float:
 
 @pytest.fixture(scope="module")
 def presets():
-    from tinylora_verl.verl_seam.worker import tinylora_config_from
+    from tinylora_verl.run_config import run_config_from
 
     out = {}
     for preset in AUTHORS_LR:
         cfg, _ = _compose(f"experiment/{preset}", [])
-        out[preset] = (cfg, tinylora_config_from(cfg.tinylora))
+        out[preset] = (cfg, run_config_from(cfg.tinylora).adapter)
     return out
 
 
@@ -135,7 +135,7 @@ def test_sweep_lr_grid_is_in_the_authors_scale():
     Hydra, SFT through SFTConfig) gets the authors' scale for its own u."""
     from tinylora_verl.experiments import rl
     from tinylora_verl.experiments.spec import expand, run_settings, sft_config, validate
-    from tinylora_verl.verl_seam.worker import tinylora_config_from
+    from tinylora_verl.run_config import run_config_from
 
     spec = validate({"model": "smollm2", "task": {"kind": "arithmetic", "op": "mul"}})
     assert spec["lrs"] == AUTHORS_LR_GRID and spec["tinylora"]["lora_alpha"] == AUTHORS_LORA_ALPHA
@@ -150,7 +150,7 @@ def test_sweep_lr_grid_is_in_the_authors_scale():
         if run.method == "rl":
             ov = rl.overrides(settings, "/runs/x")
             cfg, _ = _compose(ov[0].removeprefix("--config-name="), ov[1:])
-            tl = tinylora_config_from(cfg.tinylora)
+            tl = run_config_from(cfg.tinylora).adapter
         else:
             sft = sft_config(settings)
             tl = TinyLoRAConfig(
@@ -170,7 +170,7 @@ def test_sweep_with_lora_alpha_null_is_the_papers_formula_and_keeps_old_settings
     (so a sweep directory from before the key existed, e.g. the CPU-scale ones in docs/results, resumes)."""
     from tinylora_verl.experiments import rl
     from tinylora_verl.experiments.spec import Run, run_settings, sft_config, validate
-    from tinylora_verl.verl_seam.worker import tinylora_config_from
+    from tinylora_verl.run_config import run_config_from
 
     spec = validate(
         {
@@ -185,7 +185,7 @@ def test_sweep_with_lora_alpha_null_is_the_papers_formula_and_keeps_old_settings
     assert settings["tinylora"] == {"tie_mode": "tiled", "frozen_rank": 2}
     ov = rl.overrides(settings, "/runs/x")
     assert "tinylora.lora_alpha=null" in ov
-    tl = tinylora_config_from(_compose("cpu_demo", ov[1:])[0].tinylora)
+    tl = run_config_from(_compose("cpu_demo", ov[1:])[0].tinylora).adapter
     assert tl.lora_alpha is None and tl.scale(1) == 1.0
     assert (
         sft_config(run_settings(spec, Run("sft", "tinylora", 13, 0.03, 0), files)).tinylora_lora_alpha is None

@@ -135,13 +135,15 @@ def test_composes_and_passes_verl_validation(composed, name, overrides, capsys):
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    from tinylora_verl.verl_seam.worker import tinylora_config_from
+    from tinylora_verl.run_config import run_config_from
 
     cfg, choices = composed[(name, tuple(overrides))]
     validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
     assert "All configuration checks passed" in capsys.readouterr().out
     assert (
-        tinylora_config_from(cfg.actor_rollout_ref.tinylora) == tinylora_config_from(cfg.tinylora) is not None
+        run_config_from(cfg.actor_rollout_ref.tinylora).adapter
+        == run_config_from(cfg.tinylora).adapter
+        is not None
     )
     assert cfg.trainer.v1.trainer_mode == "tinylora_sync"
     on_cpu = choices.get("platform") == "cpu"
@@ -187,9 +189,9 @@ def test_preset_is_gpu_and_points_at_prepared_data(composed, preset):
 def test_preset_budget_is_13_on_qwen25_7b(composed, preset):
     """28 layers x 7 projections = 196 modules -> tiled tie 16 -> 13 groups x u=1 (the presets' comment)."""
     from tinylora_verl.adapter.planner import plan_tying
-    from tinylora_verl.verl_seam.worker import tinylora_config_from
+    from tinylora_verl.run_config import run_config_from
 
-    tl = tinylora_config_from(composed[(f"experiment/{preset}", ())][0].tinylora)
+    tl = run_config_from(composed[(f"experiment/{preset}", ())][0].tinylora).adapter
     plan = plan_tying(qwen_module_names(28), tie_mode=tl.tie_mode, budget=tl.budget)
     assert (plan.num_trainable, plan.projection_dim, plan.tie_factor, plan.exact) == (13, 1, 16, True)
     assert tl.frozen_rank == 2 and tl.alpha == 1.0

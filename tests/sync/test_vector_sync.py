@@ -1,6 +1,6 @@
 """sync_mode "vector": the rollout side rebuilds, from v alone, exactly what sync_mode "full" sends.
 
-Two engines with the same model and the same v trajectory stream to two simulated rollouts: "full"
+Two senders with the same model and the same v trajectory stream to two simulated rollouts: "full"
 applies the received tensors; "vector" feeds the stream (cut into buckets of random sizes, as verl's
 bucketed transfer does) through `VectorSyncReceiver` and applies what it returns. After every step
 both rollouts must hold bit-identical weights, equal to the trainer's merged weights, and the vector
@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from tests.verl_seam.test_engine_sync import ALL, _engine, _reference, _tiny_model
+from tests.sync.test_sender import ALL, _reference, _sender, _tiny_model
 from tinylora_verl.sync import wire
 from tinylora_verl.sync.receiver import VectorSyncReceiver, compact
 
@@ -26,14 +26,14 @@ def _buckets(stream, rng):
         i += n
 
 
-def _step_v(engine, step):
+def _step_v(sender, step):
     with torch.no_grad():
-        for g, p in enumerate(engine.tinylora.vectors.v):
+        for g, p in enumerate(sender.handle.vectors.v):
             p.copy_(torch.sin(torch.arange(p.numel()) + 0.7 * step + g) * (0.05 + 0.1 * step))
 
 
 class _Rollout:
-    """A rollout engine's weight table behind a VectorSyncReceiver (as in our vLLM worker, for both modes)."""
+    """A rollout sender's weight table behind a VectorSyncReceiver (as in our vLLM worker, for both modes)."""
 
     def __init__(self, vector: bool):
         self.weights: dict[str, torch.Tensor] = {}
@@ -47,52 +47,52 @@ class _Rollout:
 
 
 def _run(targets, steps, model_factory=_tiny_model):
-    full_engine, base = _engine(targets, "full", model_factory())
-    vec_engine, _ = _engine(targets, "vector", model_factory())
+    full_sender, base = _sender(targets, "full", model_factory())
+    vec_sender, _ = _sender(targets, "vector", model_factory())
     full, vec = _Rollout(False), _Rollout(True)
     rng = random.Random(0)
     history = []
     for step in range(steps):
-        _step_v(full_engine, step)
-        _step_v(vec_engine, step)
-        full.sync(full_engine.get_per_tensor_param()[0], rng)
-        vec.sync(vec_engine.get_per_tensor_param()[0], rng)
-        history.append((dict(full.weights), dict(vec.weights), dict(vec_engine.last_sync)))
-    return full_engine, vec_engine, base, history
+        _step_v(full_sender, step)
+        _step_v(vec_sender, step)
+        full.sync(full_sender.stream(), rng)
+        vec.sync(vec_sender.stream(), rng)
+        history.append((dict(full.weights), dict(vec.weights), dict(vec_sender.last)))
+    return full_sender, vec_sender, base, history
 
 
 @pytest.mark.parametrize("targets", [ALL, ("q_proj", "gate_proj")], ids=["all7", "q+gate"])
 def test_vector_equals_full_bit_for_bit(targets):
-    full_engine, vec_engine, base, history = _run(targets, steps=4)
-    vectors = vec_engine.full_vectors()
+    full_sender, vec_sender, base, history = _run(targets, steps=4)
+    vectors = vec_sender.vectors()
     for step, (full_w, vec_w, stats) in enumerate(history):
         assert set(vec_w) == set(full_w) == set(base), step  # every HF weight, no control tensor
         for name in full_w:
             assert torch.equal(vec_w[name], full_w[name]), (step, name)
         assert stats["kind"] == ("setup" if step == 0 else "vector")
     last_full, last_vec, _ = history[-1]
-    for name in vec_engine.tinylora.layers:
+    for name in vec_sender.handle.layers:
         key = f"{name}.weight"
-        assert torch.equal(last_vec[key], vec_engine._merged(name, vectors))  # == the trainer's merge
-        assert torch.allclose(last_vec[key].double(), _reference(vec_engine, name, base), atol=1e-5)
+        assert torch.equal(last_vec[key], vec_sender.merged(name, vectors))  # == the trainer's merge
+        assert torch.allclose(last_vec[key].double(), _reference(vec_sender, name, base), atol=1e-5)
         assert not torch.equal(last_vec[key], base[key])  # v is in it
 
 
 def test_vector_stream_is_tiny_after_setup():
-    _, vec_engine, _, history = _run(ALL, steps=3)
+    _, vec_sender, _, history = _run(ALL, steps=3)
     setup, later = history[0][2], [h[2] for h in history[1:]]
     assert setup["bytes"] > 10_000
     for stats in later:
         assert stats["tensors"] == 2 and stats["bytes"] <= 1024, stats
-    _step_v(vec_engine, 9)
-    names = [n for n, _ in vec_engine.get_per_tensor_param()[0]]
+    _step_v(vec_sender, 9)
+    names = [n for n, _ in vec_sender.stream()]
     assert names == [wire.META, wire.VECTOR]
 
 
 def test_stale_vector_is_not_served():
     """v changes between syncs: the rollout must follow the newest v, not a cached merge."""
-    _, vec_engine, _, history = _run(ALL, steps=3)
-    name = next(iter(vec_engine.tinylora.layers)) + ".weight"
+    _, vec_sender, _, history = _run(ALL, steps=3)
+    name = next(iter(vec_sender.handle.layers)) + ".weight"
     assert not torch.equal(history[1][1][name], history[2][1][name])
 
 
@@ -104,7 +104,7 @@ def test_bf16_checkpoint_base_is_kept_in_bf16():
                 p.copy_(p.to(torch.bfloat16).float())  # a bf16 checkpoint loaded in float32
         return m
 
-    full_engine, vec_engine, base, history = _run(ALL, steps=2, model_factory=bf16_model)
+    full_sender, vec_sender, base, history = _run(ALL, steps=2, model_factory=bf16_model)
     for name in history[-1][0]:
         assert torch.equal(history[-1][0][name], history[-1][1][name])
     kept, dtype = compact(base["model.layers.0.self_attn.q_proj.weight"])
@@ -122,8 +122,8 @@ def test_vector_before_setup_is_refused():
 
 
 def test_setup_without_v_or_factors_is_refused():
-    vec_engine, _ = _engine(ALL, "vector")
-    stream = list(vec_engine.get_per_tensor_param()[0])
+    vec_sender, _ = _sender(ALL, "vector")
+    stream = list(vec_sender.stream())
     r = VectorSyncReceiver()
     r.begin()
     r.consume([x for x in stream if x[0] != wire.VECTOR])
@@ -162,27 +162,27 @@ def test_meta_roundtrip_and_version():
 def test_partial_stream_after_discard_is_refused(mode):
     """After a level-2 sleep (weights discarded) the receiver refuses delta/vector streams before loading
     anything, accepts a complete one, and accepts partial streams again after it."""
-    engine, _ = _engine(ALL, mode)
+    sender, _ = _sender(ALL, mode)
     rollout, rng = _Rollout(mode == "vector"), random.Random(0)
-    _step_v(engine, 1)
-    rollout.sync(engine.get_per_tensor_param()[0], rng)  # complete (full / setup)
-    _step_v(engine, 2)
-    rollout.sync(engine.get_per_tensor_param()[0], rng)  # partial, on kept weights: fine
-    assert engine.last_sync["kind"] == ("vector" if mode == "vector" else "delta")
+    _step_v(sender, 1)
+    rollout.sync(sender.stream(), rng)  # complete (full / setup)
+    _step_v(sender, 2)
+    rollout.sync(sender.stream(), rng)  # partial, on kept weights: fine
+    assert sender.last["kind"] == ("vector" if mode == "vector" else "delta")
     rollout.receiver.weights_discarded()
-    _step_v(engine, 3)
-    partial = list(engine.get_per_tensor_param()[0])
+    _step_v(sender, 3)
+    partial = list(sender.stream())
     before = {k: v.clone() for k, v in rollout.weights.items()}
     with pytest.raises(RuntimeError, match="level-2 sleep"):
         rollout.sync(partial, rng)
     assert before.keys() == rollout.weights.keys() and all(
         torch.equal(before[k], rollout.weights[k]) for k in before
     )
-    engine._full_sync_done = False  # the next stream is complete again
-    rollout.sync(engine.get_per_tensor_param()[0], rng)
+    sender.resend()  # the next stream is complete again
+    rollout.sync(sender.stream(), rng)
     assert not rollout.receiver.discarded
-    _step_v(engine, 4)
-    rollout.sync(engine.get_per_tensor_param()[0], rng)  # partial streams accepted again
+    _step_v(sender, 4)
+    rollout.sync(sender.stream(), rng)  # partial streams accepted again
 
 
 def test_plain_stream_clears_discard():
@@ -210,14 +210,14 @@ def test_finish_checks_first_then_builds_one_module_at_a_time(monkeypatch):
     one is built (the rollout side's memory bound; bench/receiver_memory.py measures it)."""
     import tinylora_verl.sync.receiver as R
 
-    engine, _ = _engine(ALL, "vector")
+    sender, _ = _sender(ALL, "vector")
     r = VectorSyncReceiver()
     r.begin()
-    r.consume(list(engine.get_per_tensor_param()[0]))
+    r.consume(list(sender.stream()))
     list(r.finish())
-    _step_v(engine, 1)
+    _step_v(sender, 1)
     r.begin()
-    r.consume(list(engine.get_per_tensor_param()[0]))
+    r.consume(list(sender.stream()))
     calls = []
     real = R.merged_weight
     monkeypatch.setattr(R, "merged_weight", lambda *a, **k: calls.append(1) or real(*a, **k))

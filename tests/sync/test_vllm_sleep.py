@@ -34,18 +34,18 @@ def test_sleep_levels_verify_and_refusal(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from bench.sync_harness import VLLMSyncTarget
-    from tinylora_verl import TinyLoRAConfig
-    from tinylora_verl.verl_seam.engine import TinyLoRAFSDPEngine
+    from tinylora_verl import TinyLoRAConfig, apply_tinylora
+    from tinylora_verl.sync.sender import SyncSender
 
     model_dir = build_tiny_qwen2(tmp_path / "model")
     target = VLLMSyncTarget(model_dir, enable_sleep_mode=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    full = TinyLoRAFSDPEngine.unsharded(model, TinyLoRAConfig(budget=4), "full")
-    vector = full.unsharded_twin("vector")
+    full = SyncSender(apply_tinylora(model, TinyLoRAConfig(budget=4)), model, "full")
+    vector = SyncSender(full.handle, model, "vector")  # same adapter, its own sync state
     prompt = ["Hello there, how are"]
 
-    _set_v(full.tinylora, 1)
-    target.sync(full.get_per_tensor_param()[0])
+    _set_v(full.handle, 1)
+    target.sync(full.stream())
     target.sync(full.verify_stream())
     ok = target.verified()
     assert ok["verify_max_abs_diff"] == 0 and ok["verify_tensors"] >= ok["verify_vllm_tensors"] > 0, ok
@@ -68,28 +68,28 @@ def test_sleep_levels_verify_and_refusal(tmp_path):
     assert math.isinf(bad["verify_max_abs_diff"]) and bad["verify_tensors"] == n_tensors, bad
     assert target.receiver_state()["discarded"]
 
-    _set_v(full.tinylora, 2)
+    _set_v(full.handle, 2)
     with pytest.raises(Exception, match="level-2 sleep"):
-        target.sync(full.get_per_tensor_param()[0])  # a delta stream on discarded weights
+        target.sync(full.stream())  # a delta stream on discarded weights
     target.dump(tmp_path / "after_refusal.safetensors")
     assert _all_nan(tmp_path / "after_refusal.safetensors")  # nothing was loaded
 
-    _set_v(full.tinylora, 1)  # a complete stream restores every weight ...
-    full._full_sync_done = False
-    target.sync(full.get_per_tensor_param()[0])
+    _set_v(full.handle, 1)  # a complete stream restores every weight ...
+    full.resend()
+    target.sync(full.stream())
     target.sync(full.verify_stream())
     assert target.verified()["verify_max_abs_diff"] == 0 and not target.receiver_state()["discarded"]
     assert target.next_token_logprobs(prompt) == before  # ... and buffers: the engine computes as before
 
     # vector mode: setup (complete), a vector sync on kept weights, then refused after a level-2 sleep
-    target.sync(vector.get_per_tensor_param()[0])
-    _set_v(full.tinylora, 3)
-    target.sync(vector.get_per_tensor_param()[0])
-    assert vector.last_sync["kind"] == "vector"
+    target.sync(vector.stream())
+    _set_v(full.handle, 3)
+    target.sync(vector.stream())
+    assert vector.last["kind"] == "vector"
     target.sync(full.verify_stream())
     assert target.verified()["verify_max_abs_diff"] == 0
     target.sleep(2)
     target.wake_up()
     with pytest.raises(Exception, match="level-2 sleep"):
-        target.sync(vector.get_per_tensor_param()[0])
+        target.sync(vector.stream())
     assert target.receiver_state()["sleeps"] == {"1": 1, "2": 2}

@@ -27,42 +27,40 @@ def test_full_and_vector_leave_vllm_bit_identical(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from bench.sync_harness import VLLMSyncTarget
-    from tinylora_verl import TinyLoRAConfig
-    from tinylora_verl.verl_seam.engine import TinyLoRAFSDPEngine
+    from tinylora_verl import TinyLoRAConfig, apply_tinylora
+    from tinylora_verl.sync.sender import SyncSender
 
     model_dir = build_tiny_qwen2(tmp_path / "model")
     target = VLLMSyncTarget(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cfg = TinyLoRAConfig(budget=4)
-    full = TinyLoRAFSDPEngine.unsharded(model, cfg, "full")
-    vector = full.unsharded_twin("vector")  # same module and adapter, its own sync state
+    full = SyncSender(apply_tinylora(model, cfg), model, "full")
+    vector = SyncSender(full.handle, model, "vector")  # same module and adapter, its own sync state
     prompt = ["Hello there, how are"]
     outputs = set()
     for step in range(4):
-        _set_v(full.tinylora, step)
-        target.sync(full.get_per_tensor_param()[0])
+        _set_v(full.handle, step)
+        target.sync(full.stream())
         target.dump(tmp_path / f"full_{step}.safetensors")
-        _set_v(full.tinylora, step + 7)  # poison: the engine now holds other weights ...
-        target.sync(full.get_per_tensor_param()[0])
-        _set_v(full.tinylora, step)  # ... which the vector sync alone must replace
-        target.sync(vector.get_per_tensor_param()[0])
+        _set_v(full.handle, step + 7)  # poison: the engine now holds other weights ...
+        target.sync(full.stream())
+        _set_v(full.handle, step)  # ... which the vector sync alone must replace
+        target.sync(vector.stream())
         target.dump(tmp_path / f"vector_{step}.safetensors")
         if step > 0:
-            assert vector.last_sync["kind"] == "vector" and vector.last_sync["bytes"] <= 1024, (
-                vector.last_sync
-            )
+            assert vector.last["kind"] == "vector" and vector.last["bytes"] <= 1024, vector.last
         a = load_file(str(tmp_path / f"full_{step}.safetensors"))
         b = load_file(str(tmp_path / f"vector_{step}.safetensors"))
         assert a.keys() == b.keys()
         for name in a:
             assert torch.equal(a[name], b[name]), (step, name)
-        vectors = full.full_vectors()
-        for name in full.tinylora.layers:
+        vectors = full.vectors()
+        for name in full.handle.layers:
             got = b[f"{name}.weight"]
-            assert torch.equal(got, full._merged(name, vectors).to(got.dtype)), (step, name)
+            assert torch.equal(got, full.merged(name, vectors).to(got.dtype)), (step, name)
         outputs.add(tuple(target.next_token_logprobs(prompt)))
     state = target.receiver_state()
     assert (
-        state["ready"] and state["last"]["kind"] == "vector" and state["modules"] == len(full.tinylora.layers)
+        state["ready"] and state["last"]["kind"] == "vector" and state["modules"] == len(full.handle.layers)
     )
     assert len(outputs) == 4  # each step's weights change what vLLM computes

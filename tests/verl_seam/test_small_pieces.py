@@ -9,7 +9,10 @@ from tinylora_verl.verl_seam.trainer_files import adapter_dirs
 
 
 def test_tinylora_block():
-    from tinylora_verl.verl_seam.worker import tinylora_config_from
+    from tinylora_verl.run_config import run_config_from
+
+    def tinylora_config_from(block):
+        return run_config_from(block).adapter
 
     block = OmegaConf.create(
         {

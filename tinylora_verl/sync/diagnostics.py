@@ -4,9 +4,9 @@
   8 significant bits, so its spacing there is 2^(e-8)); 0 where W == 0.
 * `rounded_away_counts(...)`: how many entries of ΔW(v) are smaller than half a bf16 ulp of W — updates
   that a bf16 merge W + ΔW can round away entirely.
-* `rollout_mismatch(...)`: |log p_trainer − log p_rollout| over response tokens (mean, max) and the
-  token-level truncated-IS weights exp(log p_trainer − log p_rollout): mean after truncation at the
-  threshold, max before it, and the fraction of tokens truncated.
+
+The trainer↔rollout log-prob gap and the truncated-IS weights are verl's own metrics
+(`rollout_corr/*`, `training/rollout_probs_diff_*`); the trainer shows them (verl_seam/trainer.py).
 """
 
 from __future__ import annotations
@@ -40,24 +40,3 @@ def rounded_away_counts(
     dW = delta_weight(*(t.detach().to(device=W.device, dtype=torch.float32) for t in (U, S, V, P, v)), alpha)
     small = (dW.abs() < half_ulp_bf16(W)).sum().item()
     return int(small), W.numel()
-
-
-@torch.no_grad()
-def rollout_mismatch(
-    trainer_log_probs: torch.Tensor,
-    rollout_log_probs: torch.Tensor,
-    response_mask: torch.Tensor,
-    is_threshold: float,
-) -> dict:
-    mask = response_mask.bool()
-    if not mask.any():
-        return {}
-    log_ratio = (trainer_log_probs.double() - rollout_log_probs.double())[mask]
-    weights = torch.exp(log_ratio)
-    return {
-        "tinylora/logp_abs_diff_mean": log_ratio.abs().mean().item(),
-        "tinylora/logp_abs_diff_max": log_ratio.abs().max().item(),
-        "tinylora/is_weight_mean": torch.clamp(weights, max=is_threshold).mean().item(),
-        "tinylora/is_weight_max": weights.max().item(),
-        "tinylora/is_truncated_frac": (weights > is_threshold).double().mean().item(),
-    }

@@ -16,18 +16,9 @@
   trains exactly v.
 * Reference policy (`disable_adapter`): the same module with every TinyLoRA layer switched off.
 * Rollout weights (`get_per_tensor_param`, what `ActorRolloutRefWorker.update_weights` sends to vLLM):
-  the first call sends every weight under its HF name (verl's own stream of the state dict, with the
-  `.base_layer.` infix removed, the v container dropped and each adapted weight replaced by
-  W_base + ΔW(v)); every later call sends only the adapted weights (plus the unadapted members of the
-  fused vLLM layers they belong to: q/k/v -> qkv_proj, gate/up -> gate_up_proj), each computed out of
-  place from the untouched base weight — unless the rollout engines discard their weights between syncs
-  (vLLM level-2 sleep, `resend_all`), when every sync is the complete stream (sync/sleep.py). Every full-mode
-  stream starts with a meta tensor naming its kind ("full" / "delta") for the receiver's guard. Under FSDP2 the base weight and v are all-gathered
-  (`full_tensor`) in the same order on every rank.
-  With `sync_mode="vector"` (tinylora_verl/sync/) the first call instead sends the adapted weights as their
-  pristine base plus the frozen factors (a *setup* stream), and every later call sends only v and the
-  sync number; the rollout workers rebuild the merged weights themselves (sync/receiver.py).
-  Every stream is counted (`last_sync`: kind, tensors, bytes) for the trainer's diagnostics.
+  the next stream of the engine's `SyncSender` (sync/sender.py: complete first, then only what changed;
+  `full` or `vector` mode), with verl's own stream of every weight as the complete one's source. Under
+  FSDP2 the sender all-gathers v and each base weight in the same order on every rank.
 * Checkpoints (`save_checkpoint`/`load_checkpoint`): verl's FSDP checkpoint (model incl. v, optimizer,
   extra), plus our tiny adapter format (`tinylora_adapter/` next to verl's files), written by rank 0.
 """
@@ -43,12 +34,11 @@ from torch.distributed.tensor import DTensor
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 
 from ..adapter import TinyLoRAConfig, TinyLoRAHandle, apply_tinylora
-from ..adapter.functional import merged_weight
 from ..adapter.layer import TinyLoRAVectors
-from ..adapter.model import CONTAINER
-from ..sync import check_sync_mode, wire
+from ..run_config import RunConfig
 from ..sync.diagnostics import rounded_away_counts
 from ..sync.probe import probe
+from ..sync.sender import SyncSender
 from .trainer_files import ADAPTER_DIR
 
 logger = logging.getLogger(__name__)
@@ -62,20 +52,6 @@ def fp32_log_softmax_on_this_platform() -> bool:
     from ..cpu_platform import enabled
 
     return enabled()
-
-
-# vLLM fuses these HF projections into one layer; a layer must be reloaded with all of its parts.
-FUSED_SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
-
-
-def full(t: torch.Tensor, device=None) -> torch.Tensor:
-    """The whole tensor: all-gathers a DTensor (a collective: call it on every rank in the same order).
-
-    The shard moves to `device` (the compute device) first, as verl's own stream does: with FSDP2 CPU
-    offload the shards live on the host, and NCCL cannot gather host tensors."""
-    if isinstance(t, DTensor):
-        return (t.to(device) if device is not None else t).full_tensor()
-    return t
 
 
 def local_rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -133,25 +109,23 @@ class _IdentityCachedHandle(TinyLoRAHandle):
 
 
 class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
-    def __init__(
-        self, *args, tinylora: TinyLoRAConfig, sync_mode: str = "full", resend_all: bool = False, **kwargs
-    ):
+    def __init__(self, *args, run: RunConfig, resend_all: bool = False, **kwargs):
+        """`run`: the run's validated `tinylora:` block (run_config.py; TinyLoRA on); `resend_all`: the
+        rollout engines discard their weights between syncs (vLLM level-2 sleep: sync/sleep.py)."""
         super().__init__(*args, **kwargs)
-        self.sync_mode = check_sync_mode(sync_mode)
-        # the rollout engines discard their weights between syncs (vLLM level-2 sleep): every sync complete
-        self.resend_all = resend_all
-        self._sync_count = 0
-        self.last_sync: dict = {}
+        if run.adapter is None:
+            raise ValueError("TinyLoRAFSDPEngine needs an enabled tinylora block (run.adapter is None)")
         if self.model_config.lora_rank > 0:
             raise ValueError(
                 "actor_rollout_ref.model.lora_rank > 0 and a tinylora block are both set: TinyLoRA "
                 "replaces LoRA; set lora_rank=0 (or remove the tinylora block to train LoRA)"
             )
-        self.tinylora_config = tinylora
-        self.tinylora: TinyLoRAHandle | None = None
+        self.run = run
+        self.resend_all = resend_all
+        self.tinylora: TinyLoRAHandle | None = None  # the adapter, applied in _build_lora_module
+        self.sender: SyncSender | None = None  # its weight sync, built with it
         self._tinylora_identity: tuple[str, str] = ("", "")
         self.built_on_meta = False  # this rank's HF model had no weights (meta device) when TinyLoRA went in
-        self._full_sync_done = False
         self._probe_cache: dict = {}  # base-policy logits of the fixed probe (probe_policy)
         self._is_lora = True  # makes verl call _build_lora_module before FSDP wrapping
 
@@ -161,7 +135,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
             module.enable_input_require_grads()  # frozen embeddings + checkpointing still need input grads
         self.built_on_meta = any(p.is_meta for p in module.parameters())
         t0 = time.perf_counter()
-        self.tinylora, self._tinylora_identity = apply_tinylora_from_rank0(module, self.tinylora_config)
+        self.tinylora, self._tinylora_identity = apply_tinylora_from_rank0(module, self.run.adapter)
         if self.rank == 0:
             # the other ranks waited in a collective meanwhile: compare with actor_rollout_ref.nccl_timeout
             logger.warning(
@@ -172,7 +146,7 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
                 self.tinylora.plan.projection_dim,
                 self.tinylora.plan.tie_mode,
                 self.tinylora.plan.tie_factor,
-                self.tinylora_config.svd_method,
+                self.run.adapter.svd_method,
                 time.perf_counter() - t0,
             )
         return module
@@ -180,6 +154,10 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
     def _build_fsdp_module(self, module):
         module = super()._build_fsdp_module(module)
         check_factors_match(self.tinylora, self._tinylora_identity)  # U, S, V, P are now rank 0's
+        # the sync streams the module as FSDP2 holds it (fully_shard wraps in place)
+        self.sender = SyncSender(
+            self.tinylora, module, self.run.sync_mode, self.resend_all, device=self.compute_device
+        )
         return module
 
     @property
@@ -204,162 +182,42 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
         return super().prepare_model_outputs(output, output_args, micro_batch, logits_processor_func)
 
     # ---- weights for the rollout ----------------------------------------------------------------
-    _compute_device: torch.device | None = None  # set by `unsharded`: the plain module's device
-
     @property
     def compute_device(self):
         """Where shards are gathered and merges computed (verl's current device; "cpu" on the CPU platform)."""
-        if self._compute_device is not None:
-            return self._compute_device
         from verl.utils.device import get_device_id, get_device_name
 
         dev = get_device_id()
         return torch.device(dev) if isinstance(dev, str) else torch.device(get_device_name(), dev)
 
+    @property
+    def last_sync(self) -> dict:
+        """The last stream sent: mode, kind, sync number, tensors, bytes (sync/sender.py)."""
+        return self.sender.last if self.sender is not None else {}
+
     def full_vectors(self) -> list[torch.Tensor]:
         """v of every group, unsharded, detached (collective under FSDP2)."""
-        device = self.compute_device
-        return [full(p.detach(), device).clone() for p in self.tinylora.vectors.v]
+        return self.sender.vectors()
 
-    def _merged(self, name: str, vectors: list[torch.Tensor]) -> torch.Tensor:
-        layer = self.tinylora.layers[name]
-        return merged_weight(
-            full(layer.base_layer.weight.detach(), self.compute_device),
-            layer.tinylora_U,
-            layer.tinylora_S,
-            layer.tinylora_V,
-            layer.tinylora_P,
-            vectors[layer.group],
-            layer.alpha,
-        )
+    def get_per_tensor_param(self, layered_summon=False, base_sync_done=False, **kwargs):
+        """The next sync's stream (sync/sender.py); verl's own stream of every weight when it must be complete."""
 
-    def adapted_weight_names(self) -> list[str]:
-        return [f"{n}.weight" for n in self.tinylora.layers]
+        def weights():
+            params, _ = self._verl_stream(
+                layered_summon=layered_summon, base_sync_done=base_sync_done, **kwargs
+            )
+            return params
 
-    def _delta_sync_modules(self) -> list[str]:
-        """Adapted modules plus unadapted members of the fused vLLM layers they sit in, model order."""
-        wanted = set(self.tinylora.layers)
-        for name in list(wanted):
-            prefix, _, leaf = name.rpartition(".")
-            for group in FUSED_SIBLINGS:
-                if leaf in group:
-                    wanted.update(f"{prefix}.{s}" for s in group)
-        names = [n for n, _ in self.module.named_modules()]
-        return [n for n in names if n in wanted]
-
-    def _iter_delta(self):
-        vectors = self.full_vectors()
-        yield wire.META, wire.encode_meta({"kind": "delta", "sync": self._sync_count})
-        for name in self._delta_sync_modules():
-            if name in self.tinylora.layers:
-                yield f"{name}.weight", self._merged(name, vectors)
-            else:
-                yield (
-                    f"{name}.weight",
-                    full(self.module.get_submodule(name).weight.detach(), self.compute_device),
-                )
-
-    def _iter_first(self, per_tensor_param):
-        yield wire.META, wire.encode_meta({"kind": "full", "sync": self._sync_count})
-        yield from self._iter_weights(per_tensor_param)
-
-    def _iter_weights(self, per_tensor_param):
-        """Every weight under its HF name, adapted ones merged (a complete stream without its meta)."""
-        vectors = self.full_vectors()
-        for name, tensor in per_tensor_param:
-            if name.startswith(CONTAINER + ".") or f".{CONTAINER}." in name:
-                continue
-            hf_name = name.replace(".base_layer.", ".")
-            module = hf_name.rsplit(".", 1)[0]
-            if module in self.tinylora.layers and hf_name.endswith(".weight"):
-                tensor = self._merged(module, vectors)
-            yield hf_name, tensor
+        return self.sender.stream(weights), None
 
     def verify_stream(self):
         """What the rollout engines should hold now, as a *verify* stream (compared there, never loaded):
         every weight, adapted ones merged, all-gathered tensor by tensor (collective: every rank)."""
-        params, _ = self._verl_stream()
-        yield wire.META, wire.encode_meta({"kind": "verify", "sync": self._sync_count})
-        yield from self._iter_weights(params)
-
-    def _iter_setup(self, per_tensor_param):
-        """vector mode, first sync: meta, factors, every weight (adapted ones = pristine base), then v."""
-        vectors = self.full_vectors()
-        layers = self.tinylora.layers
-        siblings = [n for n in self._delta_sync_modules() if n not in layers]
-        meta = {
-            "kind": "setup",
-            "sync": self._sync_count,
-            "groups": len(vectors),
-            "u": vectors[0].numel(),
-            "modules": [[name, layer.group, layer.alpha] for name, layer in layers.items()],
-            "siblings": siblings,
-        }
-        yield wire.META, wire.encode_meta(meta)
-        for name, layer in layers.items():
-            for f in wire.FACTOR_NAMES:
-                yield wire.factor_name(name, f), getattr(layer, f"tinylora_{f}")
-        for name, tensor in per_tensor_param:
-            if name.startswith(CONTAINER + ".") or f".{CONTAINER}." in name:
-                continue
-            yield name.replace(".base_layer.", "."), tensor
-        yield wire.VECTOR, torch.stack(vectors)
-
-    def _iter_vector(self):
-        """vector mode, every later sync: the sync number and v, nothing else."""
-        yield wire.META, wire.encode_meta({"kind": "vector", "sync": self._sync_count})
-        yield wire.VECTOR, torch.stack(self.full_vectors())
-
-    def _counted(self, stream, kind: str):
-        stats = {"mode": self.sync_mode, "kind": kind, "sync": self._sync_count, "tensors": 0, "bytes": 0}
-        self.last_sync = stats
-        for name, tensor in stream:
-            stats["tensors"] += 1
-            stats["bytes"] += tensor.numel() * tensor.element_size()
-            yield name, tensor
-
-    def get_per_tensor_param(self, layered_summon=False, base_sync_done=False, **kwargs):
-        vector = self.sync_mode == "vector"
-        self._sync_count += 1  # read by the streams below (meta "sync", last_sync)
-        if not self._full_sync_done or self.resend_all:
-            params, peft_config = self._verl_stream(
-                layered_summon=layered_summon, base_sync_done=base_sync_done, **kwargs
-            )
-            self._full_sync_done = True
-            stream, kind = (
-                (self._iter_setup(params), "setup") if vector else (self._iter_first(params), "full")
-            )
-        else:
-            stream, kind = (self._iter_vector(), "vector") if vector else (self._iter_delta(), "delta")
-        return self._counted(stream, kind), None
+        return self.sender.verify_stream(self._verl_stream()[0])
 
     def _verl_stream(self, **kwargs):
         """verl's own stream of every weight (FSDP state dict, all-gathered tensor by tensor)."""
         return super().get_per_tensor_param(**kwargs)
-
-    @classmethod
-    def unsharded(cls, module, tinylora: TinyLoRAConfig, sync_mode: str = "full") -> TinyLoRAFSDPEngine:
-        """The sync half of the engine over a plain, unsharded module (no verl constructor, no process
-        group, no FSDP): the same streams, for benchmarks (bench/sync.py) and tests. Not for training."""
-        check_sync_mode(sync_mode)
-        engine = object.__new__(cls)
-        engine.module, engine.rank = module, 0
-        engine.tinylora = apply_tinylora(module, tinylora)
-        engine.tinylora_config, engine.sync_mode = tinylora, sync_mode
-        engine._full_sync_done, engine._sync_count, engine.last_sync = False, 0, {}
-        engine.built_on_meta, engine.resend_all = False, False
-        engine._compute_device = next(module.parameters()).device
-        engine._verl_stream = lambda **kwargs: (iter(list(module.state_dict().items())), None)
-        return engine
-
-    def unsharded_twin(self, sync_mode: str) -> TinyLoRAFSDPEngine:
-        """Another `unsharded` engine over the same module and adapter with its own sync state (a fresh
-        first sync), e.g. to feed one rollout engine both modes with the same v (bench, tests)."""
-        twin = object.__new__(type(self))
-        twin.__dict__.update(self.__dict__)
-        twin.sync_mode = check_sync_mode(sync_mode)
-        twin._full_sync_done, twin._sync_count, twin.last_sync = False, 0, {}
-        return twin
 
     # ---- diagnostics ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -445,4 +303,4 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
 
     def load_checkpoint(self, local_path: str, hdfs_path=None, del_local_after_load: int = True, **kwargs):
         super().load_checkpoint(local_path, hdfs_path, del_local_after_load, **kwargs)
-        self._full_sync_done = False  # the rollout engine may hold other weights: send everything again
+        self.sender.resend()  # the rollout engine may hold other weights: send everything again

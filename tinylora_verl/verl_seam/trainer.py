@@ -10,9 +10,10 @@
   (factor hash, v, base-weight hashes) go to `<default_local_dir>/sync_check/step_<n>/`, the totals to
   the tracker as `tinylora/verify_tensors` and `tinylora/verify_max_abs_diff`;
 * sync diagnostics in verl's tracker every step (`tinylora/*`): the sync's mode, bytes, tensors and
-  seconds, ‖v‖, the fraction of ΔW entries below half a bf16 ulp of W; and, from the batch, mean/max
-  |log p_trainer − log p_rollout| over response tokens and the token-level IS weights (mean after
-  truncation, max, fraction truncated). verl's own `actor/pg_clipfrac` is the PPO clip fraction;
+  seconds, ‖v‖, the fraction of ΔW entries below half a bf16 ulp of W, and the probe's rollout_kl /
+  effect_kept (sync/probe.py). The trainer↔rollout log-prob gap and the IS weights are verl's own
+  metrics (`rollout_corr/*`, `training/rollout_probs_diff_*`), as is the PPO clip fraction
+  (`actor/pg_clipfrac`); the summary shows them under short names (SUMMARY_KEYS);
 * one summary line per step (reward, sync seconds and bytes, phase timings, diagnostics) printed and
   appended to `<default_local_dir>/tinylora_metrics.jsonl` (the demo reads it).
 
@@ -36,11 +37,10 @@ from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
-from ..run_config import run_config_from
-from ..sync.diagnostics import rollout_mismatch
+from ..run_config import worker_run_config
 from ..sync.probe import probe_batch
 from .trainer_files import METRICS_FILE, VAL_FILE, append_row
-from .worker import CONFIG_KEY, TinyLoRAActorRolloutRefWorker, sync_mode_from, tinylora_config_from
+from .worker import TinyLoRAActorRolloutRefWorker
 
 TRAINER_MODE = "tinylora_sync"
 
@@ -62,11 +62,14 @@ SUMMARY_KEYS = {
     "sync_s": "tinylora/sync_s",
     "v_norm": "tinylora/v_norm",
     "rounded_away": "tinylora/rounded_away_frac",
-    "logp_diff_mean": "tinylora/logp_abs_diff_mean",
-    "logp_diff_max": "tinylora/logp_abs_diff_max",
-    "is_mean": "tinylora/is_weight_mean",
-    "is_max": "tinylora/is_weight_max",
-    "is_trunc": "tinylora/is_truncated_frac",
+    # trainer vs rollout log-probs and the truncated IS weights: verl's own (rollout_corr_helper.py,
+    # utils/debug/metrics.py), logged when rollout.calculate_log_probs and algorithm.rollout_correction
+    "logp_k3_kl": "rollout_corr/k3_kl",
+    "log_ppl_abs_diff": "rollout_corr/log_ppl_abs_diff",
+    "prob_diff_max": "training/rollout_probs_diff_max",
+    "is_mean": "rollout_corr/rollout_is_mean",
+    "is_max": "rollout_corr/rollout_is_max",
+    "is_trunc": "rollout_corr/rollout_is_ratio_fraction_high",
     "rollout_kl": "tinylora/rollout_kl",
     "effect_kl": "tinylora/effect_kl",
     "effect_kept": "tinylora/effect_kept",
@@ -84,16 +87,25 @@ def _is_number(value) -> bool:
 
 @register_trainer(TRAINER_MODE)
 class TinyLoRATrainer(PPOTrainerSync):
-    _probe_batch: dict | None = None  # the fixed probe (sync/probe.py), taken from the first batch
+    def __init__(self, config):
+        # TinyLoRA's state, in one place, before verl's constructor (which may already read ref_in_actor)
+        self.tinylora_run = worker_run_config(config.actor_rollout_ref)  # validated by the driver
+        self._verl_ref_in_actor = False  # verl's own choice (LoRA), kept apart from ours
+        self._probe_batch: dict | None = None  # the fixed probe (sync/probe.py), taken from the first batch
+        self._first_sync: dict = {}  # the first sync's tracker metrics, repeated in every summary row
+        self._first_sync_s = float("nan")
+        self._last_sync_kind = ""  # full / delta / setup / vector (not a number: kept off the tracker)
+        self._pending_sync_metrics: dict = {}  # sync figures for the next step's tracker row
+        super().__init__(config)
 
     @property
     def _tinylora_on(self) -> bool:
-        return tinylora_config_from(self.config.actor_rollout_ref.get(CONFIG_KEY)) is not None
+        return self.tinylora_run.enabled
 
     # verl sets ref_in_actor from lora_rank; with TinyLoRA the reference is the actor with the adapter off.
     @property
     def ref_in_actor(self) -> bool:
-        return getattr(self, "_verl_ref_in_actor", False) or self._tinylora_on
+        return self._verl_ref_in_actor or self._tinylora_on
 
     @ref_in_actor.setter
     def ref_in_actor(self, value: bool) -> None:
@@ -118,7 +130,7 @@ class TinyLoRATrainer(PPOTrainerSync):
         stats = self._sync_stats(self._first_sync_s)
         self._first_sync = stats
         print(
-            f"[tinylora] first weight sync ({getattr(self, '_last_sync_kind', '')}): "
+            f"[tinylora] first weight sync ({self._last_sync_kind}): "
             f"{self._first_sync_s:.2f} s, {stats.get('tinylora/sync_bytes', float('nan')):.0f} bytes",
             flush=True,
         )
@@ -129,7 +141,7 @@ class TinyLoRATrainer(PPOTrainerSync):
         start = time.perf_counter()
         super().on_step_end()
         stats = self._sync_stats(time.perf_counter() - start)
-        self._pending_sync_metrics = {**(getattr(self, "_pending_sync_metrics", None) or {}), **stats}
+        self._pending_sync_metrics = {**self._pending_sync_metrics, **stats}
         if self._probe_batch is not None:  # what the weights just synced do to the policy
             self._pending_sync_metrics.update(self.actor_rollout_wg.tinylora_probe(self._probe_batch)[0])
         self._verify_sync(self.global_steps)
@@ -146,17 +158,15 @@ class TinyLoRATrainer(PPOTrainerSync):
             "tinylora/v_norm": raw["v_norm"],
             "tinylora/rounded_away_frac": raw["rounded_away_frac"],
         }
-        self._last_sync_kind = raw.get(
-            "kind", ""
-        )  # full / delta / setup / vector (not a number: kept off the tracker)
+        self._last_sync_kind = raw.get("kind", "")
         return out
 
-    # ---- trainer vs rollout log-probs ------------------------------------------------------------
+    # ---- the fixed probe -------------------------------------------------------------------------
     def _capture_probe(self, batch) -> None:
         """Keep the first batch's first rows as the fixed probe of `tinylora_probe` (0 sequences: off)."""
         if self._probe_batch is not None:
             return
-        run = run_config_from(self.config.actor_rollout_ref.get(CONFIG_KEY))
+        run = self.tinylora_run
         sequences = run.probe_sequences
         if sequences <= 0:
             return
@@ -170,25 +180,13 @@ class TinyLoRATrainer(PPOTrainerSync):
         batch = super()._compute_advantage(batch, metrics)
         if self._tinylora_on:
             self._capture_probe(batch)
-        if self._tinylora_on and self.config.actor_rollout_ref.rollout.calculate_log_probs:
-            fields = ["old_log_probs", "rollout_log_probs", "response_mask"]
-            data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-            data = data.to_padded_tensor()
-            corr = self.config.algorithm.get("rollout_correction", None) or {}
-            threshold = float(corr.get("rollout_is_threshold", None) or 2.0)
-            metrics.update(
-                rollout_mismatch(
-                    data["old_log_probs"], data["rollout_log_probs"], data["response_mask"], threshold
-                )
-            )
         return batch
 
     def _verify_sync(self, step: int) -> None:
         """Every vLLM weight vs the trainer's (adapted ones merged), streamed and compared in the rollout
         workers; per-rank state and each worker's figures go to `<default_local_dir>/sync_check/step_<n>/`,
         the totals to the tracker (`tinylora/verify_tensors`, `tinylora/verify_max_abs_diff`)."""
-        block = self.config.actor_rollout_ref.get(CONFIG_KEY)
-        if not self._tinylora_on or not run_config_from(block).verify_sync:
+        if not self._tinylora_on or not self.tinylora_run.verify_sync:
             return
         out = os.path.join(self.config.trainer.default_local_dir, "sync_check", f"step_{step}")
         os.makedirs(out, exist_ok=True)
@@ -243,11 +241,10 @@ class TinyLoRATrainer(PPOTrainerSync):
             if f"tinylora/{key}" in metrics:
                 row[key] = float(metrics[f"tinylora/{key}"])
         if self._tinylora_on:
-            row["sync_kind"] = getattr(self, "_last_sync_kind", "")
-        row["first_sync_s"] = round(getattr(self, "_first_sync_s", float("nan")), 3)
-        first = getattr(self, "_first_sync", None) or {}
-        if "tinylora/sync_bytes" in first:
-            row["first_sync_bytes"] = first["tinylora/sync_bytes"]
+            row["sync_kind"] = self._last_sync_kind
+        row["first_sync_s"] = round(self._first_sync_s, 3)
+        if "tinylora/sync_bytes" in self._first_sync:
+            row["first_sync_bytes"] = self._first_sync["tinylora/sync_bytes"]
         text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
         print(f"[tinylora] {text}", flush=True)
         append_row(self.config.trainer.default_local_dir, METRICS_FILE, row)
@@ -259,10 +256,10 @@ class TinyLoRATaskRunner(TaskRunnerV1.__ray_actor_class__):
     def run(self, config):
         from . import trainer  # noqa: F401  (registers TRAINER_MODE in this process)
 
-        block = config.actor_rollout_ref.get(CONFIG_KEY)
-        if tinylora_config_from(block) is not None:
+        run = worker_run_config(config.actor_rollout_ref)
+        if run.enabled:
             from ..rollout.vllm_replica import register_tinylora_vllm_replica
             from ..sync.sleep import sleep_level
 
-            register_tinylora_vllm_replica(sleep_level(sync_mode_from(block)))
+            register_tinylora_vllm_replica(sleep_level(run.sync_mode))
         return super().run(config)

@@ -30,21 +30,15 @@ from verl.single_controller.base.decorator import Dispatch, register
 from verl.utils import distributed as verl_distributed
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
 
-from ..adapter import TinyLoRAConfig
-from ..run_config import CONFIG_KEY, run_config_from
+from ..run_config import RunConfig, worker_run_config
+from ..sync.sender import full
 from ..sync.sleep import rollout_discards_weights
-from .engine import TinyLoRAFSDPEngine, full
+from .engine import TinyLoRAFSDPEngine
 
 # verl's actor_rollout_ref key for the process group's collective timeout, in seconds (ppo_trainer.yaml: 600)
 TIMEOUT_KEY = "nccl_timeout"
 
 logger = logging.getLogger(__name__)
-
-
-def tinylora_config_from(block) -> TinyLoRAConfig | None:
-    """TinyLoRAConfig from the config's `tinylora:` block; None when absent or `enable: false`
-    (validated by run_config.run_config_from, as in the driver)."""
-    return run_config_from(block).adapter
 
 
 def init_training_process_group(config) -> int | None:
@@ -75,11 +69,6 @@ def init_training_process_group(config) -> int | None:
     return timeout
 
 
-def sync_mode_from(block) -> str:
-    """`tinylora.sync_mode` ("full" when unset; validated by run_config.run_config_from)."""
-    return run_config_from(block).sync_mode
-
-
 def tensor_sha256(t: torch.Tensor) -> str:
     """sha256 of a tensor's values as float32 bytes (exact; the e2e tests compare it with the HF file's)."""
     import hashlib
@@ -92,7 +81,7 @@ def tensor_sha256(t: torch.Tensor) -> str:
 class TinyLoRATrainingWorker(TrainingWorker):
     """verl's TrainingWorker whose engine is a TinyLoRAFSDPEngine (same configs, same mesh)."""
 
-    def __init__(self, config, tinylora: TinyLoRAConfig, sync_mode: str = "full", resend_all: bool = False):
+    def __init__(self, config, run: RunConfig, resend_all: bool = False):
         super().__init__(config)
         strategy = self.engine_config.strategy
         if strategy != "fsdp2":
@@ -105,8 +94,7 @@ class TinyLoRATrainingWorker(TrainingWorker):
             engine_config=self.engine_config,
             optimizer_config=self.optimizer_config,
             checkpoint_config=self.checkpoint_config,
-            tinylora=tinylora,
-            sync_mode=sync_mode,
+            run=run,
             resend_all=resend_all,
         )
 
@@ -114,14 +102,13 @@ class TinyLoRATrainingWorker(TrainingWorker):
 class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
     def __init__(self, config, role: str, **kwargs):
         super().__init__(config, role, **kwargs)
-        self.tinylora_config = tinylora_config_from(config.get(CONFIG_KEY))
-        if self.tinylora_config is not None and self._is_actor:
-            mode = sync_mode_from(config.get(CONFIG_KEY))
+        # the block the driver validated (run_config.check_run_config), read once in this process
+        self.tinylora_run = worker_run_config(config)
+        if self.tinylora_run.enabled and self._is_actor:
             self.actor_worker_cls = functools.partial(
                 TinyLoRATrainingWorker,
-                tinylora=self.tinylora_config,
-                sync_mode=mode,
-                resend_all=rollout_discards_weights(config.rollout, mode),
+                run=self.tinylora_run,
+                resend_all=rollout_discards_weights(config.rollout, self.tinylora_run.sync_mode),
             )
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
