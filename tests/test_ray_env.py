@@ -31,7 +31,6 @@ def clean_env(monkeypatch):
         "VERL_PLATFORM",
         "VLLM_TARGET_DEVICE",
         "PYTHONPATH",
-        "TINYLORA_ROLLOUT_SEEDS",
     ):
         monkeypatch.delenv(key, raising=False)
     return monkeypatch
@@ -47,15 +46,6 @@ def test_platform_and_path_go_into_ray_inits_runtime_env(clean_env):
         "VLLM_TARGET_DEVICE": "cpu",
     }
     assert ray_init["num_cpus"] == 16 and ray_init["num_gpus"] == 1  # a private local cluster
-
-
-def test_rollout_seeds_switch_reaches_ray(clean_env):
-    """TINYLORA_ROLLOUT_SEEDS (per-request sampling seeds, rollout/vllm_replica.py) is read in the vLLM server
-    actors, so it goes into the runtime env like the platform switch."""
-    clean_env.setenv("TINYLORA_ROLLOUT_SEEDS", "1")
-    cfg = _cfg()
-    entry.prepare_environment(cfg)
-    assert cfg.ray_kwargs.ray_init.runtime_env.env_vars["TINYLORA_ROLLOUT_SEEDS"] == "1"
 
 
 def test_the_users_env_vars_win(clean_env):

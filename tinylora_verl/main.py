@@ -69,8 +69,7 @@ def prepare_environment(cfg: DictConfig) -> None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
-    keys = ("PYTHONPATH", "VERL_PLATFORM", "VLLM_TARGET_DEVICE", "TINYLORA_ROLLOUT_SEEDS")
-    env = {k: os.environ[k] for k in keys if k in os.environ}
+    env = {k: os.environ[k] for k in ("PYTHONPATH", "VERL_PLATFORM", "VLLM_TARGET_DEVICE") if k in os.environ}
     # inside a Ray job, Ray merges the job's runtime env with ray.init()'s and refuses a variable set in both
     job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
     job_vars = (job.get("runtime_env") or {}).get("env_vars") or {}

@@ -10,7 +10,8 @@ SVD of the full, unsharded weights — and the same v after the update, with tie
 loads the full weights) and untied ones (verl builds rank 1's model on the meta device; rank 0's factors
 reach it through the FSDP2 load). The resume case SIGKILLs the job
 after the step-1 checkpoint and checks that the same command continues from the checkpointed v, and
-compares it with the same run uninterrupted: same rollouts and rewards at steps 1 and 2, v within 1e-6.
+compares it with the same run uninterrupted (`tinylora.reproducible=true`): same rollouts and rewards at
+steps 1 and 2, the same v bit for bit.
 
 bf16 cases (precision=bf16, both sync modes) passed with every vLLM weight equal to the trainer's merge
 cast to bf16 (max |diff| 0): 1,368 s for both at load average 13-20.
@@ -231,7 +232,7 @@ def _rollouts(dump_dir, step):
     return sorted((r["input"], r["output"], r["score"]) for r in rows)
 
 
-def test_sigkill_then_resume(tmp_path_factory, monkeypatch):
+def test_sigkill_then_resume(tmp_path_factory):
     """SIGKILL the whole job right after the step-1 checkpoint; the same command resumes at step 2 from
     the checkpointed v (verl's checkpoint), syncs all weights again and writes the step-2 adapter. The same
     config run uninterrupted is the reference: same step-1 state, same step-2 prompts (verl's dataloader
@@ -242,11 +243,15 @@ def test_sigkill_then_resume(tmp_path_factory, monkeypatch):
 
     from tests.e2e.runner import start_training
 
-    # per-request sampling seeds (rollout/vllm_replica.py): without them vLLM samples from one random stream
-    # per engine, which the restart resets and which hands its draws to requests in arrival order
-    monkeypatch.setenv("TINYLORA_ROLLOUT_SEEDS", "1")
-    # no validation: it only costs time here
-    extra = ["trainer.save_freq=1", "trainer.val_before_train=false", "trainer.test_freq=-1"]
+    # reproducible: per-request sampling seeds (rollout/vllm_replica.py; without them vLLM samples from one
+    # random stream per engine, which the restart resets and which hands its draws to requests in arrival
+    # order) and a canonical row order in the update (verl_seam/trainer.py); no validation: it only costs time
+    extra = [
+        "tinylora.reproducible=true",
+        "trainer.save_freq=1",
+        "trainer.val_before_train=false",
+        "trainer.test_freq=-1",
+    ]
     ref_tmp = tmp_path_factory.mktemp("resume_reference")
     ref = run_training(
         ref_tmp, [*extra, "tinylora.verify_sync=true", f"trainer.rollout_data_dir={ref_tmp / 'rollouts'}"]
@@ -281,13 +286,9 @@ def test_sigkill_then_resume(tmp_path_factory, monkeypatch):
     _check_sync(run_dir, [1, 2])  # every weight right after the restart
 
     # against the uninterrupted run: the same model, step-1 rollouts, step-2 prompts (verl's dataloader
-    # state) and step-2 rollouts (prompt, response, reward; per-request seeds); v equal up to the order in
-    # which the update adds. verl puts rows in the batch in the order the rollouts finish, and the k-th
-    # sample of a group is the one whose session reached vLLM k-th (verl tokenizes sessions in a thread pool),
-    # so float sums run in a timing-dependent order: measured 0 or 1 ulp (3.7e-9, 7.5e-9) at step 1,
-    # 2.6e-8 to 8.2e-8 at step 2, in three pairs of runs. Bit for bit needs a canonical row order in the
-    # trainer (verl_seam/trainer.py: rows sorted by prompt order, then response tokens; with that change this
-    # case measured 0 at both steps, v bit for bit); until then: within 1e-6, 12x the largest measured.
+    # state), step-2 rollouts (prompt, response, reward) and v bit for bit. Without the canonical row order
+    # v differed by 0-1 ulp at step 1 and 2.6e-8 to 8.2e-8 at step 2 in three pairs of runs (the update
+    # added the same numbers in an order set by when each rollout finished).
     model_file = "model.safetensors"
     assert (out["model"] / model_file).read_bytes() == (ref["model"] / model_file).read_bytes()
     report = {}
@@ -299,4 +300,4 @@ def test_sigkill_then_resume(tmp_path_factory, monkeypatch):
         diff = max((a - b).abs().max().item() for a, b in zip(want_v, got_v, strict=True))
         report[step] = (diff, all(torch.equal(a, b) for a, b in zip(want_v, got_v, strict=True)))
     print("resumed vs uninterrupted v, per step (max |diff|, bit for bit):", report)
-    assert all(diff <= 1e-6 for diff, _ in report.values()), report
+    assert all(equal for _, equal in report.values()), report

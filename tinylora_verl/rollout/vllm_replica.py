@@ -8,8 +8,7 @@ verl picks the rollout replica class through `RolloutReplicaRegistry` ("vllm"), 
   syncs, so the engine keeps the weights the v-only stream builds on; 2, verl's default, for `full`);
 * after a level-2 sleep the workers are told their weights are gone (`tinylora_weights_discarded`), so
   their receiver refuses a partial stream instead of serving garbage;
-* with TINYLORA_ROLLOUT_SEEDS=1 in the environment (main.py forwards it to every Ray process), every
-  request gets its own sampling seed, a hash of (rollout.seed, replica rank, the step of the weights it is
+* with `tinylora.reproducible=true` (`seeded`), every request gets its own sampling seed, a hash of (rollout.seed, replica rank, the step of the weights it is
   served with, its prompt, how many requests for that prompt came before it at that step). Without it,
   vLLM draws unseeded requests' noise from the engine's one random stream (on CPU:
   `TopKTopPSampler.forward_cpu`, `torch.randint` per decode step), which restarts from `seed` with each
@@ -25,12 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 import ray
 
 EXTENSION = "tinylora_verl.rollout.vllm_worker.TinyLoRAWorkerExtension"
-SEEDS_ENV = "TINYLORA_ROLLOUT_SEEDS"
 
 
 class RequestSeeds:
@@ -52,12 +49,14 @@ class RequestSeeds:
         return int.from_bytes(digest[:8], "little") % 2**31
 
 
-def tinylora_vllm_replica_class(sleep_level: int | None = None):
-    """Our replica class; `sleep_level` caps the level verl would choose (None: verl's choice)."""
+def tinylora_vllm_replica_class(sleep_level: int | None = None, seeded: bool = False):
+    """Our replica class; `sleep_level` caps the level verl would choose (None: verl's choice); `seeded`:
+    per-request sampling seeds (RequestSeeds)."""
     from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMHttpServer, vLLMReplica
 
     class TinyLoRAvLLMHttpServer(vLLMHttpServer):
         tinylora_sleep_level = sleep_level
+        tinylora_seeded = seeded
 
         def _get_worker_extension_cls(self) -> str:
             return EXTENSION
@@ -67,7 +66,7 @@ def tinylora_vllm_replica_class(sleep_level: int | None = None):
             return level if self.tinylora_sleep_level is None else min(level, self.tinylora_sleep_level)
 
         async def generate(self, prompt_ids, sampling_params, request_id, **kwargs):
-            if os.environ.get(SEEDS_ENV) == "1" and "seed" not in sampling_params:
+            if self.tinylora_seeded and "seed" not in sampling_params:
                 if getattr(self, "_tinylora_seeds", None) is None:
                     self._tinylora_seeds = RequestSeeds(self.config.seed, self.replica_rank)
                 seed = self._tinylora_seeds(self.global_steps, prompt_ids)
@@ -89,8 +88,8 @@ def tinylora_vllm_replica_class(sleep_level: int | None = None):
     return TinyLoRAvLLMReplica
 
 
-def register_tinylora_vllm_replica(sleep_level: int | None = None) -> None:
+def register_tinylora_vllm_replica(sleep_level: int | None = None, seeded: bool = False) -> None:
     """Make `RolloutReplicaRegistry.get("vllm")` return our replica in this process."""
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-    RolloutReplicaRegistry.register("vllm", lambda: tinylora_vllm_replica_class(sleep_level))
+    RolloutReplicaRegistry.register("vllm", lambda: tinylora_vllm_replica_class(sleep_level, seeded))
