@@ -132,6 +132,7 @@ def test_run_config_is_what_workers_and_trainer_read():
         ({"enable": "false"}, "enable"),
         ({"enable": "off"}, "enable"),
         ({"verify_sync": "no"}, "verify_sync"),
+        ({"reproducible": 1}, "reproducible"),
     ]:
         with pytest.raises(RunConfigError, match=f"tinylora.{key}=.* is not a boolean"):
             worker_run_config(OmegaConf.create({"tinylora": block}))

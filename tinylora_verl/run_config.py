@@ -6,7 +6,7 @@ validated one, every key written out (`RunConfig.to_block()`). Each process then
 (`worker_run_config`: the trainer and the actor worker at construction, the task runner once) and passes
 the typed `RunConfig` on; nothing reads a value through Python truthiness.
 
-Keys: `enable` and `verify_sync` are booleans (`true`/`false`; strings such as `off`, `'false'`, `no`
+Keys: `enable`, `verify_sync` and `reproducible` are booleans (`true`/`false`; strings such as `off`, `'false'`, `no`
 and numbers are refused, not interpreted: `bool('false')` is True, and guessing which strings mean
 false is how `enable=off` once left TinyLoRA on), `sync_mode` is one of SYNC_MODES, every other key is a
 TinyLoRAConfig field; on top of TinyLoRAConfig's own checks, real numbers must be finite (alpha = NaN
@@ -30,7 +30,9 @@ from .errors import InvalidValue
 from .sync import SYNC_MODES
 
 CONFIG_KEY = "tinylora"  # the top-level block, and the key under actor_rollout_ref the workers read
-BOOL_KEYS = {"enable": True, "verify_sync": False}  # run keys and their defaults
+# run keys and their defaults; `reproducible`: per-request rollout seeds and a canonical row order, so a run
+# resumed from a checkpoint ends with the same v, bit for bit, as the run left alone (docs/training.md)
+BOOL_KEYS = {"enable": True, "verify_sync": False, "reproducible": False}
 MAX_SEED = 2**63
 # the per-sync probe (sync/probe.py): rows and real tokens per row of its fixed batch, with their bounds
 # (its logits are rows x tokens x vocab; 64 x 4096 x 152k bf16 would already be 80 GB)
@@ -49,6 +51,7 @@ class RunConfig:
     sync_mode: str = "full"
     probe_sequences: int = PROBE_KEYS["probe_sequences"][0]  # 0: no probe
     probe_tokens: int = PROBE_KEYS["probe_tokens"][0]
+    reproducible: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -62,6 +65,7 @@ class RunConfig:
             "sync_mode": self.sync_mode,
             "probe_sequences": self.probe_sequences,
             "probe_tokens": self.probe_tokens,
+            "reproducible": self.reproducible,
         }
         return {**block, **(self.adapter.to_dict() if self.adapter is not None else {})}
 
@@ -125,7 +129,14 @@ def run_config_from(block, where: str = CONFIG_KEY) -> RunConfig:
         if len(errors) == 1:
             raise RunConfigError(errors[0])
         raise RunConfigError("\n  - ".join([f"{len(errors)} invalid tinylora settings:", *errors]))
-    return RunConfig(adapter, run["verify_sync"], sync_mode, run["probe_sequences"], run["probe_tokens"])
+    return RunConfig(
+        adapter,
+        run["verify_sync"],
+        sync_mode,
+        run["probe_sequences"],
+        run["probe_tokens"],
+        run["reproducible"],
+    )
 
 
 def check_run_config(cfg) -> RunConfig:

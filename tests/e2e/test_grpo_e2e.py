@@ -9,12 +9,16 @@ The two-rank case (FSDP2 over gloo) checks that both ranks hold the same frozen 
 SVD of the full, unsharded weights — and the same v after the update, with tied embeddings (every rank
 loads the full weights) and untied ones (verl builds rank 1's model on the meta device; rank 0's factors
 reach it through the FSDP2 load). The resume case SIGKILLs the job
-after the step-1 checkpoint and checks that the same command continues from the checkpointed v.
+after the step-1 checkpoint and checks that the same command continues from the checkpointed v, and
+compares it with the same run uninterrupted (`tinylora.reproducible=true`): same rollouts and rewards at
+steps 1 and 2, the same v bit for bit.
 
 bf16 cases (precision=bf16, both sync modes) passed with every vLLM weight equal to the trainer's merge
 cast to bf16 (max |diff| 0): 1,368 s for both at load average 13-20.
 Wall times measured on a 2-core machine shared with other jobs (load average 8-13): one rank 581 s,
 two ranks 413 s, SIGKILL + resume 430 s. Later, at load average 2-3: two ranks tied 420 s, untied 233 s.
+SIGKILL + resume with the uninterrupted reference run (no validation): 479-714 s at load average 2-8
+(519 s for the last).
 """
 
 import json
@@ -214,26 +218,62 @@ def test_two_ranks_identical_factors_and_v(tmp_path_factory, tied):
     _check_bases_unchanged(ranks, out["model"])
 
 
+def _saved_v(run_dir, step):
+    """The adapter vector our checkpoint hook saved at `step` (one tensor per tied group)."""
+    path = run_dir / f"global_step_{step}" / "actor" / "tinylora_adapter" / "tinylora_adapter.safetensors"
+    t = load_file(str(path))
+    return [t[f"v.{g}"] for g in range(len(t))]
+
+
+def _rollouts(dump_dir, step):
+    """verl's rollout dump of `step` (trainer.rollout_data_dir) as sorted (prompt, response, score) rows: verl
+    orders the rows by random uids, so the order carries no information."""
+    rows = [json.loads(x) for x in (dump_dir / f"{step}.jsonl").read_text().splitlines()]
+    return sorted((r["input"], r["output"], r["score"]) for r in rows)
+
+
 def test_sigkill_then_resume(tmp_path_factory):
     """SIGKILL the whole job right after the step-1 checkpoint; the same command resumes at step 2 from
-    the checkpointed v (verl's checkpoint), syncs all weights again and writes the step-2 adapter."""
+    the checkpointed v (verl's checkpoint), syncs all weights again and writes the step-2 adapter. The same
+    config run uninterrupted is the reference: same step-1 state, same step-2 prompts (verl's dataloader
+    state), and the step-2 rollouts and v compared with it."""
     import os
     import signal
     import time
 
     from tests.e2e.runner import start_training
 
+    # reproducible: per-request sampling seeds (rollout/vllm_replica.py; without them vLLM samples from one
+    # random stream per engine, which the restart resets and which hands its draws to requests in arrival
+    # order) and a canonical row order in the update (verl_seam/trainer.py); no validation: it only costs time
+    extra = [
+        "tinylora.reproducible=true",
+        "trainer.save_freq=1",
+        "trainer.val_before_train=false",
+        "trainer.test_freq=-1",
+    ]
+    ref_tmp = tmp_path_factory.mktemp("resume_reference")
+    ref = run_training(
+        ref_tmp, [*extra, "tinylora.verify_sync=true", f"trainer.rollout_data_dir={ref_tmp / 'rollouts'}"]
+    )
+    assert [r["step"] for r in ref["rows"]] == [1, 2]
+
     tmp = tmp_path_factory.mktemp("resume")
-    extra = ["trainer.save_freq=1", "tinylora.verify_sync=false"]
-    proc, run_dir, _ = start_training(tmp, extra, "first.log")
+    extra = [*extra, f"trainer.rollout_data_dir={tmp / 'rollouts'}"]
+    proc, run_dir, _ = start_training(tmp, [*extra, "tinylora.verify_sync=false"], "first.log")
     marker = run_dir / "global_step_1" / "actor" / "tinylora_adapter" / "tinylora_config.json"
     deadline = time.time() + 1200
-    while not (marker.exists() and (run_dir / "latest_checkpointed_iteration.txt").exists()):
+    dumped = tmp / "rollouts" / "1.jsonl"  # verl dumps the step's rollouts after its checkpoint
+    while not (
+        marker.exists() and (run_dir / "latest_checkpointed_iteration.txt").exists() and dumped.exists()
+    ):
         assert proc.poll() is None, (tmp / "first.log").read_text()[-4000:]
         assert time.time() < deadline, "no step-1 checkpoint in 20 min"
-        time.sleep(2)
+        time.sleep(0.2)
+    time.sleep(0.5)  # the dump's write
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert not (run_dir / "global_step_2").exists()
     saved_v = load_file(str(marker.parent / "tinylora_adapter.safetensors"))
     assert any(t.abs().max() > 0 for t in saved_v.values())
 
@@ -244,3 +284,20 @@ def test_sigkill_then_resume(tmp_path_factory):
     assert resumed["v"] == want  # restarted from the checkpointed v
     assert (run_dir / "global_step_2" / "actor" / "tinylora_adapter" / "tinylora_config.json").is_file()
     _check_sync(run_dir, [1, 2])  # every weight right after the restart
+
+    # against the uninterrupted run: the same model, step-1 rollouts, step-2 prompts (verl's dataloader
+    # state), step-2 rollouts (prompt, response, reward) and v bit for bit. Without the canonical row order
+    # v differed by 0-1 ulp at step 1 and 2.6e-8 to 8.2e-8 at step 2 in three pairs of runs (the update
+    # added the same numbers in an order set by when each rollout finished).
+    model_file = "model.safetensors"
+    assert (out["model"] / model_file).read_bytes() == (ref["model"] / model_file).read_bytes()
+    report = {}
+    for step in (1, 2):
+        want_r, got_r = _rollouts(ref_tmp / "rollouts", step), _rollouts(tmp / "rollouts", step)
+        assert [r[0] for r in want_r] == [r[0] for r in got_r], step  # the same prompts
+        assert want_r == got_r, step  # the same responses and rewards
+        want_v, got_v = _saved_v(ref["run"], step), _saved_v(run_dir, step)
+        diff = max((a - b).abs().max().item() for a, b in zip(want_v, got_v, strict=True))
+        report[step] = (diff, all(torch.equal(a, b) for a, b in zip(want_v, got_v, strict=True)))
+    print("resumed vs uninterrupted v, per step (max |diff|, bit for bit):", report)
+    assert all(equal for _, equal in report.values()), report

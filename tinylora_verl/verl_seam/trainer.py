@@ -96,6 +96,8 @@ class TinyLoRATrainer(PPOTrainerSync):
         self._first_sync_s = float("nan")
         self._last_sync_kind = ""  # full / delta / setup / vector (not a number: kept off the tracker)
         self._pending_sync_metrics: dict = {}  # sync figures for the next step's tracker row
+        self._prompt_order: dict[str, int] = {}  # uid -> place in the dataloader's order (reproducible runs)
+        self._prompt_order_base = 0  # places already handed out to prompts whose rows were ordered
         super().__init__(config)
 
     @property
@@ -121,6 +123,42 @@ class TinyLoRATrainer(PPOTrainerSync):
             # one model: the reference policy is the actor with the adapter disabled
             self.role_worker_mapping[Role.ActorRollout] = self.role_worker_mapping.pop(Role.ActorRolloutRef)
             self.mapping[Role.ActorRollout] = self.mapping.pop(Role.ActorRolloutRef)
+
+    # ---- a canonical row order (tinylora.reproducible) -------------------------------------------
+    # verl's TransferQueue agent loop stores each trajectory as it finishes and the replay buffer builds the
+    # batch in that order (agent_loop_tq.py, replay_buffer.py), so the update (group means, token-mean loss,
+    # micro-batch sums) adds in an order set by timing; and which session of a group gets which sample depends
+    # on the order the sessions reach vLLM (verl tokenizes them in a thread pool). With `reproducible`, rows
+    # go in the dataloader's prompt order, then by response tokens: the same rollouts give the same v bit for
+    # bit. Costs one fetch of the responses from TransferQueue per step.
+    def _fetch_one_gen_batch(self):
+        batch = super()._fetch_one_gen_batch()
+        if self.tinylora_run.reproducible:  # a step may fetch several chunks: places keep counting up
+            for uid in batch["uid"]:
+                self._prompt_order[str(uid)] = len(self._prompt_order) + self._prompt_order_base
+        return batch
+
+    def _balance_batch(self, batch, metrics, *args, **kwargs):
+        if self.tinylora_run.reproducible:
+            self._canonical_order(batch)
+        return super()._balance_batch(batch, metrics, *args, **kwargs)
+
+    def _canonical_order(self, batch) -> None:
+        uids = [key.rsplit("_", 2)[0] for key in batch.keys]  # verl's keys: {uid}_{session}_{index}
+        missing = sorted({u for u in uids if u not in self._prompt_order})
+        if missing:
+            raise RuntimeError(
+                f"tinylora.reproducible: rows of prompts not in this step's batch ({missing[:3]}); verl's "
+                "batch keys or fetch order changed: set tinylora.reproducible=false"
+            )
+        got = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["responses"])
+        responses = got["responses"]
+        tokens = (responses.to_padded_tensor(padding=-1) if responses.is_nested else responses).tolist()
+        place = [(self._prompt_order[uid], row) for uid, row in zip(uids, tokens, strict=True)]
+        batch.reorder(sorted(range(len(place)), key=place.__getitem__))
+        for uid in set(uids):  # used: the map holds only prompts still on their way
+            del self._prompt_order[uid]
+        self._prompt_order_base += len(set(uids))
 
     # ---- weight sync and its verification -------------------------------------------------------
     def on_init_end(self):
@@ -261,5 +299,5 @@ class TinyLoRATaskRunner(TaskRunnerV1.__ray_actor_class__):
             from ..rollout.vllm_replica import register_tinylora_vllm_replica
             from ..sync.sleep import sleep_level
 
-            register_tinylora_vllm_replica(sleep_level(run.sync_mode))
+            register_tinylora_vllm_replica(sleep_level(run.sync_mode), seeded=run.reproducible)
         return super().run(config)
