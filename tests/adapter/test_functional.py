@@ -267,3 +267,14 @@ def test_mix_casts_v_to_the_projections_dtype():
     got = mix(v, P)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, 1.0 * P[0] - 2.0 * P[1] + 0.5 * P[2], rtol=0, atol=0)
+
+
+def test_stable_uniforms_are_the_hash_words_top_53_bits_plus_a_half():
+    """The float64 uniforms themselves (the float32 P hides a change of one unit in 2^53)."""
+    import hashlib
+
+    from tinylora_verl.adapter.functional import _stable_uniforms
+
+    digests = [hashlib.blake2b(f"k#{b}".encode(), digest_size=64).digest() for b in range(2)]
+    words = [int.from_bytes(d[i : i + 8], "little") for d in digests for i in range(0, 64, 8)]
+    assert _stable_uniforms("k", 11) == [((w >> 11) + 0.5) / 2.0**53 for w in words[:11]]
