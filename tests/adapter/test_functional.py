@@ -166,3 +166,115 @@ def test_projections_identical_across_processes():
 def test_bad_projection_sizes_are_refused():
     with pytest.raises(ValueError, match="u >= 1"):
         random_projections("x", 0, u=0, r=2)
+
+
+def test_alpha_defaults_to_one():
+    """delta_weight / lowrank_delta without alpha are the paper's formula (no scale)."""
+    U, S, V, P, v = _random_case(5, 4, 2, 3, seed=5)
+    ref = torch.tensor(
+        hand_delta(U.tolist(), S.tolist(), V.tolist(), P.tolist(), v.tolist()), dtype=torch.float64
+    )
+    torch.testing.assert_close(delta_weight(U, S, V, P, v), ref, rtol=1e-12, atol=1e-12)
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(lowrank_delta(x, U, S, V, P, v), x @ ref.T, rtol=1e-12, atol=1e-12)
+
+
+def test_lowrank_delta_casts_x_to_the_factors_dtype():
+    """A float32 activation against float64 factors: computed in float64, to the float64 reference."""
+    U, S, V, P, v = _random_case(5, 4, 2, 3, seed=7)
+    x = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(8))  # float32
+    ref = (
+        x.double()
+        @ torch.tensor(
+            hand_delta(U.tolist(), S.tolist(), V.tolist(), P.tolist(), v.tolist(), 0.5), dtype=torch.float64
+        ).T
+    )
+    got = lowrank_delta(x, U, S, V, P, v, 0.5)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_merged_weight_of_bf16_factors_is_summed_in_float32():
+    """bf16 W and factors with out_dtype float32: the sum is done in float32 (error ~1e-6 of the float64
+    reference from the same bf16 values), not in bf16 (error ~1e-2). r=3 exercises every column k of the
+    outer-product sum beyond the first two."""
+    U, S, V, P, v = (t.to(torch.bfloat16) for t in _random_case(7, 6, 3, 4, seed=9))
+    W = torch.randn(7, 6, generator=torch.Generator().manual_seed(10)).to(torch.bfloat16)
+    ref = W.double() + torch.tensor(
+        hand_delta(*(t.double().tolist() for t in (U, S, V, P, v)), 1.5), dtype=torch.float64
+    )
+    got = merged_weight(W, U, S, V, P, v, 1.5, out_dtype=torch.float32)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_merged_weight_is_on_the_weights_device_when_the_factors_are_elsewhere():
+    """Factors on the CPU, W on another device (here "meta", which holds no values): the factors move to W's
+    device and the result is made there, with W's shape and dtype."""
+    U, S, V, P, v = (t.float() for t in _random_case(6, 5, 3, 2, seed=11))
+    W = torch.empty(6, 5, dtype=torch.bfloat16, device="meta")
+    got = merged_weight(W, U, S, V, P, v)
+    assert got.device.type == "meta" and got.shape == (6, 5) and got.dtype == torch.bfloat16
+
+
+def _reference_projections(name, seed, u, r):
+    """The recipe written out again (checkpoints regenerate P from it, so its bits are part of the format):
+    little-endian 64-bit words of BLAKE2b-512("tinylora/blake2b-boxmuller/1/seed=S/NAME/u=U/r=R#BLOCK"), the top
+    53 bits of each word -> (k + 0.5) / 2^53, pairs (a, b) -> sqrt(-2 ln a) (cos 2 pi b, sin 2 pi b), the first
+    u*r*r of them, scaled by 1/sqrt(r), in float64."""
+    import hashlib
+
+    n = u * r * r
+    words = []
+    block = 0
+    while len(words) < n + 1:
+        key = f"tinylora/blake2b-boxmuller/1/seed={seed}/{name}/u={u}/r={r}#{block}"
+        digest = hashlib.blake2b(key.encode(), digest_size=64).digest()
+        words += [int.from_bytes(digest[i : i + 8], "little") for i in range(0, 64, 8)]
+        block += 1
+    uni = [((w >> 11) + 0.5) / 2.0**53 for w in words]
+    normals = []
+    for i in range(0, n, 2):
+        a, b = uni[i], uni[i + 1]
+        normals += [math.sqrt(-2 * math.log(a)) * math.cos(2 * math.pi * b)]
+        normals += [math.sqrt(-2 * math.log(a)) * math.sin(2 * math.pi * b)]
+    return [x / math.sqrt(r) for x in normals[:n]]
+
+
+@pytest.mark.parametrize("u,r", [(3, 3), (1, 1), (2, 2)])
+def test_projections_follow_the_recipe_bit_for_bit(u, r):
+    """u*r*r odd (27, 1) and even (8); 27 normals need 4 hash blocks. The float32 P is the float64
+    reference rounded once."""
+    name = "model.layers.2.mlp.up_proj"
+    got = random_projections(name, 11, u, r)
+    ref = torch.tensor(_reference_projections(name, 11, u, r), dtype=torch.float64).reshape(u, r, r)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, ref.to(torch.float32))
+
+
+def test_projection_values_are_pinned():
+    """A change of recipe must bump PROJECTION_RECIPE and keep the old branch: these values are in every
+    checkpoint's factor hash."""
+    got = random_projections("model.layers.0.self_attn.q_proj", 5, 3, 2).double().flatten().tolist()
+    pinned = [-0.36893659830093384, 1.1935685873031616, -0.23028786480426788, -0.04140603169798851]
+    assert got[:4] == pinned
+
+
+def test_mix_casts_v_to_the_projections_dtype():
+    """The trainable v may be float64 (or bf16) while P is float32: M comes out in P's dtype."""
+    P = torch.arange(12, dtype=torch.float32).reshape(3, 2, 2)
+    v = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    got = mix(v, P)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, 1.0 * P[0] - 2.0 * P[1] + 0.5 * P[2], rtol=0, atol=0)
+
+
+def test_stable_uniforms_are_the_hash_words_top_53_bits_plus_a_half():
+    """The float64 uniforms themselves (the float32 P hides a change of one unit in 2^53)."""
+    import hashlib
+
+    from tinylora_verl.adapter.functional import _stable_uniforms
+
+    digests = [hashlib.blake2b(f"k#{b}".encode(), digest_size=64).digest() for b in range(2)]
+    words = [int.from_bytes(d[i : i + 8], "little") for d in digests for i in range(0, 64, 8)]
+    assert _stable_uniforms("k", 11) == [((w >> 11) + 0.5) / 2.0**53 for w in words[:11]]

@@ -115,3 +115,38 @@ def test_corrupt_cache_entry_is_recomputed(tmp_path):
     again = cache.get_or_compute(W, 2, SVDOptions())
     assert torch.equal(good.U, again.U)
     assert entry.stat().st_size > 40  # rewritten
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_empty_factors_have_the_shapes_dtype_and_device_of_the_real_ones(device, dtype):
+    """What a rank that does not hold the weight allocates to receive the factors: the same [out, r], [r],
+    [in, r] in opts.dtype as svd_factors gives, on the weight's device (meta: no values read)."""
+    from tinylora_verl.adapter.svd import empty_factors
+
+    opts = SVDOptions(dtype=dtype)
+    W = torch.randn(12, 7, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    real = svd_factors(W, 3, opts)
+    empty = empty_factors(W.to(device), 3, opts)
+    for name in ("U", "S", "V"):
+        a, b = getattr(empty, name), getattr(real, name)
+        assert a.shape == b.shape and a.dtype == b.dtype == getattr(torch, dtype), name
+        assert a.device.type == device, name
+
+
+@pytest.mark.parametrize(
+    "shape,r,opts,match",
+    [
+        ((4,), 2, SVDOptions(), "2-D weight"),
+        ((4, 3), 4, SVDOptions(), "frozen_rank=4"),
+        ((4, 3), 0, SVDOptions(), "frozen_rank=0"),
+        ((4, 3), 2, SVDOptions(method="qr"), "svd method"),
+        ((4, 3), 2, SVDOptions(dtype="float16"), "svd dtype"),
+    ],
+)
+def test_empty_factors_refuse_what_svd_factors_refuses(shape, r, opts, match):
+    from tinylora_verl.adapter.errors import TinyLoRAConfigError
+    from tinylora_verl.adapter.svd import empty_factors
+
+    with pytest.raises(TinyLoRAConfigError, match=match):
+        empty_factors(torch.empty(shape, device="meta"), r, opts)
