@@ -174,3 +174,13 @@ def test_cache_key_holds_the_method_and_the_stopping_rule(tmp_path, monkeypatch)
 def test_config_accepts_krylov_and_passes_it_on():
     cfg = TinyLoRAConfig(budget=4, svd_method="krylov")
     assert cfg.svd_options.method == "krylov"
+
+
+@pytest.mark.parametrize("method", svd_mod.SVD_METHODS)
+@pytest.mark.parametrize("shape", [(60, 40), (40, 60)])
+def test_rank_one_factors_have_row_major_strides(method, shape):
+    """r = 1: U [out, 1] and V [in, 1] must have stride (1, 1), or viewing their bytes (factor digests) fails."""
+    f = svd_factors(torch.randn(*shape), 1, SVDOptions(method=method))
+    for t in (f.U, f.V):
+        assert t.stride() == (1, 1)
+        t.view(torch.uint8)

@@ -201,7 +201,8 @@ def svd_factors(weight: torch.Tensor, r: int, opts: SVDOptions = SVDOptions()) -
     else:
         f = _randomized(W, r, opts)
     U, V = canonicalize_signs(f.U, f.V)
-    return Factors(U=U.contiguous(), S=f.S.contiguous(), V=V.contiguous())
+    # row-major strides even where a size-1 dim lets .contiguous() keep others (r = 1: digests view the bytes)
+    return Factors(*(t.clone(memory_format=torch.contiguous_format) for t in (U, f.S, V)))
 
 
 def empty_factors(weight: torch.Tensor, r: int, opts: SVDOptions = SVDOptions()) -> Factors:
