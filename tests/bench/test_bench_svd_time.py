@@ -40,7 +40,11 @@ def test_toy_run_reports_every_setting(tmp_path):
         assert set(s["within"]) == set(r["timeouts_s"])
     header = proc.stdout.splitlines()[-2 - len(r["settings"]) - 1]
     assert header.startswith("| method | threads | q_proj (s)") and "x2 layers (s)" in header
-    rows = [line for line in proc.stdout.splitlines() if line.startswith(tuple(f"| {m} |" for m in svd_time.SVD_METHODS))]
+    rows = [
+        line
+        for line in proc.stdout.splitlines()
+        if line.startswith(tuple(f"| {m} |" for m in svd_time.SVD_METHODS))
+    ]
     assert len(rows) == len(r["settings"])
 
 

@@ -89,8 +89,16 @@ class TinyLoRAConfig:
     svd_dtype: str = field(
         default="float32", metadata={"help": f"Arithmetic of the SVD: one of {tuple(SVD_DTYPES)}."}
     )
-    svd_power_iters: int = field(default=6, metadata={"help": "Power iterations of the randomized SVD (krylov stops by its residual test instead)."})
-    svd_oversample: int = field(default=8, metadata={"help": "Extra random vectors of the randomized SVD; the krylov block is r + this."})
+    svd_power_iters: int = field(
+        default=6,
+        metadata={
+            "help": "Power iterations of the randomized SVD (krylov stops by its residual test instead)."
+        },
+    )
+    svd_oversample: int = field(
+        default=8,
+        metadata={"help": "Extra random vectors of the randomized SVD; the krylov block is r + this."},
+    )
     svd_cache_dir: str | None = field(
         default=None,
         metadata={"help": "Directory for cached factors keyed by a hash of each weight; None = no cache."},
