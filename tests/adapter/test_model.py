@@ -10,7 +10,7 @@ from tests.tiny_model import tiny_qwen2, tiny_qwen2_config
 from tinylora_verl import TinyLoRAConfig, apply_tinylora
 from tinylora_verl.adapter.functional import random_projections
 from tinylora_verl.adapter.model import TinyLoRAError
-from tinylora_verl.adapter.svd import SVDOptions, svd_factors
+from tinylora_verl.adapter.svd import svd_factors
 
 CONFIGS = [
     dict(budget=4, tie_mode="tiled"),
@@ -64,7 +64,7 @@ def test_layers_hold_the_svd_of_the_full_weight_and_their_own_P():
     originals = {n: m.weight.detach().clone() for n, m in model.named_modules() if n.endswith("_proj")}
     handle = apply_tinylora(model, TinyLoRAConfig(budget=4, seed=5))
     for name, layer in handle.layers.items():
-        f = svd_factors(originals[name], 2, SVDOptions(seed=5))
+        f = svd_factors(originals[name], 2, TinyLoRAConfig(budget=4, seed=5).svd_options)
         assert torch.equal(layer.tinylora_U, f.U) and torch.equal(layer.tinylora_S, f.S)
         assert torch.equal(layer.tinylora_V, f.V)
         assert torch.equal(layer.tinylora_P, random_projections(name, 5, handle.plan.projection_dim, 2))

@@ -49,7 +49,7 @@ def test_the_seed_changes_the_factors_of_an_unconverged_svd():
 
 
 def test_apply_tinylora_runs_the_svd_with_the_configured_seed_and_settings():
-    cfg = dict(budget=4, svd_power_iters=0, svd_oversample=1, svd_dtype="float64")
+    cfg = dict(budget=4, svd_method="randomized", svd_power_iters=0, svd_oversample=1, svd_dtype="float64")
     model = small_model()
     W = model.model.layers[0].mlp.up_proj.weight.detach().clone()
     h = apply_tinylora(model, TinyLoRAConfig(seed=5, **cfg))

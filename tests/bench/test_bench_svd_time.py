@@ -31,7 +31,7 @@ def test_toy_run_reports_every_setting(tmp_path):
     assert list(r["projections"]) == NAMES
     threads = [1] if r["cores"] == 1 else [1, r["cores"]]
     assert [(s["method"], s["threads"]) for s in r["settings"]] == [
-        (m, t) for t in threads for m in ("randomized", "exact")
+        (m, t) for t in threads for m in svd_time.SVD_METHODS
     ]
     for s in r["settings"]:
         assert list(s["module_s"]) == NAMES and all(v > 0 for v in s["module_s"].values())
@@ -40,7 +40,11 @@ def test_toy_run_reports_every_setting(tmp_path):
         assert set(s["within"]) == set(r["timeouts_s"])
     header = proc.stdout.splitlines()[-2 - len(r["settings"]) - 1]
     assert header.startswith("| method | threads | q_proj (s)") and "x2 layers (s)" in header
-    rows = [line for line in proc.stdout.splitlines() if line.startswith(("| randomized |", "| exact |"))]
+    rows = [
+        line
+        for line in proc.stdout.splitlines()
+        if line.startswith(tuple(f"| {m} |" for m in svd_time.SVD_METHODS))
+    ]
     assert len(rows) == len(r["settings"])
 
 
