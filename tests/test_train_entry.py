@@ -152,6 +152,7 @@ def test_the_driver_hands_the_validated_block_to_the_workers():
     override of the top-level block reaches them as validated; `to_block` round-trips exactly."""
     from omegaconf import OmegaConf
 
+    from tinylora_verl import TinyLoRAConfig
     from tinylora_verl.run_config import check_run_config, pin_run_config, run_config_from, worker_run_config
 
     cfg = OmegaConf.create(
@@ -163,7 +164,11 @@ def test_the_driver_hands_the_validated_block_to_the_workers():
     run = check_run_config(cfg)
     pin_run_config(cfg, run)
     block = OmegaConf.to_container(cfg.actor_rollout_ref.tinylora)
-    assert block == run.to_block() and block["enable"] is True and block["svd_method"] == "randomized"
+    assert (
+        block == run.to_block()
+        and block["enable"] is True
+        and block["svd_method"] == TinyLoRAConfig().svd_method
+    )
     assert worker_run_config(cfg.actor_rollout_ref) == run == run_config_from(run.to_block())
     assert (run.adapter.budget, run.sync_mode, run.probe_sequences, run.adapter.lora_alpha) == (
         26,
