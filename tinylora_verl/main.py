@@ -122,9 +122,21 @@ def check_tinylora(cfg: DictConfig):
         run = check_run_config(cfg)
         if run.enabled:
             check_run_settings(cfg)
+            run = resolve_old_log_prob(run, cfg)
     except (UserError, ValueError) as e:  # TinyLoRAConfigError is a ValueError
         _refuse(f"bad tinylora block: {e}")
     return run
+
+
+def resolve_old_log_prob(run, cfg):
+    """`run` with `old_log_prob` resolved for this config (auto -> update or recompute), so the workers get
+    the decision; `update` where verl's pass is not redundant is refused (verl_seam/old_log_prob.py)."""
+    import dataclasses
+
+    from .verl_seam.old_log_prob import takes_old_from_update
+
+    update = takes_old_from_update(run.old_log_prob, cfg)
+    return dataclasses.replace(run, old_log_prob="update" if update else "recompute")
 
 
 def _refuse(message: str) -> None:

@@ -8,7 +8,8 @@ the typed `RunConfig` on; nothing reads a value through Python truthiness.
 
 Keys: `enable`, `verify_sync` and `reproducible` are booleans (`true`/`false`; strings such as `off`, `'false'`, `no`
 and numbers are refused, not interpreted: `bool('false')` is True, and guessing which strings mean
-false is how `enable=off` once left TinyLoRA on), `sync_mode` is one of SYNC_MODES, every other key is a
+false is how `enable=off` once left TinyLoRA on), `sync_mode` is one of SYNC_MODES, `old_log_prob` one of
+OLD_LOG_PROB_MODES (resolved against the whole config by the driver: verl_seam/old_log_prob.py), every other key is a
 TinyLoRAConfig field; on top of TinyLoRAConfig's own checks, real numbers must be finite (alpha = NaN
 or inf makes every logit NaN from step 0), the seed a non-negative integer below 2**63 and
 target_modules a list of names. Every problem is reported at once, each naming the key and the fix.
@@ -37,6 +38,8 @@ MAX_SEED = 2**63
 # the per-sync probe (sync/probe.py): rows and real tokens per row of its fixed batch, with their bounds
 # (its logits are rows x tokens x vocab; 64 x 4096 x 152k bf16 would already be 80 GB)
 PROBE_KEYS = {"probe_sequences": (4, 0, 64), "probe_tokens": (256, 1, 4096)}  # default, min, max
+# where π_old comes from: verl's own pass, the update's forward, or whichever is exact (verl_seam/old_log_prob.py)
+OLD_LOG_PROB_MODES = ("auto", "recompute", "update")
 
 
 class RunConfigError(InvalidValue, TinyLoRAConfigError):
@@ -52,6 +55,7 @@ class RunConfig:
     probe_sequences: int = PROBE_KEYS["probe_sequences"][0]  # 0: no probe
     probe_tokens: int = PROBE_KEYS["probe_tokens"][0]
     reproducible: bool = False
+    old_log_prob: str = "auto"
 
     @property
     def enabled(self) -> bool:
@@ -66,6 +70,7 @@ class RunConfig:
             "probe_sequences": self.probe_sequences,
             "probe_tokens": self.probe_tokens,
             "reproducible": self.reproducible,
+            "old_log_prob": self.old_log_prob,
         }
         return {**block, **(self.adapter.to_dict() if self.adapter is not None else {})}
 
@@ -100,6 +105,12 @@ def run_config_from(block, where: str = CONFIG_KEY) -> RunConfig:
     sync_mode = d.pop("sync_mode", "full")
     if sync_mode not in SYNC_MODES:
         errors.append(f"{where}.sync_mode={sync_mode!r}: use one of {', '.join(SYNC_MODES)}")
+    old_log_prob = d.pop("old_log_prob", "auto")
+    if old_log_prob not in OLD_LOG_PROB_MODES:
+        errors.append(
+            f"{where}.old_log_prob={old_log_prob!r}: use one of {', '.join(OLD_LOG_PROB_MODES)} (auto: the "
+            "update's own forward where verl's separate pass is exactly redundant, else that pass)"
+        )
     for key, (default, low, high) in PROBE_KEYS.items():
         value = d.pop(key, default)
         if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
@@ -136,6 +147,7 @@ def run_config_from(block, where: str = CONFIG_KEY) -> RunConfig:
         run["probe_sequences"],
         run["probe_tokens"],
         run["reproducible"],
+        old_log_prob,
     )
 
 

@@ -232,7 +232,31 @@ def _rollouts(dump_dir, step):
     return sorted((r["input"], r["output"], r["score"]) for r in rows)
 
 
-def test_sigkill_then_resume(tmp_path_factory):
+# reproducible: per-request sampling seeds (rollout/vllm_replica.py; without them vLLM samples from one
+# random stream per engine, which a restart resets and which hands its draws to requests in arrival
+# order) and a canonical row order in the update (verl_seam/trainer.py); no validation: it only costs time
+REPRODUCIBLE = [
+    "tinylora.reproducible=true",
+    "trainer.save_freq=1",
+    "trainer.val_before_train=false",
+    "trainer.test_freq=-1",
+]
+
+
+@pytest.fixture(scope="module")
+def reproducible_run(tmp_path_factory):
+    """Two reproducible steps, left alone (π_old from the update's forward: tinylora.old_log_prob=auto picks
+    it for one epoch over one mini-batch); the reference of the resume and old-log-prob tests."""
+    tmp = tmp_path_factory.mktemp("reproducible_reference")
+    out = run_training(
+        tmp, [*REPRODUCIBLE, "tinylora.verify_sync=true", f"trainer.rollout_data_dir={tmp / 'rollouts'}"]
+    )
+    assert [r["step"] for r in out["rows"]] == [1, 2]
+    assert "old log-probs: from the update's forward" in out["log"]
+    return out, tmp
+
+
+def test_sigkill_then_resume(tmp_path_factory, reproducible_run):
     """SIGKILL the whole job right after the step-1 checkpoint; the same command resumes at step 2 from
     the checkpointed v (verl's checkpoint), syncs all weights again and writes the step-2 adapter. The same
     config run uninterrupted is the reference: same step-1 state, same step-2 prompts (verl's dataloader
@@ -243,21 +267,8 @@ def test_sigkill_then_resume(tmp_path_factory):
 
     from tests.e2e.runner import start_training
 
-    # reproducible: per-request sampling seeds (rollout/vllm_replica.py; without them vLLM samples from one
-    # random stream per engine, which the restart resets and which hands its draws to requests in arrival
-    # order) and a canonical row order in the update (verl_seam/trainer.py); no validation: it only costs time
-    extra = [
-        "tinylora.reproducible=true",
-        "trainer.save_freq=1",
-        "trainer.val_before_train=false",
-        "trainer.test_freq=-1",
-    ]
-    ref_tmp = tmp_path_factory.mktemp("resume_reference")
-    ref = run_training(
-        ref_tmp, [*extra, "tinylora.verify_sync=true", f"trainer.rollout_data_dir={ref_tmp / 'rollouts'}"]
-    )
-    assert [r["step"] for r in ref["rows"]] == [1, 2]
-
+    ref, ref_tmp = reproducible_run
+    extra = REPRODUCIBLE
     tmp = tmp_path_factory.mktemp("resume")
     extra = [*extra, f"trainer.rollout_data_dir={tmp / 'rollouts'}"]
     proc, run_dir, _ = start_training(tmp, [*extra, "tinylora.verify_sync=false"], "first.log")
@@ -301,3 +312,34 @@ def test_sigkill_then_resume(tmp_path_factory):
         report[step] = (diff, all(torch.equal(a, b) for a, b in zip(want_v, got_v, strict=True)))
     print("resumed vs uninterrupted v, per step (max |diff|, bit for bit):", report)
     assert all(equal for _, equal in report.values()), report
+
+
+def test_old_log_probs_from_the_update_are_verls_recompute_bit_for_bit(tmp_path_factory, reproducible_run):
+    """verl's separate old-log-prob pass (`tinylora.old_log_prob=recompute`) against π_old taken from the
+    update's forward (the reference run): with one PPO epoch over one mini-batch the two are the same
+    estimator on the same numbers, so the same seeds give the same rollouts, rewards and v, bit for bit, and
+    the same trainer-vs-rollout log-prob gap (verl's max over the batch); the IS metrics reach the summary
+    under the same names."""
+    ref, ref_tmp = reproducible_run
+    tmp = tmp_path_factory.mktemp("recompute")
+    out = run_training(
+        tmp,
+        [
+            *REPRODUCIBLE,
+            "tinylora.old_log_prob=recompute",
+            "tinylora.verify_sync=false",
+            f"trainer.rollout_data_dir={tmp / 'rollouts'}",
+        ],
+    )
+    assert "old log-probs: verl's separate pass" in out["log"]
+    for step in (1, 2):
+        assert _rollouts(ref_tmp / "rollouts", step) == _rollouts(tmp / "rollouts", step), step
+        want_v, got_v = _saved_v(out["run"], step), _saved_v(ref["run"], step)
+        assert all(torch.equal(a, b) for a, b in zip(want_v, got_v, strict=True)), (step, want_v, got_v)
+    assert any(t.abs().max() > 0 for t in _saved_v(ref["run"], 2))
+    for recompute, update in zip(out["rows"], ref["rows"], strict=True):
+        for key in ("is_mean", "is_max", "logp_k3_kl", "prob_diff_max"):
+            assert key in recompute and key in update, (key, recompute, update)
+        assert update["prob_diff_max"] == recompute["prob_diff_max"]  # a max: the same over micro-batches
+        assert update["is_max"] == recompute["is_max"]
+        assert update["is_mean"] == pytest.approx(recompute["is_mean"], rel=1e-3)

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from tinylora_verl.sync.diagnostics import half_ulp_bf16, rounded_away_counts
@@ -56,3 +57,13 @@ def test_rounded_away_counts_match_float64_reference():
     assert total == out_f * in_f
     assert small == count and 0 < count < total  # the case exercises both sides
     assert rounded_away_counts(W, U, S, V, P, torch.zeros(u))[0] == total  # v = 0: everything rounds away
+    # every 3rd row by global index, on a shard whose first row is global row 1: local rows 2 and 5
+    rows = [2, 5]
+    got = rounded_away_counts(W, U, S, V, P, v, alpha=0.5, stride=3, first_row=1)
+    assert got == rounded_away_counts(W[rows], U[rows], S, V, P, v, alpha=0.5) and got[1] == 2 * in_f
+    # the shards of a row-sharded W add up to the whole weight's count
+    parts = [rounded_away_counts(W[a:b], U[a:b], S, V, P, v, 0.5, 2, a) for a, b in ((0, 3), (3, 7))]
+    whole = rounded_away_counts(W, U, S, V, P, v, 0.5, 2)
+    assert tuple(map(sum, zip(*parts))) == whole == rounded_away_counts(W[0::2], U[0::2], S, V, P, v, 0.5)
+    with pytest.raises(ValueError, match="stride=0"):
+        rounded_away_counts(W, U, S, V, P, v, stride=0)

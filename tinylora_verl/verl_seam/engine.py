@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 
 HALF_DTYPES = (torch.bfloat16, torch.float16)
+# rounded_away_frac is counted on every 16th row of each adapted weight (sync/diagnostics.py): forming ΔW for
+# every entry each step cost as much as a merge of the whole model
+ROUNDED_AWAY_ROW_STRIDE = 16
 
 
 def fp32_log_softmax_on_this_platform() -> bool:
@@ -222,7 +225,8 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
     # ---- diagnostics ----------------------------------------------------------------------------
     @torch.no_grad()
     def sync_diagnostics(self) -> dict:
-        """‖v‖ and the fraction of ΔW entries below half a bf16 ulp of W (rounded away by a bf16 merge).
+        """‖v‖ and the fraction of ΔW entries below half a bf16 ulp of W (rounded away by a bf16 merge),
+        counted on every ROUNDED_AWAY_ROW_STRIDE-th row of each adapted weight.
 
         Each rank counts on its own FSDP shard of each base weight (no all-gather of W); the counts are
         summed over ranks. Collective: call on every rank.
@@ -242,6 +246,8 @@ class TinyLoRAFSDPEngine(FSDPEngineWithLMHead):
                 layer.tinylora_P,
                 vectors[layer.group],
                 layer.alpha,
+                stride=ROUNDED_AWAY_ROW_STRIDE,
+                first_row=row0,
             )
             small, total = small + s, total + t
         counts = torch.tensor([small, total], dtype=torch.float64)

@@ -14,6 +14,9 @@
   effect_kept (sync/probe.py). The trainer↔rollout log-prob gap and the IS weights are verl's own
   metrics (`rollout_corr/*`, `training/rollout_probs_diff_*`), as is the PPO clip fraction
   (`actor/pg_clipfrac`); the summary shows them under short names (SUMMARY_KEYS);
+* where verl's old-log-prob pass is exactly redundant (`tinylora.old_log_prob`, old_log_prob.py), no such
+  pass: the rollout's log-probs stand in for old_log_probs until the actor's loss computes π_old from its
+  own forward; the IS metrics that loss returns keep verl's names (`rollout_corr/*`, `training/rollout_*`);
 * one summary line per step (reward, sync seconds and bytes, phase timings, diagnostics) printed and
   appended to `<default_local_dir>/tinylora_metrics.jsonl` (the demo reads it).
 
@@ -39,6 +42,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from ..run_config import worker_run_config
 from ..sync.probe import probe_batch
+from . import old_log_prob
 from .trainer_files import METRICS_FILE, VAL_FILE, append_row
 from .worker import TinyLoRAActorRolloutRefWorker
 
@@ -98,6 +102,15 @@ class TinyLoRATrainer(PPOTrainerSync):
         self._pending_sync_metrics: dict = {}  # sync figures for the next step's tracker row
         self._prompt_order: dict[str, int] = {}  # uid -> place in the dataloader's order (reproducible runs)
         self._prompt_order_base = 0  # places already handed out to prompts whose rows were ordered
+        # π_old from the update's forward instead of verl's separate pass (old_log_prob.py)
+        self.old_from_update = self.tinylora_run.enabled and old_log_prob.takes_old_from_update(
+            self.tinylora_run.old_log_prob, config
+        )
+        if self.tinylora_run.enabled:
+            where = "from the update's forward" if self.old_from_update else "verl's separate pass"
+            print(
+                f"[tinylora] old log-probs: {where} (tinylora.old_log_prob={self.tinylora_run.old_log_prob})"
+            )
         super().__init__(config)
 
     @property
@@ -160,6 +173,30 @@ class TinyLoRATrainer(PPOTrainerSync):
             del self._prompt_order[uid]
         self._prompt_order_base += len(set(uids))
 
+    # ---- π_old from the update's own forward (tinylora.old_log_prob; old_log_prob.py) ----------------
+    def _compute_old_log_prob(self, batch, metrics: dict):
+        if not self.old_from_update:
+            return super()._compute_old_log_prob(batch, metrics=metrics)
+        # no forward: the rollout's log-probs stand in for old_log_probs until the actor's loss replaces them
+        data = tq.kv_batch_get(
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=["rollout_log_probs"]
+        )
+        data["old_log_probs"] = data.pop("rollout_log_probs")
+        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=data)
+        return batch
+
+    def _update_actor(self, batch, metrics: dict):
+        if not self.old_from_update:
+            return super()._update_actor(batch, metrics=metrics)
+        batch.extra_info[old_log_prob.EXTRA_INFO_KEY] = old_log_prob.is_settings(self.config)
+        actor_metrics: dict = {}
+        batch = super()._update_actor(batch, metrics=actor_metrics)
+        # the loss's IS and mismatch metrics under the names the recompute path gives them
+        for key, value in actor_metrics.items():
+            plain = key.removeprefix("actor/")
+            metrics[plain if plain.startswith(("rollout_corr/", "training/rollout_")) else key] = value
+        return batch
+
     # ---- weight sync and its verification -------------------------------------------------------
     def on_init_end(self):
         start = time.perf_counter()
@@ -215,7 +252,14 @@ class TinyLoRATrainer(PPOTrainerSync):
         self._probe_batch = probe_batch(data["input_ids"].unbind(), sequences, run.probe_tokens)
 
     def _compute_advantage(self, batch, metrics: dict):
+        before = set(metrics)
         batch = super()._compute_advantage(batch, metrics)
+        if (
+            self.old_from_update
+        ):  # computed from the placeholder (rollout vs itself): the actor's replace them
+            for key in set(metrics) - before:
+                if key.startswith("rollout_corr/"):
+                    del metrics[key]
         if self._tinylora_on:
             self._capture_probe(batch)
         return batch

@@ -7,6 +7,10 @@ log-probs, PPO update, checkpoints — is verl's code. The reference policy is t
 off: the trainer (trainer.py) marks the reference as "in the actor", so verl asks this worker for
 `compute_log_prob(no_lora_adapter=True)`, which runs under `engine.disable_adapter()`.
 
+The actor's loss is verl's `ppo_loss` behind `ppo_loss_old_from_update` (old_log_prob.py): where the run
+resolved `tinylora.old_log_prob` to `update`, π_old and the truncated-IS weights come from the update's
+own forward and verl's separate old-log-prob pass is skipped; otherwise it is `ppo_loss` itself.
+
 Extra remote methods (all ranks must call them: they all-gather v/weights):
 `tinylora_state()` (per rank: trainable count, factor hash of this rank's buffers, whether verl built
 this rank's model on the meta device, full v, exact hash of the base weights),
@@ -29,11 +33,13 @@ import torch
 from verl.single_controller.base.decorator import Dispatch, register
 from verl.utils import distributed as verl_distributed
 from verl.workers.engine_workers import ActorRolloutRefWorker, TrainingWorker
+from verl.workers.utils.losses import ppo_loss
 
 from ..run_config import RunConfig, worker_run_config
 from ..sync.sender import full
 from ..sync.sleep import rollout_discards_weights
 from .engine import TinyLoRAFSDPEngine
+from .old_log_prob import ppo_loss_old_from_update
 
 # verl's actor_rollout_ref key for the process group's collective timeout, in seconds (ppo_trainer.yaml: 600)
 TIMEOUT_KEY = "nccl_timeout"
@@ -115,7 +121,25 @@ class TinyLoRAActorRolloutRefWorker(ActorRolloutRefWorker):
     def init_model(self):
         if self._is_actor or self._is_ref:  # the roles that build a TrainingWorker (and its process group)
             init_training_process_group(self.config)
-        return super().init_model()
+        out = super().init_model()
+        self._install_loss()
+        return out
+
+    def _install_loss(self) -> None:
+        """verl's ppo_loss behind `ppo_loss_old_from_update`, which takes π_old from the update's forward
+        when the trainer asks (tinylora.old_log_prob; verl_seam/old_log_prob.py) and is ppo_loss otherwise."""
+        loss = getattr(self, "loss_fn", None)
+        mode = self.tinylora_run.old_log_prob
+        if not (self.tinylora_run.enabled and self._is_actor) or mode == "recompute":
+            return
+        if not (isinstance(loss, functools.partial) and loss.func is ppo_loss):
+            if mode == "update":
+                raise RuntimeError(
+                    f"tinylora.old_log_prob=update needs verl's ppo_loss in the actor; it has {loss!r}"
+                )
+            return
+        self.loss_fn = functools.partial(ppo_loss_old_from_update, **loss.keywords, required=mode == "update")
+        self.actor.set_loss_fn(self.loss_fn)
 
     def _engine(self) -> TinyLoRAFSDPEngine:
         engine = self.actor.engine if self.actor is not None else None
