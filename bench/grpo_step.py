@@ -48,10 +48,11 @@ Reported per configuration: medians over the steady steps (step 1 dropped), per 
 holds its sync diagnostics and the fixed-probe KL pass (tinylora.probe_sequences=4, on in the demo), both in
 "other" (the probe's own seconds are in the JSON as probe_s). Ratios are step time / TinyLoRA full's step
 time; the goals (TinyLoRA step <= 0.6 x verl full FT, <= 0.8 x verl LoRA r=1, <= 0.5 x TRL+peft TinyLoRA)
-are checked and printed as met / not met. A configuration that fails is reported with the last error of
+are checked and printed as met / not met. On a shared machine Ray's memory monitor may kill a run's workers
+(verl then waits on them forever): such a run is stopped, with its own Ray instance, and rerun (`--retries`). A configuration that fails is reported with the last error of
 its log and left out of the table; no figure is filled in for it.
 
-Framework output goes to `<out>/<config>/console.log` (and verl's own `<run>/tinylora_train.log`); the
+Framework output goes to `<out>/<config>/run-*.console.log` (and verl's own `<run>/tinylora_train.log`); the
 console shows one line per configuration start and finish, then the table. `--out DIR` also writes
 `DIR/grpo_step.json` with every per-step row and figure. Timings on a shared machine are inflated by
 whatever else runs; the runs are sequential, so a busy spell hits one configuration more than another.
@@ -63,6 +64,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -288,11 +290,38 @@ def last_error(log_file: Path) -> str:
     return hits[-1][:400] if hits else "no error line in the log"
 
 
+OOM_KILLED = "due to memory pressure (OOM)"
+
+
+def ray_oom_killed(log_file: Path) -> bool:
+    """Whether Ray's memory monitor killed workers of this run (the run then waits forever on them)."""
+    try:
+        return OOM_KILLED in log_file.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def stop_tree(proc: subprocess.Popen) -> None:
+    """Stop a run and everything it started (its own Ray instance included), by pid."""
+    pids = descendants(proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def run_config(name: str, steps: int, out_dir: Path, timeout: float) -> dict:
     conf_dir = out_dir / name
     conf_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=conf_dir))  # fresh: nothing to resume
-    console = conf_dir / "console.log"
+    console = conf_dir / f"{run_dir.name}.console.log"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
@@ -312,12 +341,18 @@ def run_config(name: str, steps: int, out_dir: Path, timeout: float) -> dict:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
         poller = PeakPoller(proc.pid, title)
         poller.start()
+        rc = None
         try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            rc = proc.wait(timeout=120)
-            rc = f"timeout after {timeout:.0f} s"
+            while rc is None:
+                try:
+                    rc = proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    if time.perf_counter() - start > timeout:
+                        rc = f"timeout after {timeout:.0f} s"
+                    elif ray_oom_killed(run_dir / "tinylora_train.log"):
+                        rc = "Ray's OOM killer killed workers"
+            if not isinstance(rc, int):
+                stop_tree(proc)
         finally:
             poller.stop()
     wall = time.perf_counter() - start
@@ -438,8 +473,12 @@ def trl_child(steps: int, run_dir: Path) -> None:
         dataloader_num_workers=0,
     )
 
-    times: dict[str, float] = {"t_gen": 0.0, "t_old_logprob": 0.0, "t_ref": 0.0, "t_update": 0.0}
-    depth = {"prepare": 0}
+    # seconds per phase in the current step; None = the phase did not run (shown as "-", not 0)
+    times: dict[str, float | None] = dict.fromkeys(("t_gen", "t_old_logprob", "t_ref", "t_update"))
+    depth = {"prepare": 0.0}
+
+    def add(key: str, seconds: float) -> None:
+        times[key] = (times[key] or 0.0) + seconds
 
     class PhaseClock(TrainerCallback):
         def __init__(self):
@@ -453,7 +492,7 @@ def trl_child(steps: int, run_dir: Path) -> None:
             self.opt_start = time.perf_counter()
 
         def on_optimizer_step(self, args, state, control, **kw):
-            times["t_update"] += time.perf_counter() - self.opt_start
+            add("t_update", time.perf_counter() - self.opt_start)
 
         def on_step_end(self, args, state, control, **kw):
             now = time.perf_counter()
@@ -463,7 +502,7 @@ def trl_child(steps: int, run_dir: Path) -> None:
                 fh.write(json.dumps(row) + "\n")
             print(f"[trl] step {row['step']}: " + json.dumps(row), flush=True)
             for k in times:
-                times[k] = 0.0
+                times[k] = None
 
     trainer = GRPOTrainer(
         model=model,
@@ -480,7 +519,7 @@ def trl_child(steps: int, run_dir: Path) -> None:
             try:
                 return fn(*a, **k)
             finally:
-                times[key] += time.perf_counter() - t0
+                add(key, time.perf_counter() - t0)
 
         return wrapper
 
@@ -505,7 +544,7 @@ def trl_child(steps: int, run_dir: Path) -> None:
         depth["prepare"] = 0.0
         t0 = time.perf_counter()
         out = training_step(*a, **k)
-        times["t_update"] += time.perf_counter() - t0 - depth["prepare"]
+        add("t_update", time.perf_counter() - t0 - depth["prepare"])
         return out
 
     trainer._generate_single_turn = timed(trainer._generate_single_turn, "t_gen")
@@ -515,6 +554,44 @@ def trl_child(steps: int, run_dir: Path) -> None:
     trainer.train()
     hwm = vm_hwm_bytes(Path("/proc/self/status").read_text())
     (run_dir / "vmhwm.json").write_text(json.dumps({"vmhwm_bytes": hwm}))
+
+
+# ---- the report ---------------------------------------------------------------------------------------
+def report(results: dict[str, dict], steps: int, out_dir: Path | None, final: bool) -> None:
+    """Print the table and goals (final) and write out_dir/grpo_step.json (every time it is given)."""
+    summaries = {n: summarise(r["rows"]) for n, r in results.items() if "error" not in r}
+    peaks = {n: results[n]["peak_rss_bytes"] for n in summaries}
+    ratios, goals = ratios_and_goals(summaries)
+    if final:
+        log("")
+        log(
+            f"medians over steps 2..{steps} (step 1 dropped); seconds; peak RSS = VmHWM of the training process"
+        )
+        log(table(summaries, peaks, ratios))
+        for n, s in summaries.items():
+            if s.get("probe_s") is not None:
+                log(f"{n}: the fixed-probe KL pass (in 'other') took {s['probe_s']:.1f} s per step")
+        for line in goal_lines(goals):
+            log(line)
+        for n, r in results.items():
+            if "error" in r:
+                log(f"{n}: no row ({r['error']})")
+    if out_dir is not None:
+        doc = {
+            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "complete": final,
+            "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "steps": steps,
+            "results": results,
+            "summaries": summaries,
+            "peak_rss_bytes": peaks,
+            "ratios_to_tinylora_full": ratios,
+            "goals": goals,
+        }
+        (out_dir / "grpo_step.json").write_text(json.dumps(doc, indent=2, default=str))
+        if final:
+            log(f"wrote {out_dir / 'grpo_step.json'}")
 
 
 # ---- main ---------------------------------------------------------------------------------------------
@@ -528,6 +605,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", type=Path, default=None, help="write DIR/grpo_step.json (logs go there too)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per configuration")
+    ap.add_argument(
+        "--retries", type=int, default=2, help="reruns of a configuration whose Ray workers were OOM-killed"
+    )
     ap.add_argument("--trl-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -555,6 +635,13 @@ def main(argv=None) -> int:
                 continue
         log(f"[{name}] start {time.strftime('%H:%M:%S')}")
         res = run_config(name, a.steps, out_dir, a.timeout)
+        for attempt in range(a.retries):
+            if "error" not in res or res["rc"] != "Ray's OOM killer killed workers":
+                break
+            log(
+                f"[{name}] Ray's OOM killer killed workers (memory pressure on the machine); retry {attempt + 1}"
+            )
+            res = run_config(name, a.steps, out_dir, a.timeout)
         results[name] = res
         if "error" in res:
             log(
@@ -562,36 +649,10 @@ def main(argv=None) -> int:
             )
         else:
             log(f"[{name}] done in {res['wall_s']:.0f} s, {len(res['rows'])} steps")
+        if a.out:  # after every configuration, so a cut-short run keeps what it measured
+            report(results, a.steps, out_dir, final=False)
 
-    summaries = {n: summarise(r["rows"]) for n, r in results.items() if "error" not in r}
-    peaks = {n: results[n]["peak_rss_bytes"] for n in summaries}
-    ratios, goals = ratios_and_goals(summaries)
-    log("")
-    log(
-        f"medians over steps 2..{a.steps} (step 1 dropped); seconds; peak RSS = VmHWM of the training process"
-    )
-    log(table(summaries, peaks, ratios))
-    for n, s in summaries.items():
-        if s.get("probe_s") is not None:
-            log(f"{n}: the fixed-probe KL pass (in 'other') took {s['probe_s']:.1f} s per step")
-    for line in goal_lines(goals):
-        log(line)
-    for n, r in results.items():
-        if "error" in r:
-            log(f"{n}: no row ({r['error']})")
-    if a.out:
-        report = {
-            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
-            "steps": a.steps,
-            "results": results,
-            "summaries": summaries,
-            "ratios_to_tinylora_full": ratios,
-            "goals": goals,
-        }
-        (out_dir / "grpo_step.json").write_text(json.dumps(report, indent=2, default=str))
-        log(f"wrote {out_dir / 'grpo_step.json'}")
+    report(results, a.steps, out_dir if a.out else None, final=True)
     return 0 if not any("error" in r for r in results.values()) else 1
 
 
