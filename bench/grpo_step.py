@@ -608,9 +608,29 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--retries", type=int, default=2, help="reruns of a configuration whose Ray workers were OOM-killed"
     )
+    ap.add_argument(
+        "--report",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="print the table from grpo_step.json files of earlier runs instead of running (a configuration "
+        "measured in several: the last successful one)",
+    )
     ap.add_argument("--trl-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.report:
+        results: dict[str, dict] = {}
+        steps = set()
+        for path in a.report:
+            doc = json.loads(path.read_text())
+            steps.add(doc["steps"])
+            for name, res in doc["results"].items():
+                if "error" not in res or name not in results:
+                    results[name] = res
+        log(f"from {', '.join(str(p) for p in a.report)}")
+        report(results, max(steps), None, final=True)
+        return 0
     if a.trl_child:
         trl_child(a.steps, a.run_dir)
         return 0

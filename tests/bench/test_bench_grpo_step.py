@@ -82,3 +82,19 @@ def test_poller_reads_this_process():
     poller = g.PeakPoller(os.getpid(), None)
     poller.poll_once()
     assert poller.peak() and poller.peak() > 1_000_000
+
+
+def test_report_merges_saved_runs(tmp_path, capsys):
+    rows = [row(90.0, 9, 9, 9, 9), row(30.0, 10.0, 5.0, 10.0, 1.0), row(32.0, 10.0, 5.0, 12.0, 1.0)]
+    trl_rows = [row(200.0, 90, None, 80, None), row(150.0, 80.0, None, 60.0, None)]
+    first = {
+        "steps": 3,
+        "results": {"tinylora-full": {"rows": rows, "peak_rss_bytes": 2e9}, g.TRL: {"error": "x"}},
+    }
+    second = {"steps": 2, "results": {g.TRL: {"rows": trl_rows, "peak_rss_bytes": 3e9}}}
+    (tmp_path / "a.json").write_text(g.json.dumps(first))
+    (tmp_path / "b.json").write_text(g.json.dumps(second))
+    assert g.main(["--report", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"| {g.TRL} | 1 | 80.0 | - | - | 60.0 | - | 10.0 | 150.0 | 3.00 | 4.84 |" in out
+    assert f"tinylora-full step / {g.TRL} step = 0.21 (goal <= 0.5): met" in out
