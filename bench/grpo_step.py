@@ -301,6 +301,13 @@ def ray_oom_killed(log_file: Path) -> bool:
         return False
 
 
+def oom_failure(res: dict) -> bool:
+    """A run lost to memory pressure on the machine: hung on killed workers, or failed with Ray's OOM error."""
+    return res.get("rc") == "Ray's OOM killer killed workers" or any(
+        marker in res.get("error", "") for marker in ("OutOfMemoryError", "running low on memory")
+    )
+
+
 def stop_tree(proc: subprocess.Popen) -> None:
     """Stop a run and everything it started (its own Ray instance included), by pid."""
     pids = descendants(proc.pid)
@@ -656,7 +663,7 @@ def main(argv=None) -> int:
         log(f"[{name}] start {time.strftime('%H:%M:%S')}")
         res = run_config(name, a.steps, out_dir, a.timeout)
         for attempt in range(a.retries):
-            if "error" not in res or res["rc"] != "Ray's OOM killer killed workers":
+            if "error" not in res or not oom_failure(res):
                 break
             log(
                 f"[{name}] Ray's OOM killer killed workers (memory pressure on the machine); retry {attempt + 1}"

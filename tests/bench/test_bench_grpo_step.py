@@ -98,3 +98,10 @@ def test_report_merges_saved_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"| {g.TRL} | 1 | 80.0 | - | - | 60.0 | - | 10.0 | 150.0 | 3.00 | 4.84 |" in out
     assert f"tinylora-full step / {g.TRL} step = 0.21 (goal <= 0.5): met" in out
+
+
+def test_oom_failures_are_recognised():
+    assert g.oom_failure({"rc": "Ray's OOM killer killed workers", "error": "x"})
+    msg = "ray.exceptions.OutOfMemoryError: 4 worker(s) were killed due to the node running low on memory."
+    assert g.oom_failure({"rc": 1, "error": msg})
+    assert not g.oom_failure({"rc": 1, "error": "ValueError: bad config"})
