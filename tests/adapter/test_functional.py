@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tinylora_verl.adapter.functional import (
+    add_lowrank_delta_,
     delta_weight,
     lowrank_delta,
     merged_weight,
@@ -278,3 +279,45 @@ def test_stable_uniforms_are_the_hash_words_top_53_bits_plus_a_half():
     digests = [hashlib.blake2b(f"k#{b}".encode(), digest_size=64).digest() for b in range(2)]
     words = [int.from_bytes(d[i : i + 8], "little") for d in digests for i in range(0, 64, 8)]
     assert _stable_uniforms("k", 11) == [((w >> 11) + 0.5) / 2.0**53 for w in words[:11]]
+
+
+@pytest.mark.parametrize("out_f,in_f,r,u,alpha", CASES)
+def test_add_lowrank_delta_in_place_equals_y_plus_the_hand_delta(out_f, in_f, r, u, alpha):
+    """Same dtype (the float32 CPU path): y + x ΔWᵀ accumulated into y in place; value and the gradients
+    with respect to x, v and y equal the float64 formula (dL/dy = g, dL/dx = g ΔW, dL/dv_k = Σ g ⊙ x (∂ΔW/∂v_k)ᵀ)."""
+    U, S, V, P, v = _random_case(out_f, in_f, r, u, seed=11)
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 3, in_f, dtype=torch.float64, generator=g).requires_grad_(True)
+    y0 = torch.randn(2, 3, out_f, dtype=torch.float64, generator=g).requires_grad_(True)
+    v = v.clone().requires_grad_(True)
+    y = y0 * 1.0  # a non-leaf, as a linear layer's output is
+    got = add_lowrank_delta_(y, x, U, S, V, P, v, alpha)
+    assert got.data_ptr() == y.data_ptr()  # accumulated into the base output, no new [tokens, out] tensor
+    D = torch.tensor(
+        hand_delta(U.tolist(), S.tolist(), V.tolist(), P.tolist(), v.tolist(), alpha), dtype=torch.float64
+    )
+    torch.testing.assert_close(got, y0 + x @ D.T, rtol=1e-10, atol=1e-10)
+    grad_out = torch.randn(2, 3, out_f, dtype=torch.float64, generator=g)
+    gx, gv, gy = torch.autograd.grad(got, (x, v, y0), grad_out)
+    torch.testing.assert_close(gy, grad_out, rtol=0, atol=0)
+    torch.testing.assert_close(gx, grad_out @ D, rtol=1e-10, atol=1e-10)
+    for k in range(u):  # ΔW is linear in v: ∂ΔW/∂v_k = ΔW(e_k)
+        e = torch.zeros(u, dtype=torch.float64)
+        e[k] = 1.0
+        Dk = torch.tensor(
+            hand_delta(U.tolist(), S.tolist(), V.tolist(), P.tolist(), e.tolist(), alpha), dtype=torch.float64
+        )
+        torch.testing.assert_close(gv[k], (grad_out * (x @ Dk.T)).sum(), rtol=1e-10, atol=1e-10)
+
+
+def test_add_lowrank_delta_of_a_bf16_output_keeps_float32_arithmetic():
+    """bf16 base output over float32 factors (FSDP2 bf16 compute, the GPU presets): not in place; the update
+    is computed in float32 and cast, then added in bf16 — the same bits as `y + lowrank_delta(...)`."""
+    U, S, V, P, v = (t.float() for t in _random_case(6, 5, 2, 3, seed=13))
+    g = torch.Generator().manual_seed(14)
+    x = torch.randn(4, 5, generator=g).to(torch.bfloat16)
+    y = torch.randn(4, 6, generator=g).to(torch.bfloat16)
+    before = y.clone()
+    got = add_lowrank_delta_(y, x, U, S, V, P, v, 0.5)
+    assert got.dtype == torch.bfloat16 and torch.equal(y, before)
+    assert torch.equal(got, before + lowrank_delta(x, U, S, V, P, v, 0.5).to(torch.bfloat16))

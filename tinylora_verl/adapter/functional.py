@@ -97,6 +97,33 @@ def lowrank_delta(
     return z @ U.T  # [..., out]
 
 
+def add_lowrank_delta_(
+    y: torch.Tensor,
+    x: torch.Tensor,
+    U: torch.Tensor,
+    S: torch.Tensor,
+    V: torch.Tensor,
+    P: torch.Tensor,
+    v: torch.Tensor,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """y + x Delta W^T, with y the base layer's output [..., out]; returns the sum.
+
+    Where y has the factors' dtype the last product is accumulated into y in place (`addmm_`): no
+    [tokens, out] temporary for x Delta W^T and no second one for the sum, and one pass over y fewer. A
+    linear layer's backward does not read its output, so autograd allows it (and raises, loudly, for a
+    base layer whose backward would). Otherwise (bf16 compute over float32 factors) the update is computed
+    in the factors' dtype and cast, as `lowrank_delta`.
+    """
+    if y.dtype != U.dtype or not y.is_contiguous():
+        return y + lowrank_delta(x, U, S, V, P, v, alpha).to(y.dtype)
+    M = mix(v, P)  # [r, r]
+    z = x.to(V.dtype) @ V  # [..., r]
+    z = (z @ M.T) * (alpha * S)  # [..., r]
+    y.view(-1, y.shape[-1]).addmm_(z.reshape(-1, z.shape[-1]), U.T)
+    return y
+
+
 # rows of W + Delta W computed at once by `merged_weight` (bounds each of its temporaries to 16 MB of float32)
 MERGE_BLOCK_ELEMENTS = 1 << 22
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .functional import lowrank_delta, merged_weight
+from .functional import add_lowrank_delta_, merged_weight
 
 
 class TinyLoRAVectors(nn.Module):
@@ -79,10 +79,9 @@ class TinyLoRALinear(nn.Module):
         y = self.base_layer(x)
         if not self.vectors.enabled:
             return y
-        d = lowrank_delta(
-            x, self.tinylora_U, self.tinylora_S, self.tinylora_V, self.tinylora_P, self.v(), self.alpha
+        return add_lowrank_delta_(
+            y, x, self.tinylora_U, self.tinylora_S, self.tinylora_V, self.tinylora_P, self.v(), self.alpha
         )
-        return y + d.to(y.dtype)
 
     def merged_weight(self) -> torch.Tensor:
         """dtype(W_base + Delta W(v)), from the untouched base weight (never in place)."""
