@@ -225,7 +225,10 @@ def trace_breakdown(path: str) -> list[dict]:
                 "  not in execute_model": (last_resp - first_req) - exec_busy,
                 "last response -> last agent loop done": last_loop - last_resp,
                 "  reward call, longest": max((b - a for a, b, _ in scores), default=0.0),
-                "last agent loop -> last prompt finished": last_done - last_loop,
+                # nan when the trace has no per-prompt spans (the agent-loop worker was not patched)
+                "last agent loop -> last prompt finished": last_done - last_loop
+                if prompts_done
+                else float("nan"),
                 "last prompt finished -> sample returns": sample_end - last_done,
                 "  replay-buffer polls in the step": float(len(within("poll", g0, z0))),
                 "sample returns -> on_sample_end": z0 - sample_end,
