@@ -47,6 +47,9 @@ from .trainer_files import METRICS_FILE, VAL_FILE, append_row
 from .worker import TinyLoRAActorRolloutRefWorker
 
 TRAINER_MODE = "tinylora_sync"
+# seconds between the replay buffer's checks for finished rollouts: verl's fixed 2.0 s left 0-2 s (≈ 1 s on
+# average) idle per step after the last rollout finished; one check costs ≈ 3 ms (docs/performance_step.md)
+REPLAY_POLL_S = 0.1
 
 # metric keys (verl's names) shown in the per-step summary
 SUMMARY_KEYS = {
@@ -112,6 +115,15 @@ class TinyLoRATrainer(PPOTrainerSync):
                 f"[tinylora] old log-probs: {where} (tinylora.old_log_prob={self.tinylora_run.old_log_prob})"
             )
         super().__init__(config)
+
+    def _build_replay_buffer(self):
+        buffer = super()._build_replay_buffer()
+        if not hasattr(buffer, "poll_interval"):  # verl renamed it: fail here, not silently keep 2 s
+            raise AttributeError(
+                f"{type(buffer).__name__} has no poll_interval (verl changed its replay buffer)"
+            )
+        buffer.poll_interval = REPLAY_POLL_S
+        return buffer
 
     @property
     def _tinylora_on(self) -> bool:
