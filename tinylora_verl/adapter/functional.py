@@ -91,10 +91,14 @@ def lowrank_delta(
 
     x [..., in] -> [..., out]. Cost O(tokens * (in + out) * r) instead of O(out * in).
     """
+    return _scaled_projection(x, S, V, P, v, alpha) @ U.T  # [..., out]
+
+
+def _scaled_projection(x, S, V, P, v, alpha: float) -> torch.Tensor:
+    """(x V) M^T * (alpha S) -> [..., r], in the factors' dtype: x Delta W^T = this @ U^T."""
     M = mix(v, P)  # [r, r]
     z = x.to(V.dtype) @ V  # [..., r]
-    z = (z @ M.T) * (alpha * S)  # [..., r]
-    return z @ U.T  # [..., out]
+    return (z @ M.T) * (alpha * S)  # [..., r]
 
 
 def add_lowrank_delta_(
@@ -117,9 +121,7 @@ def add_lowrank_delta_(
     """
     if y.dtype != U.dtype or not y.is_contiguous():
         return y + lowrank_delta(x, U, S, V, P, v, alpha).to(y.dtype)
-    M = mix(v, P)  # [r, r]
-    z = x.to(V.dtype) @ V  # [..., r]
-    z = (z @ M.T) * (alpha * S)  # [..., r]
+    z = _scaled_projection(x, S, V, P, v, alpha)
     y.view(-1, y.shape[-1]).addmm_(z.reshape(-1, z.shape[-1]), U.T)
     return y
 
