@@ -11,7 +11,8 @@ reset (`/proc/self/clear_refs` = 5) once the model and variant are built, so loa
 transient copies of the weights and would dominate every variant's peak alike — is not counted, while
 everything resident during the step (weights, grads, optimizer state, activations) is;
 `rss_after_load_bytes` = resident memory once the variant is built (so the step's own increment is
-visible), the number of trainable parameters, and seconds per step (informational; the benchmark's
+visible), resident memory split into anonymous and file-backed (memory-mapped weights) after load, after
+the steps and after the steps once glibc's `malloc_trim(0)` returned freed heap (docs/adapter.md "Cost"), the number of trainable parameters, and seconds per step (informational; the benchmark's
 time ratios come from the in-process interleaved runs).
 """
 
@@ -59,6 +60,34 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def rss_split() -> dict:
+    """Resident memory by kind (/proc/self/status, bytes): anonymous (heap, tensors) and file-backed
+    (memory-mapped weights, shared libraries)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    key, value = line.split(":")
+                    out[key.lower()] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def trimmed_rss_split() -> dict:
+    """rss_split() after glibc's malloc_trim(0) hands freed heap back to the system (live memory only)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        return {}
+    return rss_split()
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -76,6 +105,7 @@ def main(argv=None) -> None:
     del work
     ids = make_batch(variant.model, args.batch, args.seq)
     rss_loaded = current_rss_bytes()
+    split_loaded = rss_split()
     peak_reset = reset_peak_rss()
     opt = torch.optim.AdamW(variant.trainable, lr=1e-5) if variant.trainable else None
     step_s = []
@@ -90,14 +120,23 @@ def main(argv=None) -> None:
         step_s.append(time.perf_counter() - t0)
     if not torch.isfinite(loss):
         raise SystemExit(f"non-finite loss {loss.item()} in {args.variant}")
+    peak = peak_rss_bytes()
+    split_end = rss_split()
+    del loss
+    split_trimmed = trimmed_rss_split()
     print(
         json.dumps(
             {
                 "variant": args.variant,
                 "model": args.model,
-                "peak_rss_bytes": peak_rss_bytes(),
+                "peak_rss_bytes": peak,
                 "peak_excludes_loading": peak_reset,
                 "rss_after_load_bytes": rss_loaded,
+                # anonymous / file-backed resident bytes: after load, after the steps, and after the steps
+                # once malloc_trim(0) returned freed heap (what is live)
+                "rss_split_after_load": split_loaded,
+                "rss_split_after_steps": split_end,
+                "rss_split_after_steps_trimmed": split_trimmed,
                 "trainable_params": sum(p.numel() for p in variant.trainable),
                 "step_seconds": step_s,
             }
