@@ -6,6 +6,7 @@ The builders behind them live in tests/tiny_model.py and tests/helpers.py (impor
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.helpers import real_data_dir as _real_data_dir
 from tests.tiny_model import build_tiny_qwen2, load_tokenizer
@@ -38,3 +39,14 @@ def tiny_model_dir(tmp_path_factory):
 def real_data_dir():
     """The full data sets ($TINYLORA_JSONL_DIR); a test that asks for them is skipped when it is unset."""
     return _real_data_dir()
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_not_leaked(request):
+    """Every test starts with autograd on and must leave it on: code that switches it off globally (a
+    command run in-process) would make later tests' gradients silently vanish."""
+    assert torch.is_grad_enabled(), "an earlier test left autograd switched off"
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail(f"{request.node.nodeid} left autograd switched off (torch.set_grad_enabled(False))")

@@ -75,9 +75,9 @@ def run(args) -> int:
         f"[-{args.extent}, {args.extent}]^2, {len(handle.layers)} modules share v = (v1, v2)",
         flush=True,
     )
-    torch.set_grad_enabled(False)
     loss = surface.loss_at(handle, examples, pad_id_of(tok), args.micro_batch_size)
-    values = surface.scan(loss, grid, grid, out, settings, log=lambda m: print(m, flush=True))
+    with torch.no_grad():  # a scan of the loss, no training; scoped: the command also runs in-process
+        values = surface.scan(loss, grid, grid, out, settings, log=lambda m: print(m, flush=True))
     png = surface.plot_surface(
         values,
         grid,
