@@ -1,6 +1,7 @@
 """The trainer and task runner: verl's synchronous V1 GRPO trainer with the TinyLoRA worker plugged in.
 
-`TinyLoRATrainer` (registered as trainer mode "tinylora_sync") is verl's `PPOTrainerSync` with:
+`TinyLoRATrainer` (registered as trainer mode "tinylora_sync"; verl's base sees "sync", so it takes verl's
+sync branches) is verl's `PPOTrainerSync` with:
 * the actor/rollout role served by `TinyLoRAActorRolloutRefWorker` (worker.py), and, when a tinylora
   block is set, the reference policy computed *in the actor* with the adapter off (`ref_in_actor`), so
   no second model copy is built;
@@ -47,6 +48,7 @@ from .trainer_files import METRICS_FILE, VAL_FILE, append_row
 from .worker import TinyLoRAActorRolloutRefWorker
 
 TRAINER_MODE = "tinylora_sync"
+VERL_MODE = "sync"  # the verl trainer mode whose semantics TinyLoRATrainer has (see `trainer_mode` below)
 # seconds between the replay buffer's checks for finished rollouts: verl's fixed 2.0 s left 0-2 s (≈ 1 s on
 # average) idle per step after the last rollout finished; one check costs ≈ 3 ms (docs/performance_step.md)
 REPLAY_POLL_S = 0.1
@@ -115,6 +117,19 @@ class TinyLoRATrainer(PPOTrainerSync):
                 f"[tinylora] old log-probs: {where} (tinylora.old_log_prob={self.tinylora_run.old_log_prob})"
             )
         super().__init__(config)
+
+    # verl's base reads `self.trainer_mode` to choose between its sync and async behaviour (trainer_base.py:
+    # the replay buffer class, gen_batch_size forced to 1, prompts persisted in and checkpointed from
+    # TransferQueue); anything but "sync" takes the async branch. We are verl's sync trainer under another
+    # registered name, so the base sees "sync" (and reads the `trainer.v1.sync` block); the name the config
+    # registered stays in `registered_mode`.
+    @property
+    def trainer_mode(self) -> str:
+        return VERL_MODE
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        self.registered_mode = value
 
     def _build_replay_buffer(self):
         buffer = super()._build_replay_buffer()
