@@ -18,14 +18,16 @@ the run is printed.
 verl validates on the 16 held-out problems (8 samples each at T=0.7) before the first step and after the
 last; the summary prints that accuracy at both points.
 
+It runs in bf16 as the GPU presets do (`precision=fp32` for float32 end to end; docs/demo.md "bf16 and
+float32").
+
 What to expect (measured, docs/demo.md "Measured"): responses are cut at 16 tokens, so the base model's
-rambling answers mostly end on some other number: 12.5-22% held-out accuracy before training (two runs).
-In 10 steps the training reward went from about 0.2 to 0.42-0.63 and the held-out accuracy to 44-47%, in
-12-14 min.
+rambling answers mostly end on some other number: 9-22% held-out accuracy before training (four runs).
+In 10 steps the training reward went from about 0.15-0.2 to 0.35-0.63 and the held-out accuracy to 34-47%.
 
 A fresh run directory is used each time (verl would otherwise resume from the last demo's checkpoint).
-Budget: ≤ 15 min on 2 CPU cores (≈ 2.5 min start-up: Ray, model load + SVD, vLLM engine, first
-validation; then ≈ 50-60 s a step).
+Budget: ≤ 15 min on 2 CPU cores (8.6 min measured in bf16: ≈ 2.5 min start-up: Ray, model load + SVD,
+vLLM engine, first validation; then ≈ 35 s a step).
 """
 
 from __future__ import annotations

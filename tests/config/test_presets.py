@@ -29,8 +29,9 @@ ENV = {"TINYLORA_DATA": "/data", "TINYLORA_RUNS": "/runs"}
 # verl's GPU defaults and with the CPU platform (a smoke-test set-up).
 CASES = [("cpu_demo", []), ("cpu_demo", ["reward=gsm8k"]), ("cpu_demo", ["reward=math"])]
 CASES += [(f"experiment/{p}", extra) for p in PRESETS for extra in ([], ["platform=cpu"])]
-# the precision group (config/precision/): bf16 on the CPU demo and on a preset's CPU smoke test, fp32 on GPU
-CASES += [("cpu_demo", ["precision=bf16"]), (f"experiment/{PRESETS[0]}", ["platform=cpu", "precision=bf16"])]
+# the precision group (config/precision/): fp32 on the CPU demo (bf16 by default), bf16 on a preset's CPU
+# smoke test (fp32 by default), fp32 on GPU
+CASES += [("cpu_demo", ["precision=fp32"]), (f"experiment/{PRESETS[0]}", ["platform=cpu", "precision=bf16"])]
 CASES += [(f"experiment/{PRESETS[0]}", ["precision=fp32"])]
 
 # The authors' settings (docs/paper.md) that docs/parity.md must have a row for, per preset (deleting a row fails).
@@ -169,6 +170,17 @@ def test_composes_and_passes_verl_validation(composed, name, overrides, capsys):
         assert Path(reward.path).is_file(), reward.path
 
 
+def test_the_cpu_demo_runs_in_bf16_by_default(composed):
+    """The demo's default precision is bf16 (docs/demo.md "bf16 and float32"); precision=fp32 undoes it."""
+    cfg, choices = composed[("cpu_demo", ())]
+    assert choices["precision"] == "bf16"
+    assert cfg.actor_rollout_ref.rollout.dtype == "bfloat16"
+    assert cfg.actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype == "bf16"
+    cfg, _ = composed[("cpu_demo", ("precision=fp32",))]
+    assert cfg.actor_rollout_ref.rollout.dtype == "float32"
+    assert cfg.actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype == "fp32"
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_is_gpu_and_points_at_prepared_data(composed, preset):
     from tinylora_verl.data.datasets import DATASETS
@@ -268,8 +280,9 @@ def test_parity_parser_reads_values_as_yaml():
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_as_add_on_is_refused(preset):
     """`+experiment=NAME` on the CPU demo would mix the demo's platform and task into a GPU run; Hydra
-    refuses it (the preset's empty /platform default clashes with the demo's `platform: cpu`)."""
+    refuses it (the preset's empty /platform and /precision defaults clash with the demo's `platform: cpu`
+    and `precision: bf16`)."""
     from hydra.errors import ConfigCompositionException
 
-    with pytest.raises(ConfigCompositionException, match="Multiple values for platform"):
+    with pytest.raises(ConfigCompositionException, match="Multiple values for (platform|precision)"):
         _compose("cpu_demo", [f"+experiment={preset}"])

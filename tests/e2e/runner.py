@@ -43,6 +43,8 @@ def _command(tmp: Path, extra: list[str], tie_word_embeddings: bool = True):
         "actor_rollout_ref.actor.optim.lr=0.05",
         "tinylora.budget=4",
         "tinylora.verify_sync=true",
+        # float32 unless the case picks a precision (the demo's default is bf16; both are covered)
+        *([] if any(x.startswith("precision=") for x in extra) else ["precision=fp32"]),
         *extra,
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
