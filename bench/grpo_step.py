@@ -22,7 +22,8 @@ own process:
                    step, micro-batches of 8 with 8 accumulation steps (one optimizer step per generation
                    batch, as verl's ppo_mini_batch_size=16 does), max_completion_length=16, T=0.7, lr 3e-2,
                    beta=0 (no reference model, as the demo's use_kl_loss=false), clip 0.2/0.4, no gradient
-                   checkpointing (the demo uses none). Needs the optional `bench` extra (trl).
+                   checkpointing (the demo uses none), in the demo's precision (bf16: float32 weights
+                   with bf16 autocast, TRL's `bf16=True`). Needs the optional `bench` extra (trl).
 
 verl runs: `python -m tinylora_verl.main <overrides> trainer.total_training_steps=N
 trainer.val_before_train=false trainer.test_freq=-1 trainer.save_freq=-1 trainer.default_local_dir=<fresh
@@ -430,9 +431,12 @@ def trl_child(steps: int, run_dir: Path) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from bench.workloads import our_plan, peft_tinylora_config
+    from tinylora_verl.config_compose import compose
     from tinylora_verl.smollm2 import ensure_smollm2
 
-    demo = __import__("omegaconf").OmegaConf.load(ROOT / "config" / "cpu_demo.yaml")
+    demo = compose("cpu_demo", ["actor_rollout_ref.model.path=unused"])
+    # the demo's precision: bf16 = float32 masters with bf16 autocast (as FSDP2's mixed precision computes)
+    bf16 = demo.actor_rollout_ref.rollout.dtype == "bfloat16"
     path = ensure_smollm2()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -446,7 +450,11 @@ def trl_child(steps: int, run_dir: Path) -> None:
     )
     torch.set_num_threads(threads)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"peft TinyLoRA: {trainable} trainable parameters, {plan.num_groups} groups", flush=True)
+    print(
+        f"peft TinyLoRA: {trainable} trainable parameters, {plan.num_groups} groups, "
+        f"{'bf16 autocast' if bf16 else 'float32'}",
+        flush=True,
+    )
 
     prompts = int(demo.data.train_batch_size)
     n = int(demo.actor_rollout_ref.rollout.n)
@@ -470,7 +478,7 @@ def trl_child(steps: int, run_dir: Path) -> None:
         gradient_checkpointing=False,
         use_vllm=False,
         use_cpu=True,
-        bf16=False,
+        bf16=bf16,
         fp16=False,
         shuffle_dataset=False,
         logging_steps=1,
