@@ -50,7 +50,8 @@ holds its sync diagnostics and the fixed-probe KL pass (tinylora.probe_sequences
 "other" (the probe's own seconds are in the JSON as probe_s). Ratios are step time / TinyLoRA full's step
 time; the goals (TinyLoRA step <= 0.6 x verl full FT, <= 0.8 x verl LoRA r=1, <= 0.5 x TRL+peft TinyLoRA)
 are checked and printed as met / not met. On a shared machine Ray's memory monitor may kill a run's workers
-(verl then waits on them forever): such a run is stopped, with its own Ray instance, and rerun (`--retries`). A configuration that fails is reported with the last error of
+(verl then waits on them forever): such a run is stopped, with its own Ray instance, and rerun (`--retries`); a run whose vLLM worker raised
+(vLLM's "Worker failed with error") hangs the same way and is stopped, not rerun. A configuration that fails is reported with the last error of
 its log and left out of the table; no figure is filled in for it.
 
 Framework output goes to `<out>/<config>/run-*.console.log` (and verl's own `<run>/tinylora_train.log`); the
@@ -302,6 +303,17 @@ def ray_oom_killed(log_file: Path) -> bool:
         return False
 
 
+ENGINE_FAILED = "Worker failed with error"  # vLLM's EngineCore, when a worker's RPC raised
+
+
+def rollout_engine_failed(log_file: Path) -> bool:
+    """Whether a vLLM worker raised (a failed weight load, say); verl then waits forever on the engine."""
+    try:
+        return ENGINE_FAILED in log_file.read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def oom_failure(res: dict) -> bool:
     """A run lost to memory pressure on the machine: hung on killed workers, or failed with Ray's OOM error."""
     return res.get("rc") == "Ray's OOM killer killed workers" or any(
@@ -359,6 +371,8 @@ def run_config(name: str, steps: int, out_dir: Path, timeout: float) -> dict:
                         rc = f"timeout after {timeout:.0f} s"
                     elif ray_oom_killed(run_dir / "tinylora_train.log"):
                         rc = "Ray's OOM killer killed workers"
+                    elif rollout_engine_failed(run_dir / "tinylora_train.log"):
+                        rc = "vLLM's engine failed"
             if not isinstance(rc, int):
                 stop_tree(proc)
         finally:

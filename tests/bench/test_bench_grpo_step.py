@@ -105,3 +105,16 @@ def test_oom_failures_are_recognised():
     msg = "ray.exceptions.OutOfMemoryError: 4 worker(s) were killed due to the node running low on memory."
     assert g.oom_failure({"rc": 1, "error": msg})
     assert not g.oom_failure({"rc": 1, "error": "ValueError: bad config"})
+
+
+def test_a_failed_rollout_engine_is_recognised_in_the_log(tmp_path):
+    log = tmp_path / "tinylora_train.log"
+    assert not g.rollout_engine_failed(log)  # no log yet
+    log.write_text("(EngineCore pid=1) INFO ready\n")
+    assert not g.rollout_engine_failed(log)
+    log.write_text(
+        "(EngineCore pid=8663) ERROR [core.py:1750] RuntimeError: Worker failed with error 'cannot close "
+        "exported pointers exist', please check the stack trace above for the root cause\n"
+    )
+    assert g.rollout_engine_failed(log)
+    assert not g.oom_failure({"rc": "vLLM's engine failed", "error": log.read_text()})  # not retried
