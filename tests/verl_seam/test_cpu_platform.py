@@ -33,6 +33,9 @@ if out["device"] == "cpu":
                replica=get_rollout_replica_class("vllm").__name__, flops=get_device_flops(),
                mem=dm.memory_allocated(), env=p.rollout_env_vars(), ray=p.ray_resource_name(),
                ipc=p.is_ipc_supported())
+    import tinylora_verl.rollout.vllm_worker  # our vLLM worker extension, as the vLLM worker imports it
+    from vllm.model_executor.models.utils import WeightsMapper
+    out["unstacked_mapper"] = WeightsMapper.get_unstacked_mapper is WeightsMapper.get_rename_mapper
 print("PROBE" + json.dumps(out))
 """
 
@@ -67,6 +70,7 @@ def test_cpu_platform_fixes():
     assert out["mem"] == 0
     assert out["env"]["VLLM_TARGET_DEVICE"] == "cpu"  # blocker 8
     assert out["ray"] == "GPU" and out["ipc"] is False
+    assert out["unstacked_mapper"]  # verl's LoRA loader on vLLM 0.32 (rollout/vllm_compat.py)
 
 
 @pytest.mark.slow

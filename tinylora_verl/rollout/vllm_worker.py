@@ -13,7 +13,8 @@ verl's own `BucketedWeightReceiver` (same ZMQ/shared-memory wire as the trainer'
 copy of each tensor (the shared-memory buffer is reused per bucket), and calls `reload_weights` once
 with everything — a layer whose fused parts (q/k/v, gate/up) arrive in different buckets is then
 still loaded completely. verl's `ServerAdapter.update_weights` resets the prefix cache afterwards.
-LoRA-adapter syncs (peft_config with base_sync_done) go to verl's implementation unchanged.
+LoRA-adapter syncs (peft_config with base_sync_done) go to verl's implementation unchanged (its loader
+needs one vLLM 0.32 rename, given at import: rollout/vllm_compat.py).
 
 Every stream also passes through a `VectorSyncReceiver` (tinylora_verl/sync/receiver.py): for
 `tinylora.sync_mode: vector` it keeps the base weights and factors of the setup stream and, for each
@@ -41,8 +42,10 @@ from verl.utils.vllm.vllm_quant_utils import is_quantized_model
 from verl.workers.rollout.vllm_rollout.utils import vLLMColocateWorkerExtension
 
 from ..sync.receiver import VectorSyncReceiver
+from .vllm_compat import alias_unstacked_mapper
 
 logger = logging.getLogger(__name__)
+alias_unstacked_mapper()  # verl's LoRA loader on vLLM 0.32 (vllm_compat.py)
 
 
 class TinyLoRAWorkerExtension(vLLMColocateWorkerExtension):
