@@ -119,3 +119,115 @@ def test_planner_invariants(layers, budget, mode):
         and any(math.ceil(len(mods) / t) == budget for t in range(1, len(mods) + 1))
     ):
         assert plan.projection_dim == 1 and plan.exact  # the finest tying is preferred
+
+
+# ---- exact outputs and messages (mutation testing: docs/testing.md) ----------------------------------
+ONE_LAYER = qwen_module_names(1)  # q, k, v, o, gate, up, down of layer 0
+Q, K, V, O, G, UP, D = ONE_LAYER
+
+
+def test_to_dict_is_the_plan_written_out():
+    assert plan_tying(ONE_LAYER, "tiled", 3).to_dict() == {
+        "tie_mode": "tiled",
+        "projection_dim": 1,
+        "tie_factor": 3,
+        "num_modules": 7,
+        "num_groups": 3,
+        "num_trainable": 3,
+        "budget": 3,
+        "exact": True,
+        "groups": [
+            {"group": 0, "params": 1, "modules": [Q, K, V]},
+            {"group": 1, "params": 1, "modules": [O, G, UP]},
+            {"group": 2, "params": 1, "modules": [D]},
+        ],
+    }
+    inexact = plan_tying(ONE_LAYER, "none", 10).to_dict()
+    assert (inexact["budget"], inexact["num_trainable"], inexact["exact"]) == (10, 7, False)
+    assert plan_tying(ONE_LAYER, "tiled", projection_dim=2, tie_factor=7).to_dict()["budget"] is None
+
+
+def test_table_is_exact():
+    assert plan_tying(ONE_LAYER, "tiled", 3).table().splitlines() == [
+        "TinyLoRA plan: 7 modules, tie_mode=tiled, tie_factor=3, u=1 -> 3 groups x 1 = 3 trainable parameters"
+        " (budget 3)",
+        "group  params  modules  types / first -> last module",
+        f"    0       1        3  [k_proj,q_proj,v_proj] {Q} -> {V}",
+        f"    1       1        3  [gate_proj,o_proj,up_proj] {O} -> {UP}",
+        f"    2       1        1  [down_proj] {D}",
+    ]
+    head = plan_tying(ONE_LAYER, "none", 10).table().splitlines()[0]
+    assert head.endswith("= 7 trainable parameters (budget 10, NOT exact: nearest reachable)")
+    head = plan_tying(ONE_LAYER, "all", projection_dim=2).table().splitlines()[0]
+    assert head.endswith("-> 1 groups x 2 = 2 trainable parameters")  # no budget asked: no budget note
+
+
+def test_structured_sorts_by_layer_number_whatever_the_input_order():
+    mods = [m for layer in (10, 2, 1) for m in qwen_module_names(11) if f".layers.{layer}." in m]
+    q = [g for g in make_groups(mods, "structured", 2) if module_type(g[0]) == "q_proj"]
+    assert q == [[f"model.layers.{i}.self_attn.q_proj" for i in (1, 2)], ["model.layers.10.self_attn.q_proj"]]
+
+
+def test_none_and_all_ignore_the_tie_factor():
+    assert make_groups(ONE_LAYER, "none", 3) == [[m] for m in ONE_LAYER]
+    assert make_groups(ONE_LAYER, "all", 2) == [ONE_LAYER]
+
+
+def test_the_default_tie_mode_is_tiled():
+    mods = qwen_module_names(4)  # tiled and structured group these 28 modules differently at budget 7
+    assert plan_tying(mods, budget=7).groups == plan_tying(mods, "tiled", 7).groups
+    assert plan_tying(mods, budget=7).groups != plan_tying(mods, "structured", 7).groups
+
+
+@pytest.mark.parametrize(
+    "modules,kwargs,message",
+    [
+        (
+            [],
+            dict(budget=13),
+            "no modules to adapt: none of the target_modules matched a Linear layer of the model",
+        ),
+        (
+            None,
+            dict(tie_mode="ring", budget=13),
+            "tie_mode='ring' is not one of ('none', 'all', 'tiled', 'structured')",
+        ),
+        (None, dict(projection_dim=0), "projection_dim=0 must be a positive integer"),
+        (None, dict(budget=13, tie_factor=-1), "tie_factor=-1 must be a positive integer"),
+        (None, dict(), "give a parameter budget (e.g. budget=13) or a projection_dim u (and tie_factor)"),
+        (
+            None,
+            dict(tie_mode="all", budget=13, tie_factor=4),
+            "tie_factor is only used with tie_mode 'tiled' or 'structured', not 'all'; drop tie_factor or change "
+            "tie_mode",
+        ),
+        (
+            None,
+            dict(budget=13, tie_factor=500),
+            "tie_factor=500 exceeds the 196 modules that can share a vector with tie_mode='tiled'; use "
+            "tie_factor <= 196 or tie_mode='all'",
+        ),
+        (
+            None,
+            dict(tie_mode="all", budget=13, projection_dim=4),
+            "budget=13 conflicts with projection_dim=4: tie_mode='all' gives 1 group(s), so u=4 trains 4; drop "
+            "one of them",
+        ),
+        (
+            None,
+            dict(tie_mode="none", budget=13),
+            "budget=13 is below the 196 modules of tie_mode='none' (at least one parameter per module); use "
+            "tie_mode='tiled' or 'structured' to share vectors",
+        ),
+    ],
+)
+def test_refusals_say_exactly_what_is_wrong(modules, kwargs, message):
+    with pytest.raises(PlanError) as e:
+        plan_tying(qwen_module_names(28) if modules is None else modules, **kwargs)
+    assert str(e.value) == message
+
+
+def test_make_groups_names_the_bad_mode():
+    with pytest.raises(PlanError) as e:
+        make_groups(ONE_LAYER, "ring", 2)
+    assert str(e.value) == "tie_mode='ring' is not one of ('none', 'all', 'tiled', 'structured')"
