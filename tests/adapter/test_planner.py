@@ -231,3 +231,31 @@ def test_make_groups_names_the_bad_mode():
     with pytest.raises(PlanError) as e:
         make_groups(ONE_LAYER, "ring", 2)
     assert str(e.value) == "tie_mode='ring' is not one of ('none', 'all', 'tiled', 'structured')"
+
+
+def test_module_type_of_a_top_level_name_is_the_name():
+    assert module_type("lm_head") == "lm_head"
+
+
+def test_u_alone_gives_the_mode_s_tie_factor():
+    assert plan_tying(ONE_LAYER, "none", projection_dim=2).tie_factor == 1
+    assert plan_tying(ONE_LAYER, "all", projection_dim=2).tie_factor == 7
+    tiled = plan_tying(ONE_LAYER, "tiled", projection_dim=2)  # no tie_factor: every module its own vector
+    assert (tiled.tie_factor, tiled.num_groups, tiled.num_trainable) == (1, 7, 14)
+
+
+def test_budget_and_u_that_agree_are_accepted_and_the_tie_factor_refused_for_none():
+    plan = plan_tying(ONE_LAYER, "none", budget=14, projection_dim=2)
+    assert (plan.projection_dim, plan.num_trainable, plan.exact) == (2, 14, True)
+    with pytest.raises(PlanError) as e:
+        plan_tying(ONE_LAYER, "none", 7, tie_factor=2)
+    assert str(e.value) == (
+        "tie_factor is only used with tie_mode 'tiled' or 'structured', not 'none'; drop tie_factor or change "
+        "tie_mode"
+    )
+
+
+def test_nearest_budget_can_take_u_1_when_budget_over_groups_is_1():
+    # structured on one layer: 7 types of 1 module, so 7 groups whatever t; 9 is unreachable, 7 nearest
+    plan = plan_tying(ONE_LAYER, "structured", 9)
+    assert (plan.projection_dim, plan.num_trainable, plan.exact) == (1, 7, False)
