@@ -292,26 +292,28 @@ def last_error(log_file: Path) -> str:
     return hits[-1][:400] if hits else "no error line in the log"
 
 
-OOM_KILLED = "due to memory pressure (OOM)"
+OOM_KILLED = "due to memory pressure (OOM)"  # Ray's memory monitor killed workers: verl waits forever on them
+ENGINE_FAILED = (
+    "Worker failed with error"  # vLLM's EngineCore, when a worker's RPC raised: verl waits forever
+)
 
 
-def ray_oom_killed(log_file: Path) -> bool:
-    """Whether Ray's memory monitor killed workers of this run (the run then waits forever on them)."""
+def hang_reason(log_file: Path) -> str | None:
+    """Why a run will never finish, read from its log once: Ray's OOM kills, or a vLLM worker that raised."""
     try:
-        return OOM_KILLED in log_file.read_text(errors="replace")
+        text = log_file.read_text(errors="replace")
     except OSError:
-        return False
-
-
-ENGINE_FAILED = "Worker failed with error"  # vLLM's EngineCore, when a worker's RPC raised
+        return None
+    if OOM_KILLED in text:
+        return "Ray's OOM killer killed workers"
+    if ENGINE_FAILED in text:
+        return "vLLM's engine failed"
+    return None
 
 
 def rollout_engine_failed(log_file: Path) -> bool:
     """Whether a vLLM worker raised (a failed weight load, say); verl then waits forever on the engine."""
-    try:
-        return ENGINE_FAILED in log_file.read_text(errors="replace")
-    except OSError:
-        return False
+    return hang_reason(log_file) == "vLLM's engine failed"
 
 
 def oom_failure(res: dict) -> bool:
@@ -369,10 +371,8 @@ def run_config(name: str, steps: int, out_dir: Path, timeout: float) -> dict:
                 except subprocess.TimeoutExpired:
                     if time.perf_counter() - start > timeout:
                         rc = f"timeout after {timeout:.0f} s"
-                    elif ray_oom_killed(run_dir / "tinylora_train.log"):
-                        rc = "Ray's OOM killer killed workers"
-                    elif rollout_engine_failed(run_dir / "tinylora_train.log"):
-                        rc = "vLLM's engine failed"
+                    elif reason := hang_reason(run_dir / "tinylora_train.log"):  # one read per poll
+                        rc = reason
             if not isinstance(rc, int):
                 stop_tree(proc)
         finally:

@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:
 
 from bench.precision_demo import PHASES, summarize  # noqa: E402
 
-# name -> environment added to the run's (an empty value removes the variable)
+# name -> variables set in the run's environment (on top of this process's)
 ALLOCATIONS: dict[str, dict[str, str]] = {
     "default": {},  # vLLM: auto binding (1 core on 2), actor: every core
     # vLLM's worker on every core (auto binding, none reserved: its scheduler and HTTP server share them)
