@@ -22,7 +22,7 @@ def test_arithmetic_splits_are_disjoint_and_carry_solutions():
     r = rows["test"][0]
     a, b = r["extra_info"]["a"], r["extra_info"]["b"]
     assert r["extra_info"]["solution"] == f"#### {a + b}" and r["reward_model"]["ground_truth"] == str(a + b)
-    bad = check_task({"kind": "arithmetic", "op": "mul", "n_train": 0})
+    bad = check_task({"kind": "arithmetic", "op": "mul", "n_train": 0, "n_val": 8, "n_test": 8})
     assert bad == ["task.n_train=0 must be a positive integer"]
 
 
@@ -53,6 +53,28 @@ def test_number_style_rows_ask_for_the_number_and_score_the_last_number():
     assert check_task({"kind": "arithmetic", "style": "words"}) == [
         "task.style='words' must be one of ('hash', 'number')"
     ]
+
+
+def test_an_operand_range_widens_the_problem_space_and_is_checked():
+    task = {"kind": "arithmetic", "op": "mul", "n_train": 40, "n_val": 24, "n_test": 57, "seed": 0}
+    # 2..9 (mul's own range): 64 problems, 121 asked for — refused before any data is written
+    assert check_task(task) == [
+        "task.operands=[2, 9] (the default) give 64 distinct problems but n_train + n_val + n_test = 121; "
+        "widen the range or ask for fewer"
+    ]
+    rows = arithmetic_rows({**task, "operands": [2, 12]})
+    pairs = [(r["extra_info"]["a"], r["extra_info"]["b"]) for s in rows for r in rows[s]]
+    assert len(set(pairs)) == 121 == len(pairs)  # every product of 2..12 exactly once over the three sets
+    assert {a for a, _ in pairs} == set(range(2, 13)) == {b for _, b in pairs}
+    r = rows["test"][0]
+    assert r["reward_model"]["ground_truth"] == str(r["extra_info"]["a"] * r["extra_info"]["b"])
+    assert check_task({**task, "operands": [2, 11]}) == [
+        "task.operands=[2, 11] give 100 distinct problems but n_train + n_val + n_test = 121; widen the "
+        "range or ask for fewer"
+    ]
+    for bad in ([5, 2], [2], "2,12", [2.0, 12], [-1, 3], [True, 3]):
+        (msg,) = check_task({**task, "operands": bad})
+        assert msg.startswith(f"task.operands={bad!r} must be [lo, hi]")
 
 
 def test_materialise_writes_three_parquet_files_once(tmp_path):
@@ -101,6 +123,9 @@ def test_evaluate_scores_every_set_with_its_reward(tmp_path):
 
     summary = evaluate(files.eval_sets(), EvalConfig(backend="hf"), tmp_path / "eval", fake_generate)
     assert summary["val"]["accuracy"] == pytest.approx(0.5) and summary["val"]["n_prompts"] == 10
+    # per-prompt scores in the set's row order (what the bootstrap over problems resamples)
+    assert summary["val"]["per_prompt"] == [1.0, 0.0] * 5
+    assert summary["val"]["prompt_ids"] == [r["extra_info"]["index"] for r in rows["val"]]
     assert summary["arithmetic_add"]["accuracy"] == pytest.approx(0.5)
     assert (tmp_path / "eval" / "samples" / "arithmetic_add.jsonl").exists()
     assert "average" in (tmp_path / "eval" / "summary.csv").read_text()

@@ -53,6 +53,27 @@ def test_defaults_are_the_papers_grid_and_names_are_deterministic():
     )
 
 
+def test_each_baseline_can_have_its_own_learning_rates():
+    spec = validate(
+        _spec(methods=["rl"], baselines=["lora", "full"], baseline_lrs={"lora": [1e-4, 1e-3], "full": [1e-5]})
+    )
+    names = [r.name for r in expand(spec)]
+    assert [n for n in names if "tinylora" not in n] == [
+        "rl-lora1-lr0.0001-s0",
+        "rl-lora1-lr0.001-s0",
+        "rl-full-lr1e-05-s0",
+    ]
+    with pytest.raises(ValueError) as err:
+        validate(_spec(baselines=["lora", "full"], baseline_lrs={"lora": [1e-4, -1], "dora": [1e-3]}))
+    msg = str(err.value)
+    for part in (
+        "baseline_lrs.dora is not a baseline (valid: lora, full)",
+        "baseline_lrs.lora: -1 is not a positive float",
+        "baselines: 'full' has no learning rates; add baseline_lrs.full",
+    ):
+        assert part in msg, part
+
+
 def test_every_spec_mistake_is_reported_at_once():
     with pytest.raises(ValueError) as err:
         validate(

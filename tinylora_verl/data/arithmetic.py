@@ -45,13 +45,24 @@ def _messages(style: str, a: int, sym: str, b: int) -> list[dict]:
 
 
 def make_rows(
-    op: str, n: int, seed: int, split: str, exclude: set | None = None, style: str = "hash"
+    op: str,
+    n: int,
+    seed: int,
+    split: str,
+    exclude: set | None = None,
+    style: str = "hash",
+    operands: tuple[int, int] | None = None,
 ) -> list[dict]:
+    """n distinct problems a op b with a, b drawn from `operands` (lo, hi inclusive; default: the op's
+    range in OPS), none of them in `exclude`."""
     if op not in OPS:
         raise InvalidValue(f"task op {op!r} is not one of {sorted(OPS)}")
     if style not in STYLES:
         raise InvalidValue(f"task style {style!r} is not one of {STYLES}")
-    sym, fn, (lo, hi) = OPS[op]
+    sym, fn, default_range = OPS[op]
+    lo, hi = operands or default_range
+    if not (isinstance(lo, int) and isinstance(hi, int) and 0 <= lo <= hi):
+        raise InvalidValue(f"task operands {operands!r} must be two integers 0 <= lo <= hi")
     space = (hi - lo + 1) ** 2 - len(exclude or ())
     if n > space:
         raise InvalidValue(

@@ -8,7 +8,8 @@ rollout and `tinylora-verl eval` render them), same scoring and output files:
   written), left-padded batches. On CPU with a small model this skips vLLM's ~30 s engine start per run.
 "auto" picks vllm when CUDA is available, else hf. run_one.py chooses the model (and, for vLLM, writes the
 servable copy and frees the training model first). evaluate() writes OUT/samples/<set>.jsonl,
-OUT/summary.csv and OUT/summary.md and returns {set: summary dict}.
+OUT/summary.csv and OUT/summary.md and returns {set: summary dict}; each set's dict also holds its
+per-prompt mean scores (per_prompt, prompt_ids) for intervals over problems.
 """
 
 from __future__ import annotations
@@ -140,6 +141,15 @@ def evaluate(eval_sets: dict[str, str], cfg: EvalConfig, out_dir, generate_fn) -
         records = score_benchmark(name, reward, rows, completions[start : start + len(rows)])
         start += len(rows)
         write_samples(out_dir, name, records)
-        summary.append(summarize(name, records))
-    write_summary(out_dir, summary, title="Held-out evaluation")
-    return {row.benchmark: asdict(row) for row in summary}
+        summary.append((summarize(name, records), per_prompt(records)))
+    write_summary(out_dir, [row for row, _ in summary], title="Held-out evaluation")
+    return {row.benchmark: {**asdict(row), **prompts} for row, prompts in summary}
+
+
+def per_prompt(records: list[dict]) -> dict[str, list]:
+    """{"prompt_ids": each prompt's index in its set, "per_prompt": its mean score}: what a bootstrap over
+    problems (experiments/intervals.py) resamples; prompts in the order of the set's rows."""
+    scores: dict[int, list[float]] = {}
+    for r in records:
+        scores.setdefault(r["index"], []).append(float(r["score"]))
+    return {"prompt_ids": list(scores), "per_prompt": [sum(v) / len(v) for v in scores.values()]}

@@ -35,6 +35,12 @@ def add_task_arguments(p) -> None:
         "calculator prompt, scored by the last number)",
     )
     g.add_argument(
+        "--operands",
+        default=None,
+        metavar="LO,HI",
+        help="inclusive range of both arithmetic operands (default: the op's, add 10,99 and mul 2,9)",
+    )
+    g.add_argument(
         "--train", default=None, help="training parquet (verl rows; SFT needs extra_info.solution)"
     )
     g.add_argument("--val", default=None, help="validation parquet (model selection)")
@@ -43,12 +49,20 @@ def add_task_arguments(p) -> None:
     )
 
 
+def _operands(text: str) -> list[int]:
+    try:
+        lo, hi = (int(x) for x in text.split(","))
+    except ValueError:
+        raise InvalidValue(f"--operands {text!r} must be LO,HI, two integers (e.g. 2,12)") from None
+    return [lo, hi]
+
+
 def task_from_args(args, required: bool = True) -> dict | None:
     """The task dict the flags describe; None when none was given and not required."""
     if args.arithmetic and (args.train or args.val or args.test):
         raise InvalidValue("give either --arithmetic OP or --train/--val/--test files, not both")
     if args.arithmetic:
-        return {
+        task = {
             "kind": "arithmetic",
             "op": args.arithmetic,
             "n_train": args.n_train,
@@ -57,6 +71,9 @@ def task_from_args(args, required: bool = True) -> dict | None:
             "seed": args.task_seed,
             "style": args.task_style,
         }
+        if args.operands is not None:
+            task["operands"] = _operands(args.operands)
+        return task
     if args.train or args.val or args.test:
         if not (args.train and args.val):
             raise InvalidValue(

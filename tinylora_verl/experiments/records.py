@@ -9,7 +9,9 @@ result.json:
     params                         method, kind, budget, lr, seed (as in run.json)
     trainable_params               what actually trained (the planner's exact count for TinyLoRA)
     train                          method metrics (SFT: losses, steps; RL: last step's reward, ...)
-    eval                           {set: {accuracy, pass_at_n, n_prompts, ...}} for val and every test set
+    eval                           {set: {accuracy, pass_at_n, n_prompts, ..., per_prompt, prompt_ids}} for
+                                   val and every test set
+    update                         trained runs: the size of the weight update (update_size.py), else null
     wall_s, finished_at            seconds from start to record, ISO time
     error                          failed runs: the exception / exit status and the log's tail
 A run is "finished" (skipped by later sweeps), "failed" (retried with --retry-failed) or "pending"
@@ -75,6 +77,7 @@ def make_record(
     train: dict | None = None,
     eval_: dict | None = None,
     error: str | None = None,
+    update: dict | None = None,
 ) -> dict:
     return {
         "name": settings["name"],
@@ -85,6 +88,7 @@ def make_record(
         "trainable_params": trainable_params,
         "train": train or {},
         "eval": eval_ or {},
+        "update": update,
         "wall_s": round(wall_s, 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "error": error,

@@ -124,23 +124,38 @@ def run_sft(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     train["config"] = settings_dict(cfg)  # every SFT setting, defaults included
     saved = save_trainable(trainable, run_dir, tokenizer=tok)
     log(f"sft: saved {saved}")
+    update = _sft_update(trainable, model_path, cfg.dtype)  # LoRA: merged into the model from here on
+    out = {"trainable_params": n_trainable, "train": train, "update": update}
     if ev_cfg.resolved_backend() == "hf":
         hf_model = trainable.model
-        ev = _eval(settings, run_dir, lambda p: generate_hf(hf_model, tok, p, ev_cfg))
-        return {"trainable_params": n_trainable, "train": train, "eval": ev}
+        return {**out, "eval": _eval(settings, run_dir, lambda p: generate_hf(hf_model, tok, p, ev_cfg))}
     with tempfile.TemporaryDirectory(prefix="tinylora-servable-") as tmp:
         if trainable.kind == "tinylora":  # vLLM serves plain weights: merge the adapter into a copy
             served = _export_merged(trainable.handle, model_path, tmp)
         elif trainable.kind == "lora":
-            trainable.model.merge_and_unload().save_pretrained(tmp)
+            trainable.model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             served = tmp
         else:
             served = str(saved)
         del trainable, model
         _release()
-        ev = _eval(settings, run_dir, lambda p: generate_vllm(served, p, ev_cfg))
-    return {"trainable_params": n_trainable, "train": train, "eval": ev}
+        return {**out, "eval": _eval(settings, run_dir, lambda p: generate_vllm(served, p, ev_cfg))}
+
+
+def _sft_update(trainable, model_path: str, dtype: str) -> dict:
+    """update_size of an SFT run's effective weights; a LoRA is merged into trainable.model (same outputs,
+    the base model's parameter names)."""
+    from .update_size import base_weights, update_size
+
+    if trainable.kind == "lora":
+        trainable.model = trainable.model.merge_and_unload()
+    trained = (
+        trainable.handle.base_state_dict(merged=True)
+        if trainable.kind == "tinylora"
+        else trainable.model.state_dict()
+    )
+    return update_size(base_weights(model_path, dtype), trained)
 
 
 def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
@@ -158,6 +173,8 @@ def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
             f"verl training exited with status {rc}; last lines of {train_log}:\n"
             + records.log_tail(train_log, 1500)
         )
+    from .update_size import base_weights, update_size
+
     tok, cfg = _tokenizer(model_path), EvalConfig.from_dict(settings["eval"])
     vllm = cfg.resolved_backend() == "vllm"
     result = {"train": rl.train_metrics(run_dir)}
@@ -165,6 +182,7 @@ def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
         adapter = rl.final_adapter(run_dir)
         handle = load_adapter(load_causal_lm(model_path, device="cpu" if vllm else _device()), adapter)
         result["trainable_params"] = handle.num_trainable
+        result["update"] = update_size(base_weights(model_path), handle.base_state_dict(merged=True))
         log(f"rl: evaluating adapter {adapter} ({handle.num_trainable} parameters)")
         if not vllm:
             return {
@@ -178,10 +196,24 @@ def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
             return {**result, "eval": _eval(settings, run_dir, lambda p: generate_vllm(served, p, cfg))}
     merged = str(rl.merged_model_dir(run_dir, train_log))
     result["trainable_params"] = count_params(model_path, settings["kind"])
+    result["update"] = update_size(base_weights(model_path), load_state(merged))
     if vllm:
         return {**result, "eval": _eval(settings, run_dir, lambda p: generate_vllm(merged, p, cfg))}
     model = load_causal_lm(merged, device=_device())
     return {**result, "eval": _eval(settings, run_dir, lambda p: generate_hf(model, tok, p, cfg))}
+
+
+def load_state(model_dir: str) -> dict:
+    """A saved HF directory's weights as stored (their dtype kept: update_size rounds the base to it)."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise MissingPath(f"{model_dir} has no *.safetensors weights to measure the update with")
+    state: dict = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
 
 
 RUNNERS = {"base": run_base, "sft": run_sft, "rl": run_rl}
@@ -211,6 +243,7 @@ def execute(run_dir, log=print) -> dict:
             trainable_params=out["trainable_params"],
             train=out["train"],
             eval_=out["eval"],
+            update=out.get("update"),
         )
     except Exception as err:  # noqa: BLE001 - any failure of the run is its result
         log(traceback.format_exc())

@@ -9,7 +9,7 @@ YAML (every key optional but `model` and `task`; defaults below):
     lrs: [1.0e-7, 5.0e-7, 1.0e-6, 5.0e-6, 1.0e-5, 1.0e-4, 2.0e-4]   # the paper's grid, in the authors' scale
     seeds: [0, 1, 2]
     baselines: [lora, full]        # rank-1 LoRA, full fine-tune (each over baseline_lrs x seeds)
-    baseline_lrs: null             # null = lrs
+    baseline_lrs: null             # null = lrs; a list for both baselines, or {lora: [..], full: [..]}
     base_eval: true                # one run that only evaluates the untrained model (the figure's base line)
     tinylora: {tie_mode: tiled, frozen_rank: 2, lora_alpha: 32}
     sft: {steps: .., batch_size: .., ...}      # experiments/sft.py SFTConfig fields
@@ -84,8 +84,8 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _number_list(spec: dict, key: str, kind, positive: bool, errors: list[str]) -> None:
-    values = spec.get(key)
+def _number_list(spec: dict, key: str, kind, positive: bool, errors: list[str], prefix: str = "") -> None:
+    values, key = spec.get(key), prefix + key
     if not isinstance(values, list) or not values:
         errors.append(f"{key} must be a non-empty list, got {values!r}")
         return
@@ -95,6 +95,16 @@ def _number_list(spec: dict, key: str, kind, positive: bool, errors: list[str]) 
             errors.append(f"{key}: {v!r} is not a {'positive ' if positive else ''}{kind.__name__}")
     if len(set(values)) != len(values):
         errors.append(f"{key} has repeated values {values}")
+
+
+def baseline_lrs(spec: dict, kind: str) -> list:
+    """The LR grid of baseline `kind`: baseline_lrs as a list (every baseline) or its entry (a dict)."""
+    lrs = spec["baseline_lrs"]
+    if isinstance(lrs, dict):
+        if kind not in lrs:
+            raise InvalidValue(f"baseline_lrs has no grid for baseline {kind!r}; add baseline_lrs.{kind}")
+        return lrs[kind]
+    return lrs
 
 
 def validate(spec: dict) -> dict:
@@ -113,7 +123,14 @@ def validate(spec: dict) -> dict:
         full["baseline_lrs"] = list(full["lrs"])
     _number_list(full, "budgets", int, True, errors)
     _number_list(full, "lrs", float, True, errors)
-    _number_list(full, "baseline_lrs", float, True, errors)
+    if isinstance(full["baseline_lrs"], dict):  # one grid per baseline kind
+        extra = sorted(set(full["baseline_lrs"]) - set(BASELINES))
+        errors += [f"baseline_lrs.{k} is not a baseline (valid: {', '.join(BASELINES)})" for k in extra]
+        for kind in full["baseline_lrs"]:
+            if kind in BASELINES:
+                _number_list(full["baseline_lrs"], kind, float, True, errors, prefix="baseline_lrs.")
+    else:
+        _number_list(full, "baseline_lrs", float, True, errors)
     _number_list(full, "seeds", int, False, errors)
     for m in full["methods"] if isinstance(full["methods"], list) else [full["methods"]]:
         if m not in METHODS:
@@ -121,6 +138,8 @@ def validate(spec: dict) -> dict:
     for b in full["baselines"] if isinstance(full["baselines"], list) else [full["baselines"]]:
         if b not in BASELINES:
             errors.append(f"baselines: {b!r} is not one of {BASELINES}")
+        elif isinstance(full["baseline_lrs"], dict) and b not in full["baseline_lrs"]:
+            errors.append(f"baselines: {b!r} has no learning rates; add baseline_lrs.{b}")
     extra = sorted(set(full["tinylora"]) - set(TINYLORA_KEYS))
     errors += [f"tinylora.{k} is not a sweep setting (valid: {', '.join(TINYLORA_KEYS)})" for k in extra]
     la = full["tinylora"].get("lora_alpha")
@@ -161,7 +180,7 @@ def expand(spec: dict) -> list[Run]:
         for kind in spec["baselines"]:
             runs += [
                 Run(method, kind, None, float(lr), seed)
-                for lr in spec["baseline_lrs"]
+                for lr in baseline_lrs(spec, kind)
                 for seed in spec["seeds"]
             ]
     return runs
