@@ -136,3 +136,48 @@ def test_lora_and_full_kinds_train_what_they_say(tokenizer):
             elif not torch.equal(p.detach(), base[key]):
                 changed.add("base")
         assert check(trainable.num_trainable, changed), (kind, trainable.num_trainable, changed)
+
+
+def test_early_stopping_keeps_the_best_scored_parameters(tokenizer, tmp_path):
+    """Scores 0.1, 0.3, 0.2, 0.3, 0.2 at steps 0, 2, 4, 6, 8 (eval_every 2, patience 3): the step-2 score is
+    not beaten (a tie is not a new best) three times in a row, so training stops after step 8 and v is put
+    back, bit for bit, to what a plain 2-step run of the same settings ends with."""
+    import json
+
+    rows = _rows(16)
+    settings = dict(kind="tinylora", budget=7, lr=0.1, batch_size=4, micro_batch_size=4, seed=0)
+    plain = prepare_trainable(tiny_qwen2(seed=1, initializer_range=0.2), SFTConfig(steps=2, **settings))
+    train_sft(plain, tokenizer, rows, SFTConfig(steps=2, **settings), log=None)
+
+    cfg = SFTConfig(steps=50, eval_every=2, patience=3, **settings)
+    trainable = prepare_trainable(tiny_qwen2(seed=1, initializer_range=0.2), cfg)
+    scores = iter([0.1, 0.3, 0.2, 0.3, 0.2, 0.9])
+    metrics = train_sft(
+        trainable,
+        tokenizer,
+        rows,
+        cfg,
+        metrics_path=tmp_path / "m.jsonl",
+        log=None,
+        val_score=lambda: next(scores),
+    )
+    assert metrics["val_scores"] == [(0, 0.1), (2, 0.3), (4, 0.2), (6, 0.3), (8, 0.2)]
+    assert (metrics["best_step"], metrics["best_val_score"], metrics["steps_run"]) == (2, 0.3, 8)
+    assert metrics["examples_seen"] == 2 * 4
+    for got, want in zip(trainable.handle.get_vectors(), plain.handle.get_vectors()):
+        assert torch.equal(got, want)
+    logged = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["val_score"] for r in logged if "val_score" in r] == [0.1, 0.3, 0.2, 0.3, 0.2]
+    assert sum("loss" in r for r in logged) == 8
+
+
+def test_early_stopping_settings_are_checked():
+    import pytest
+
+    from tinylora_verl.errors import InvalidValue
+
+    with pytest.raises(InvalidValue, match="patience=0 with eval_every > 0"):
+        SFTConfig(eval_every=5, patience=0)
+    with pytest.raises(InvalidValue, match="eval_every=-1 must be a non-negative integer"):
+        SFTConfig(eval_every=-1)
+    assert SFTConfig(steps=3).eval_every == 0  # off unless asked for

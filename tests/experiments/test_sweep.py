@@ -74,6 +74,29 @@ def test_each_baseline_can_have_its_own_learning_rates():
         assert part in msg, part
 
 
+def test_a_label_names_a_variant_in_run_names_and_settings(tmp_path):
+    from tinylora_verl.experiments.spec import run_settings
+
+    spec = validate(_spec(label="matched", baselines=["full"], baseline_lrs=[1e-4]))
+    runs = expand(spec)
+    assert [r.name for r in runs] == [
+        "sft-matched-tinylora1-lr0.01-s0",
+        "sft-matched-tinylora1-lr0.1-s0",
+        "sft-matched-full-lr0.0001-s0",
+    ]
+    assert run_settings(spec, runs[0], {})["label"] == "matched"
+    plain = validate(_spec())
+    assert "label" not in run_settings(plain, expand(plain)[0], {})  # older runs' settings unchanged
+    # both variants in one OUT: neither sees the other's runs as changed settings
+    plan(plain, tmp_path)
+    for p in plan(spec, tmp_path) + plan(plain, tmp_path):
+        records.write_settings(p.run_dir, p.settings)
+    assert len(plan(spec, tmp_path)) == 3 and len(plan(plain, tmp_path)) == 2
+    for bad in ("Matched", "a b", "", "x" * 33, 3):
+        with pytest.raises(ValueError, match="label="):
+            validate(_spec(label=bad))
+
+
 def test_every_spec_mistake_is_reported_at_once():
     with pytest.raises(ValueError) as err:
         validate(

@@ -123,3 +123,78 @@ def test_no_records_is_a_user_error(tmp_path, capsys):
     assert main(["table", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no finished result.json" in err and len(err.strip().splitlines()) == 1
+
+
+def _scored(method, kind, budget, lr, seed, per_prompt, params, label=None, update=None):
+    rec = _record(method, kind, budget, lr, seed, 0.0, sum(per_prompt) / len(per_prompt), params)
+    rec["params"]["label"] = label
+    ids = list(range(len(per_prompt)))
+    rec["eval"][TEST].update(per_prompt=per_prompt, prompt_ids=ids)
+    rec["eval"]["val"].update(per_prompt=[0.0] * 3, prompt_ids=[0, 1, 2])
+    rec["update"] = None if update is None else {"relative": update}
+    if label:
+        rec["name"] = rec["name"].replace(method, f"{method}-{label}", 1)
+    return rec
+
+
+def test_intervals_variants_update_sizes_and_the_share_recovered(tmp_path, capsys):
+    recs = [
+        _scored("base", "base", None, None, 0, [0, 0, 1, 0], 0),  # 25 %
+        _scored("rl", "full", None, 1e-5, 0, [1, 1, 1, 0], 1000, update=2e-2),  # 75 %
+        _scored("rl", "full", None, 1e-5, 1, [1, 1, 1, 0], 1000, update=4e-2),
+        _scored("rl", "tinylora", 13, 0.03, 0, [1, 0, 1, 0], 13, update=1e-3),  # 50 %
+        _scored("rl", "tinylora", 13, 0.03, 1, [1, 0, 1, 0], 13, update=3e-3),
+        _scored("sft", "tinylora", 13, 0.03, 0, [1, 1, 1, 1], 13, label="matched", update=5e-3),  # 100 %
+    ]
+    for rec in recs:
+        (tmp_path / rec["name"]).mkdir()
+        (tmp_path / rec["name"] / "result.json").write_text(json.dumps(rec))
+    assert main(["table", str(tmp_path), "--no-figures"]) == 0
+    md = (tmp_path / "table.md").read_text()
+    # every problem right in the one seed: an interval of one point; the update is the mean over seeds
+    assert (
+        "| SFT (matched) TinyLoRA 13 | 13 | 0.03 | 1 | 0.0 [0.0, 0.0] | 100.0 [100.0, 100.0] | 5.00e-03 |"
+        in md
+    )
+    assert "| RL TinyLoRA 13 | 13 | 0.03 | 2 | 0.0 ± 0.0 [0.0, 0.0] | 50.0 ± 0.0 [" in md
+    assert md.count("2.00e-03") == 1 and md.count("3.00e-02") == 1
+    rows = {r["label"] + r["kind"]: r for r in csv.DictReader(open(tmp_path / "table.csv"))}
+    low, high = float(rows["tinylora"][f"{TEST}_ci_low"]), float(rows["tinylora"][f"{TEST}_ci_high"])
+    assert 0.0 <= low < 0.5 < high <= 1.0  # 4 problems, half right: a wide interval around 50 %
+    recovered = (tmp_path / "recovered.md").read_text()
+    line = next(x for x in recovered.splitlines() if x.startswith("| RL TinyLoRA 13 |"))
+    assert line.startswith("| RL TinyLoRA 13 | 13 | 50 % [")  # (50 - 25) / (75 - 25)
+    assert "SFT" not in recovered and "| RL full FT |" not in recovered
+
+
+def test_figure_error_bars_are_the_bootstrap_intervals(tmp_path):
+    from tinylora_verl.experiments.table import add_intervals, eval_sets
+
+    recs = [
+        _scored("base", "base", None, None, 0, [0, 0, 1, 0], 0),
+        _scored("rl", "tinylora", 13, 0.03, 0, [1, 0, 1, 0], 13),
+        _scored("rl", "tinylora", 100, 0.03, 0, [1, 1, 1, 1], 100),
+        _scored("rl", "lora", None, 1e-3, 0, [1, 1, 0, 0], 500),
+        _scored("sft", "tinylora", 13, 0.03, 0, [0, 1, 0, 0], 13, label="matched"),
+    ]
+    best, _ = summarize(recs)
+    add_intervals(best, eval_sets(recs))
+    ci = {r.label: r.ci[TEST] for r in best}
+    fig = plot_accuracy_vs_params(best, TEST, tmp_path / "f.png")
+    ax = fig.axes[0]
+    import matplotlib.colors as mcolors
+
+    bars = {}
+    for coll in ax.collections:  # error bar segments: (x, y_low) -> (x, y_high), by colour
+        color = mcolors.to_hex(coll.get_colors()[0])
+        for seg in coll.get_segments():
+            bars[(color, float(seg[0][0]))] = (float(seg[0][1]), float(seg[1][1]))
+    blue = mcolors.to_hex("tab:blue")
+    want = ci["RL TinyLoRA 13"]
+    assert bars[(blue, 13.0)] == pytest.approx((100 * want[0], 100 * want[1]))
+    assert want[0] < 0.5 < want[1]
+    assert ci["RL TinyLoRA 100"] == (1.0, 1.0)
+    gids = {line.get_gid() for line in ax.lines}
+    assert {"rl-lora-line", "sft-matched-tinylora", "base"} <= gids
+    colors = {line.get_gid(): line.get_color() for line in ax.lines}
+    assert colors["sft-matched-tinylora"] not in ("tab:blue", "tab:orange")

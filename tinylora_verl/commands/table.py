@@ -1,9 +1,11 @@
 """tinylora-verl table RUNS_DIR [--out DIR] [--select-on val]
 
 Reads every result.json under RUNS_DIR (a sweep directory, or any tree of `sft`/sweep runs) and writes
-DIR/table.md, DIR/table.csv (best LR per method/adapter/budget on the validation metric, mean ± std over
-seeds per eval set), DIR/table_all_lrs.csv and one figure per eval set, DIR/accuracy_vs_params_<set>.png
-(accuracy vs trainable parameters, log x, base-model and full-fine-tune lines). DIR defaults to RUNS_DIR.
+DIR/table.md, DIR/table.csv (best LR per method/variant/adapter/budget on the validation metric, mean ±
+std over seeds per eval set, bootstrap intervals over seeds and problems when the records have per-problem
+scores, the update's size), DIR/table_all_lrs.csv, DIR/recovered.md (share of the RL full fine-tune's gain,
+when there is one) and one figure per eval set, DIR/accuracy_vs_params_<set>.png (accuracy vs trainable
+parameters, log x, base-model, LoRA and full-fine-tune lines). DIR defaults to RUNS_DIR.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..experiments.figures import write_figures
-    from ..experiments.table import eval_sets, load_records, summarize, write_tables
+    from ..experiments.table import add_intervals, eval_sets, load_records, summarize, write_tables
 
     runs = Path(args.runs_dir)
     if not runs.is_dir():
@@ -38,11 +40,11 @@ def run(args) -> int:
         )
     out = check_dir_path(args.out, "--out") if args.out else runs
     paths = write_tables(records, out, args.select_on)
-    figures = (
-        []
-        if args.no_figures
-        else write_figures(summarize(records, args.select_on)[0], eval_sets(records), out)
-    )
+    figures = []
+    if not args.no_figures:
+        best, sets = summarize(records, args.select_on)[0], eval_sets(records)
+        add_intervals(best, sets)  # the same draws as the tables': the same intervals
+        figures = write_figures(best, sets, out)
     print(paths["md"].read_text())
     print(
         f"{len(records)} finished runs ({failed} failed, left out); wrote {paths['md']}, {paths['csv']}, "

@@ -146,6 +146,14 @@ def evaluate(eval_sets: dict[str, str], cfg: EvalConfig, out_dir, generate_fn) -
     return {row.benchmark: {**asdict(row), **prompts} for row, prompts in summary}
 
 
+def accuracy_on(rows: list[dict], generate_fn) -> float:
+    """Mean score of generate_fn's completions on verl rows (no files written): early stopping's metric."""
+    records = score_benchmark(
+        "val", reward_for(rows[0]["data_source"]), rows, generate_fn([r["prompt"] for r in rows])
+    )
+    return summarize("val", records).accuracy
+
+
 def per_prompt(records: list[dict]) -> dict[str, list]:
     """{"prompt_ids": each prompt's index in its set, "per_prompt": its mean score}: what a bootstrap over
     problems (experiments/intervals.py) resamples; prompts in the order of the set's rows."""

@@ -1,8 +1,10 @@
 """The paper's figure: accuracy vs trainable parameters (log x) per eval set, from table.py's best-LR rows.
 
-Per method (RL, SFT): TinyLoRA budgets as a line with mean ± std error bars at their exact trainable
-counts; the rank-1 LoRA baseline as a single marker at its count; the full fine-tune as a horizontal
-dotted line in the method's colour. The base model is a horizontal dashed grey line. Agg backend, PNG.
+Per method and variant (RL, SFT, SFT (matched), ...): TinyLoRA budgets as a line at their exact trainable
+counts; the rank-1 LoRA baseline as a marker at its count and a dash-dotted horizontal line (the paper's
+reference line); the full fine-tune as a dotted horizontal line, all in the series' colour. Error bars are
+the rows' 95 % bootstrap intervals over seeds and problems when the table has them (table.add_intervals),
+else ± the std over seeds. The base model is a horizontal dashed grey line. Agg backend, PNG.
 """
 
 from __future__ import annotations
@@ -11,7 +13,28 @@ from pathlib import Path
 
 from .table import Row
 
-COLORS = {"rl": "tab:blue", "sft": "tab:orange"}
+COLORS = {("rl", None): "tab:blue", ("sft", None): "tab:orange"}
+OTHER_COLORS = ("tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def _series(rows: list[Row]) -> list[tuple[str, str | None]]:
+    """(method, variant) pairs in table order."""
+    out: list[tuple[str, str | None]] = []
+    for r in rows:
+        if r.kind != "base" and (r.method, r.variant) not in out:
+            out.append((r.method, r.variant))
+    return out
+
+
+def _yerr(rows: list[Row], eval_set: str) -> list[list[float]]:
+    """[below, above] per row in percent: the bootstrap interval, else the std (0 for one seed)."""
+    below, above = [], []
+    for r in rows:
+        m, sd = r.acc[eval_set]
+        lo, hi = r.ci.get(eval_set, (m - (sd or 0.0), m + (sd or 0.0)))
+        below.append(100 * max(0.0, m - lo))
+        above.append(100 * max(0.0, hi - m))
+    return [below, above]
 
 
 def plot_accuracy_vs_params(rows: list[Row], eval_set: str, path, title: str | None = None):
@@ -22,47 +45,41 @@ def plot_accuracy_vs_params(rows: list[Row], eval_set: str, path, title: str | N
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for method in ("rl", "sft"):
-        color = COLORS[method]
-        tiny = sorted(
-            (r for r in rows if r.method == method and r.kind == "tinylora" and eval_set in r.acc),
-            key=lambda r: r.trainable_params or 0,
-        )
+    others = iter(OTHER_COLORS)
+    for method, variant in _series(rows):
+        color = COLORS.get((method, variant)) or next(others, "black")
+        mine = [r for r in rows if (r.method, r.variant) == (method, variant) and eval_set in r.acc]
+        name = mine[0].method_label if mine else method.upper()
+        gid = method + (f"-{variant}" if variant else "")
+        tiny = sorted((r for r in mine if r.kind == "tinylora"), key=lambda r: r.trainable_params or 0)
         if tiny:
-            xs = [r.trainable_params for r in tiny]
-            ys = [100 * r.acc[eval_set][0] for r in tiny]
-            errs = [100 * (r.acc[eval_set][1] or 0.0) for r in tiny]
             ax.errorbar(
-                xs,
-                ys,
-                yerr=errs,
+                [r.trainable_params for r in tiny],
+                [100 * r.acc[eval_set][0] for r in tiny],
+                yerr=_yerr(tiny, eval_set),
                 color=color,
                 marker="o",
                 capsize=3,
-                label=f"{method.upper()} TinyLoRA",
-                gid=f"{method}-tinylora",
+                label=f"{name} TinyLoRA",
+                gid=f"{gid}-tinylora",
             )
-        for r in rows:
-            if r.method == method and r.kind == "lora" and eval_set in r.acc:
+        for r in mine:
+            y = 100 * r.acc[eval_set][0]
+            if r.kind == "lora":
                 ax.errorbar(
                     [r.trainable_params],
-                    [100 * r.acc[eval_set][0]],
-                    yerr=[100 * (r.acc[eval_set][1] or 0)],
+                    [y],
+                    yerr=_yerr([r], eval_set),
                     color=color,
                     marker="s",
                     linestyle="none",
                     capsize=3,
-                    label=f"{method.upper()} LoRA r=1",
-                    gid=f"{method}-lora",
+                    label=f"{name} LoRA r=1",
+                    gid=f"{gid}-lora",
                 )
-            if r.method == method and r.kind == "full" and eval_set in r.acc:
-                ax.axhline(
-                    100 * r.acc[eval_set][0],
-                    color=color,
-                    linestyle=":",
-                    label=f"{method.upper()} full FT",
-                    gid=f"{method}-full",
-                )
+                ax.axhline(y, color=color, linestyle="-.", linewidth=0.8, gid=f"{gid}-lora-line")
+            if r.kind == "full":
+                ax.axhline(y, color=color, linestyle=":", label=f"{name} full FT", gid=f"{gid}-full")
     for r in rows:
         if r.kind == "base" and eval_set in r.acc:
             ax.axhline(100 * r.acc[eval_set][0], color="grey", linestyle="--", label="base model", gid="base")

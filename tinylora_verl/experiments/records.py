@@ -6,7 +6,7 @@
 
 result.json:
     name, status, attempt          attempt counts 1, 2, ... across retries of a failed run
-    params                         method, kind, budget, lr, seed (as in run.json)
+    params                         method, kind, budget, lr, seed, label (as in run.json; label null unless set)
     trainable_params               what actually trained (the planner's exact count for TinyLoRA)
     train                          method metrics (SFT: losses, steps; RL: last step's reward, ...)
     eval                           {set: {accuracy, pass_at_n, n_prompts, ..., per_prompt, prompt_ids}} for
@@ -28,7 +28,7 @@ from pathlib import Path
 RUN_FILE = "run.json"
 RESULT_FILE = "result.json"
 LOG_FILE = "log.txt"
-PARAM_KEYS = ("method", "kind", "budget", "lr", "seed")
+PARAM_KEYS = ("method", "kind", "budget", "lr", "seed", "label")
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import MissingPath
 from . import records
-from .evaluate import EvalConfig, evaluate, generate_hf, generate_vllm
+from .evaluate import EvalConfig, accuracy_on, evaluate, generate_hf, generate_vllm
 from .spec import sft_config
 from .tasks import read_rows
 
@@ -112,14 +112,17 @@ def run_sft(settings: dict, run_dir: Path, model_path: str, log) -> dict:
     trainable = prepare_trainable(model, cfg)
     n_trainable = trainable.num_trainable
     log(f"sft: {trainable.kind}, {n_trainable} trainable parameters, lr {cfg.lr}, seed {cfg.seed}")
+    val_rows = read_rows(settings["data"]["val"])
     train = train_sft(
         trainable,
         tok,
         read_rows(settings["data"]["train"]),
         cfg,
-        val_rows=read_rows(settings["data"]["val"]),
+        val_rows=val_rows,
         metrics_path=run_dir / "sft_metrics.jsonl",
         log=log,
+        # early stopping scores validation accuracy as the final evaluation does (HF, in memory)
+        val_score=lambda m=trainable.model: accuracy_on(val_rows, lambda p: generate_hf(m, tok, p, ev_cfg)),
     )
     train["config"] = settings_dict(cfg)  # every SFT setting, defaults included
     saved = save_trainable(trainable, run_dir, tokenizer=tok)

@@ -13,6 +13,10 @@ Objective: objective.py (masked next-token loss, token mean over the batch's res
 Optimiser: torch AdamW (betas 0.9/0.999, eps 1e-8), weight decay `weight_decay`, linear warm-up over
 `warmup_ratio` of the steps then constant LR, gradient-norm clipping at `max_grad_norm` (None = off).
 Data order: shuffled every epoch by a generator seeded with `seed` (the same seed gives TinyLoRA its P).
+Early stopping (`eval_every` k > 0 and a `val_score` callback, e.g. sampled validation accuracy): the
+score is taken before training and every k steps; training stops once `patience` scores in a row fail to
+beat the best, or at `steps`, and the trainable parameters are put back to the best-scoring ones (ties:
+the earlier step). The result records the step it kept and the examples seen up to it.
 """
 
 from __future__ import annotations
@@ -55,6 +59,12 @@ class SFTConfig:
     warmup_ratio: float = field(default=0.0, metadata={"help": "fraction of steps of linear warm-up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping (None: off)"})
+    eval_every: int = field(
+        default=0, metadata={"help": "early stopping: validation score every N steps (0: off)"}
+    )
+    patience: int = field(
+        default=3, metadata={"help": "early stopping: stop after this many scores without a new best"}
+    )
     seed: int = field(default=0, metadata={"help": "data order and TinyLoRA's P"})
     dtype: str = field(default="float32", metadata={"help": "model dtype: float32, bfloat16 or float16"})
 
@@ -75,6 +85,12 @@ class SFTConfig:
                 errors.append(f"{name}={getattr(self, name)!r} must be a positive integer")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             errors.append(f"dtype={self.dtype!r} must be float32, bfloat16 or float16")
+        for name in ("eval_every", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                errors.append(f"{name}={value!r} must be a non-negative integer")
+        if self.eval_every and not self.patience:
+            errors.append("patience=0 with eval_every > 0 would stop at the first score; give patience >= 1")
         if not 0.0 <= self.warmup_ratio < 1.0:
             errors.append(f"warmup_ratio={self.warmup_ratio!r} must be in [0, 1)")
         if errors:
@@ -152,8 +168,12 @@ def train_sft(
     val_rows: list[dict] | None = None,
     metrics_path: str | Path | None = None,
     log=print,
+    val_score=None,
 ) -> dict:
-    """Train in place; returns summary metrics (losses before/after, steps, seconds, dropped examples)."""
+    """Train in place; returns summary metrics (losses before/after, steps, seconds, dropped examples;
+    with early stopping the scores, the step kept and the examples seen up to it).
+
+    val_score: () -> float, higher is better (the model as it is now); used when cfg.eval_every > 0."""
     examples, dropped = build_examples(tokenizer, train_rows, cfg.max_length)
     if not examples:
         raise InvalidValue(f"no training example fits max_length={cfg.max_length} tokens ({dropped} dropped)")
@@ -174,7 +194,10 @@ def train_sft(
         result["val_loss_before"] = mean_loss(model, val_examples, pad_id, cfg.micro_batch_size)
     order, losses, t0 = _order(len(examples), cfg.seed), [], time.perf_counter()
     sink = open(metrics_path, "a") if metrics_path else None
+    stopper = _EarlyStop(trainable, cfg, val_score, sink, log) if cfg.eval_every and val_score else None
     try:
+        if stopper:
+            stopper.score(0)
         for step in range(1, steps + 1):
             batch_examples = [examples[next(order)] for _ in range(cfg.batch_size)]
             n_tokens = sum(len(e.response_ids) for e in batch_examples)
@@ -205,15 +228,63 @@ def train_sft(
                 log(
                     f"step {step}/{steps} loss {total:.4f} lr {row['lr']:.3g} grad_norm {row['grad_norm']:.3g}"
                 )
+            if stopper and step % cfg.eval_every == 0 and stopper.score(step):
+                break
+        if stopper:
+            result.update(stopper.restore_best(cfg.batch_size))
     finally:
         if sink:
             sink.close()
     result.update(
-        first_loss=losses[0], final_loss=losses[-1], train_seconds=round(time.perf_counter() - t0, 2)
+        first_loss=losses[0],
+        final_loss=losses[-1],
+        steps_run=len(losses),
+        train_seconds=round(time.perf_counter() - t0, 2),
     )
+    result.setdefault("examples_seen", len(losses) * cfg.batch_size)
     if val_examples:
         result["val_loss"] = mean_loss(model, val_examples, pad_id, cfg.micro_batch_size)
     return result
+
+
+class _EarlyStop:
+    """Scores the model every cfg.eval_every steps, keeps a copy of the best parameters, says when to stop."""
+
+    def __init__(self, trainable: Trainable, cfg: SFTConfig, val_score, sink, log) -> None:
+        self.trainable, self.cfg, self.val_score, self.sink, self.log = trainable, cfg, val_score, sink, log
+        self.best: tuple[float, int] | None = None  # (score, step)
+        self.best_params: list[torch.Tensor] = []
+        self.scores: list[tuple[int, float]] = []
+        self.since_best = 0
+
+    def score(self, step: int) -> bool:
+        """Score the model after `step` steps; True when training should stop."""
+        value = float(self.val_score())
+        self.scores.append((step, value))
+        if self.sink:
+            self.sink.write(json.dumps({"step": step, "val_score": value}) + "\n")
+            self.sink.flush()
+        if self.best is None or value > self.best[0]:
+            self.best, self.since_best = (value, step), 0
+            self.best_params = [p.detach().clone() for p in self.trainable.params]
+        else:
+            self.since_best += 1
+        if self.log:
+            self.log(
+                f"step {step}: validation score {value:.4f} (best {self.best[0]:.4f} at step {self.best[1]})"
+            )
+        return self.since_best >= self.cfg.patience
+
+    def restore_best(self, batch_size: int) -> dict:
+        with torch.no_grad():
+            for p, best in zip(self.trainable.params, self.best_params):
+                p.copy_(best)
+        return {
+            "val_scores": self.scores,
+            "best_step": self.best[1],
+            "best_val_score": self.best[0],
+            "examples_seen": self.best[1] * batch_size,
+        }
 
 
 def save_trainable(trainable: Trainable, out_dir: str | Path, tokenizer=None) -> Path:

@@ -15,6 +15,8 @@ YAML (every key optional but `model` and `task`; defaults below):
     sft: {steps: .., batch_size: .., ...}      # experiments/sft.py SFTConfig fields
     rl: {config_name: cpu_demo, overrides: [trainer.total_training_steps=6]}   # Hydra (tinylora-verl train)
     eval: {backend: auto, temperature: 1.0, top_p: 0.95, max_tokens: 4096}  # experiments/evaluate.py
+    label: null                    # a variant's name, e.g. "matched": in run names and the table's rows,
+                                   # so two sweeps of one method with other settings share one OUT
 
 Learning rates are in the authors' scale: `tinylora.lora_alpha: 32` (their scripts' lora_alpha) gives each
 TinyLoRA module the factor 32 / sqrt(r u) (TinyLoRAConfig.lora_alpha; u from the planner, per budget), so
@@ -22,7 +24,8 @@ a TinyLoRA LR means what it means in their scripts, for RL and SFT alike (docs/p
 scale"). `tinylora.lora_alpha: null` = the paper's formula (factor 1): the same physical step then needs
 the LR times 32 / sqrt(r u). The baselines (LoRA, full) are not TinyLoRA and do not use it.
 
-Runs and their directory names (deterministic, from the parameters):
+Runs and their directory names (deterministic, from the parameters; <method> is e.g. "sft-matched" with
+label "matched"):
     base                          untrained model, evaluated only
     <method>-tinylora<B>-lr<LR>-s<SEED>     e.g. sft-tinylora13-lr0.0001-s0
     <method>-lora1-lr<LR>-s<SEED>           rank-1 LoRA (RL: verl's lora_rank=1; SFT: peft)
@@ -34,6 +37,7 @@ directory whose settings differ, so a finished result is never silently attribut
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import InvalidValue
@@ -56,6 +60,7 @@ DEFAULTS = {
     "sft": {},
     "rl": {"config_name": "cpu_demo", "overrides": []},
     "eval": {},
+    "label": None,
 }
 TOP_KEYS = ("model", "task", *DEFAULTS)
 # SFTConfig fields set per run by the sweep, not in the spec's sft block
@@ -71,13 +76,15 @@ class Run:
     budget: int | None = None
     lr: float | None = None
     seed: int = 0
+    label: str | None = None
 
     @property
     def name(self) -> str:
         if self.method == "base":
             return "base"
         what = {"tinylora": f"tinylora{self.budget}", "lora": "lora1", "full": "full"}[self.kind]
-        return f"{self.method}-{what}-lr{self.lr:g}-s{self.seed}"
+        method = f"{self.method}-{self.label}" if self.label else self.method
+        return f"{method}-{what}-lr{self.lr:g}-s{self.seed}"
 
 
 def _is_int(x) -> bool:
@@ -140,6 +147,9 @@ def validate(spec: dict) -> dict:
             errors.append(f"baselines: {b!r} is not one of {BASELINES}")
         elif isinstance(full["baseline_lrs"], dict) and b not in full["baseline_lrs"]:
             errors.append(f"baselines: {b!r} has no learning rates; add baseline_lrs.{b}")
+    label = full["label"]
+    if label is not None and not (isinstance(label, str) and re.fullmatch(r"[a-z0-9_]{1,32}", label)):
+        errors.append(f"label={label!r} must be null or 1-32 lowercase letters, digits or '_' (e.g. matched)")
     extra = sorted(set(full["tinylora"]) - set(TINYLORA_KEYS))
     errors += [f"tinylora.{k} is not a sweep setting (valid: {', '.join(TINYLORA_KEYS)})" for k in extra]
     la = full["tinylora"].get("lora_alpha")
@@ -170,16 +180,17 @@ def validate(spec: dict) -> dict:
 def expand(spec: dict) -> list[Run]:
     """Every run of a validated spec: base first, then per method TinyLoRA budgets, then baselines."""
     runs = [Run("base", "base")] if spec["base_eval"] else []
+    label = spec.get("label")
     for method in spec["methods"]:
         for budget in spec["budgets"]:
             runs += [
-                Run(method, "tinylora", budget, float(lr), seed)
+                Run(method, "tinylora", budget, float(lr), seed, label)
                 for lr in spec["lrs"]
                 for seed in spec["seeds"]
             ]
         for kind in spec["baselines"]:
             runs += [
-                Run(method, kind, None, float(lr), seed)
+                Run(method, kind, None, float(lr), seed, label)
                 for lr in baseline_lrs(spec, kind)
                 for seed in spec["seeds"]
             ]
@@ -200,6 +211,8 @@ def run_settings(spec: dict, run: Run, task_files: dict) -> dict:
         "data": task_files,
         "eval": asdict(EvalConfig.from_dict(spec["eval"])),
     }
+    if run.label:  # left out when unset: the settings of runs recorded before labels existed
+        settings["label"] = run.label
     if run.kind == "tinylora":
         # lora_alpha null (the paper's formula) is left out: the settings of runs recorded before the key existed
         settings["tinylora"] = {
