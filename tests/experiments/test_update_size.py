@@ -85,3 +85,18 @@ def test_sft_update_is_the_effective_weight_change(kind, tiny_model_dir):
         assert out["changed"] == out["tensors"]
     else:
         assert 0 < out["changed"] < out["tensors"]
+
+
+def test_a_saved_bf16_copy_of_the_base_is_measured_as_no_update(tiny_model_dir, tmp_path):
+    """What an RL LoRA / full run is measured with: verl's merged checkpoint read as stored."""
+    from tinylora_verl.experiments.run_one import load_state
+    from tinylora_verl.experiments.update_size import base_weights
+    from tinylora_verl.hf import load_causal_lm
+
+    load_causal_lm(str(tiny_model_dir), dtype="bfloat16").save_pretrained(tmp_path / "m")
+    state = load_state(str(tmp_path / "m"))
+    assert {v.dtype for v in state.values()} == {torch.bfloat16}
+    out = update_size(base_weights(str(tiny_model_dir)), state)
+    assert out["delta_fro"] == 0.0 and out["tensors"] > 10
+    with pytest.raises(Exception, match="no \\*.safetensors weights"):
+        load_state(str(tmp_path))
