@@ -8,7 +8,7 @@ import torch
 from tests.adapter.support import small_model
 from tinylora_verl.adapter import TinyLoRAConfig, apply_tinylora
 from tinylora_verl.adapter import svd as svd_mod
-from tinylora_verl.adapter.svd import FactorCache, SVDOptions, canonicalize_signs, svd_factors
+from tinylora_verl.adapter.svd import FactorCache, SVDOptions, cache_key, canonicalize_signs, svd_factors
 
 
 def flat_spectrum(out_f=30, in_f=20, seed=0):
@@ -96,3 +96,23 @@ def test_unwritable_cache_is_a_warning_and_the_factors_are_still_right(tmp_path,
     got = FactorCache(tmp_path / "file").get_or_compute(W, 2, SVDOptions())
     assert torch.equal(got.U, svd_factors(W, 2, SVDOptions()).U)
     assert "SVD cache" in caplog.text and "not written" in caplog.text
+
+
+def test_a_cache_directory_is_created_with_its_parents(tmp_path):
+    W = flat_spectrum().float()
+    nested = tmp_path / "a" / "b" / "svd"
+    FactorCache(nested).get_or_compute(W, 2, SVDOptions())
+    (entry,) = nested.glob("*.safetensors")
+    assert entry.name == f"{cache_key(W, 2, SVDOptions())}.safetensors"
+
+
+def test_the_unwritten_cache_warning_names_the_file_and_the_error(tmp_path, caplog):
+    (tmp_path / "file").write_text("x")
+    W = flat_spectrum().float()
+    FactorCache(tmp_path / "file").get_or_compute(W, 2, SVDOptions())
+    (record,) = [r for r in caplog.records if "not written" in r.getMessage()]
+    path = tmp_path / "file" / f"{cache_key(W, 2, SVDOptions())}.safetensors"
+    assert record.getMessage() == (
+        f"TinyLoRA SVD cache {path} not written ([Errno 17] File exists: '{tmp_path / 'file'}'); "
+        "the factors are used uncached"
+    )
