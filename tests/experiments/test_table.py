@@ -198,3 +198,29 @@ def test_figure_error_bars_are_the_bootstrap_intervals(tmp_path):
     assert {"rl-lora-line", "sft-matched-tinylora", "base"} <= gids
     colors = {line.get_gid(): line.get_color() for line in ax.lines}
     assert colors["sft-matched-tinylora"] not in ("tab:blue", "tab:orange")
+
+
+def test_accuracy_vs_update_plots_each_row_at_its_update_size(tmp_path):
+    from tinylora_verl.experiments.figures import plot_accuracy_vs_update, write_figures
+
+    recs = [
+        _scored("base", "base", None, None, 0, [0, 0, 1, 0], 0),
+        _scored("rl", "tinylora", 13, 0.03, 0, [1, 0, 1, 0], 13, update=1e-3),
+        _scored("rl", "tinylora", 13, 0.03, 1, [1, 1, 1, 0], 13, update=3e-3),
+        _scored("sft", "full", None, 1e-4, 0, [1, 1, 0, 0], 1000, label="matched", update=5e-2),
+        _scored("sft", "lora", None, 1e-4, 0, [1, 1, 0, 0], 100),  # no update recorded: not drawn
+    ]
+    best, _ = summarize(recs)
+    ax = plot_accuracy_vs_update(best, TEST, tmp_path / "u.png").axes[0]
+    points = {
+        line.get_gid(): (list(line.get_xdata()), list(line.get_ydata()))
+        for line in ax.lines
+        if line.get_marker() in ("o", "s", "D")
+    }
+    assert points == {
+        "rl-tinylora": ([pytest.approx(2e-3)], [pytest.approx(62.5)]),  # means over the two seeds
+        "sft-matched-full": ([pytest.approx(5e-2)], [pytest.approx(50.0)]),
+    }
+    assert ax.get_xscale() == "log"
+    names = [p.name for p in write_figures(best, [TEST], tmp_path)]
+    assert f"accuracy_vs_update_{TEST}.png" in names

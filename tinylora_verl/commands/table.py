@@ -5,7 +5,8 @@ DIR/table.md, DIR/table.csv (best LR per method/variant/adapter/budget on the va
 std over seeds per eval set, bootstrap intervals over seeds and problems when the records have per-problem
 scores, the update's size), DIR/table_all_lrs.csv, DIR/recovered.md (share of the RL full fine-tune's gain,
 when there is one) and one figure per eval set, DIR/accuracy_vs_params_<set>.png (accuracy vs trainable
-parameters, log x, base-model, LoRA and full-fine-tune lines). DIR defaults to RUNS_DIR.
+parameters, log x, base-model, LoRA and full-fine-tune lines) and, when the records have update sizes,
+DIR/accuracy_vs_update_<set>.png. DIR defaults to RUNS_DIR.
 """
 
 from __future__ import annotations

@@ -95,6 +95,51 @@ def plot_accuracy_vs_params(rows: list[Row], eval_set: str, path, title: str | N
     return fig
 
 
+def plot_accuracy_vs_update(rows: list[Row], eval_set: str, path):
+    """Accuracy against the update's relative size ||Delta W|| / ||W|| (log x), one point per row that has
+    both, coloured by series, marked by adapter (o TinyLoRA, s LoRA, D full), the base model's accuracy
+    as a dashed line: the paper's claim is that RL gets its accuracy with smaller updates than SFT."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    others = iter(OTHER_COLORS)
+    for method, variant in _series(rows):
+        color = COLORS.get((method, variant)) or next(others, "black")
+        mine = [
+            r for r in rows if (r.method, r.variant) == (method, variant) and eval_set in r.acc and r.update
+        ]
+        for kind, marker in (("tinylora", "o"), ("lora", "s"), ("full", "D")):
+            pts = [r for r in mine if r.kind == kind]
+            if pts:
+                ax.errorbar(
+                    [r.update for r in pts],
+                    [100 * r.acc[eval_set][0] for r in pts],
+                    yerr=_yerr(pts, eval_set),
+                    color=color,
+                    marker=marker,
+                    linestyle="none",
+                    capsize=3,
+                    label=f"{pts[0].method_label} {'TinyLoRA' if kind == 'tinylora' else kind}",
+                    gid=f"{method}{'-' + variant if variant else ''}-{kind}",
+                )
+    for r in rows:
+        if r.kind == "base" and eval_set in r.acc:
+            ax.axhline(100 * r.acc[eval_set][0], color="grey", linestyle="--", label="base model", gid="base")
+    ax.set_xscale("log")
+    ax.set_xlabel("update size ||ΔW|| / ||W||")
+    ax.set_ylabel(f"{eval_set} accuracy (%)")
+    ax.set_title(f"{eval_set}: accuracy vs the size of the update")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=150)
+    plt.close(fig)
+    return fig
+
+
 def write_figures(rows: list[Row], sets: list[str], out) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,5 +148,9 @@ def write_figures(rows: list[Row], sets: list[str], out) -> list[Path]:
         if any(s in r.acc and r.kind in ("tinylora", "lora") for r in rows):
             path = out / f"accuracy_vs_params_{s}.png"
             plot_accuracy_vs_params(rows, s, path)
+            paths.append(path)
+        if any(s in r.acc and r.update for r in rows):
+            path = out / f"accuracy_vs_update_{s}.png"
+            plot_accuracy_vs_update(rows, s, path)
             paths.append(path)
     return paths
