@@ -26,6 +26,41 @@ def _series(rows: list[Row]) -> list[tuple[str, str | None]]:
     return out
 
 
+def _colored_series(rows: list[Row]):
+    """(method, variant, colour) per series: RL blue, SFT orange, other variants from OTHER_COLORS."""
+    others = iter(OTHER_COLORS)
+    for method, variant in _series(rows):
+        yield method, variant, COLORS.get((method, variant)) or next(others, "black")
+
+
+def _new_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6.4, 4.4))
+
+
+def _finish(fig, ax, rows: list[Row], eval_set: str, path, xlabel: str, title: str, legend_size: int):
+    """The base model's dashed line, log x, labels, legend; saved to PATH and closed."""
+    import matplotlib.pyplot as plt
+
+    for r in rows:
+        if r.kind == "base" and eval_set in r.acc:
+            ax.axhline(100 * r.acc[eval_set][0], color="grey", linestyle="--", label="base model", gid="base")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{eval_set} accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=legend_size, loc="best")
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=150)
+    plt.close(fig)
+    return fig
+
+
 def _yerr(rows: list[Row], eval_set: str) -> list[list[float]]:
     """[below, above] per row in percent: the bootstrap interval, else the std (0 for one seed)."""
     below, above = [], []
@@ -39,15 +74,8 @@ def _yerr(rows: list[Row], eval_set: str) -> list[list[float]]:
 
 def plot_accuracy_vs_params(rows: list[Row], eval_set: str, path, title: str | None = None):
     """Draw one eval set's figure to PATH; returns the matplotlib Figure (closed, for inspection)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    others = iter(OTHER_COLORS)
-    for method, variant in _series(rows):
-        color = COLORS.get((method, variant)) or next(others, "black")
+    fig, ax = _new_axes()
+    for method, variant, color in _colored_series(rows):
         mine = [r for r in rows if (r.method, r.variant) == (method, variant) and eval_set in r.acc]
         name = mine[0].method_label if mine else method.upper()
         gid = method + (f"-{variant}" if variant else "")
@@ -80,34 +108,24 @@ def plot_accuracy_vs_params(rows: list[Row], eval_set: str, path, title: str | N
                 ax.axhline(y, color=color, linestyle="-.", linewidth=0.8, gid=f"{gid}-lora-line")
             if r.kind == "full":
                 ax.axhline(y, color=color, linestyle=":", label=f"{name} full FT", gid=f"{gid}-full")
-    for r in rows:
-        if r.kind == "base" and eval_set in r.acc:
-            ax.axhline(100 * r.acc[eval_set][0], color="grey", linestyle="--", label="base model", gid="base")
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters")
-    ax.set_ylabel(f"{eval_set} accuracy (%)")
-    ax.set_title(title or f"{eval_set}: accuracy vs trainable parameters")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(Path(path), dpi=150)
-    plt.close(fig)
-    return fig
+    return _finish(
+        fig,
+        ax,
+        rows,
+        eval_set,
+        path,
+        "trainable parameters",
+        title or f"{eval_set}: accuracy vs trainable parameters",
+        8,
+    )
 
 
 def plot_accuracy_vs_update(rows: list[Row], eval_set: str, path):
     """Accuracy against the update's relative size ||Delta W|| / ||W|| (log x), one point per row that has
     both, coloured by series, marked by adapter (o TinyLoRA, s LoRA, D full), the base model's accuracy
     as a dashed line: the paper's claim is that RL gets its accuracy with smaller updates than SFT."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    others = iter(OTHER_COLORS)
-    for method, variant in _series(rows):
-        color = COLORS.get((method, variant)) or next(others, "black")
+    fig, ax = _new_axes()
+    for method, variant, color in _colored_series(rows):
         mine = [
             r for r in rows if (r.method, r.variant) == (method, variant) and eval_set in r.acc and r.update
         ]
@@ -125,19 +143,16 @@ def plot_accuracy_vs_update(rows: list[Row], eval_set: str, path):
                     label=f"{pts[0].method_label} {'TinyLoRA' if kind == 'tinylora' else kind}",
                     gid=f"{method}{'-' + variant if variant else ''}-{kind}",
                 )
-    for r in rows:
-        if r.kind == "base" and eval_set in r.acc:
-            ax.axhline(100 * r.acc[eval_set][0], color="grey", linestyle="--", label="base model", gid="base")
-    ax.set_xscale("log")
-    ax.set_xlabel("update size ||ΔW|| / ||W||")
-    ax.set_ylabel(f"{eval_set} accuracy (%)")
-    ax.set_title(f"{eval_set}: accuracy vs the size of the update")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(Path(path), dpi=150)
-    plt.close(fig)
-    return fig
+    return _finish(
+        fig,
+        ax,
+        rows,
+        eval_set,
+        path,
+        "update size ||ΔW|| / ||W||",
+        f"{eval_set}: accuracy vs the size of the update",
+        7,
+    )
 
 
 def write_figures(rows: list[Row], sets: list[str], out) -> list[Path]:
