@@ -42,7 +42,16 @@ def test_sft_command_trains_evaluates_and_writes_a_table_record(tiny_model_dir, 
     assert main(argv) == 0
     rec = json.loads((out / "result.json").read_text())
     assert rec["status"] == "finished" and rec["name"] == "sft-tinylora5-lr0.05-s0"
-    assert rec["params"] == {"method": "sft", "kind": "tinylora", "budget": 5, "lr": 0.05, "seed": 0}
+    assert rec["params"] == {
+        "method": "sft",
+        "kind": "tinylora",
+        "budget": 5,
+        "lr": 0.05,
+        "seed": 0,
+        "label": None,
+    }
+    assert rec["update"]["delta_fro"] > 0 and 0 < rec["update"]["changed"] < rec["update"]["tensors"]
+    assert len(rec["eval"]["val"]["per_prompt"]) == rec["eval"]["val"]["n_prompts"]
     assert rec["trainable_params"] == 5 and rec["train"]["steps"] == 2
     assert rec["train"]["config"]["batch_size"] == 4 and rec["train"]["config"]["max_grad_norm"] == 1.0
     assert {k: v["n_prompts"] for k, v in rec["eval"].items()} == {"val": 3, "arithmetic_add": 5}

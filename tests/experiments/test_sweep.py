@@ -215,7 +215,14 @@ def test_a_run_that_dies_without_a_record_is_recorded_failed(tmp_path):
     rec = records.read_result(out / "runs" / "sft-tinylora1-lr0.01-s0")
     assert summary.results == {"sft-tinylora1-lr0.01-s0": "failed"}
     assert rec["status"] == "failed" and "exited with status 1" in rec["error"] and rec["attempt"] == 1
-    assert rec["params"] == {"method": "sft", "kind": "tinylora", "budget": 1, "lr": 0.01, "seed": 0}
+    assert rec["params"] == {
+        "method": "sft",
+        "kind": "tinylora",
+        "budget": 1,
+        "lr": 0.01,
+        "seed": 0,
+        "label": None,
+    }
 
 
 def test_a_run_that_raises_records_the_error(tmp_path):
