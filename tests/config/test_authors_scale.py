@@ -24,6 +24,9 @@ from tinylora_verl.adapter import TinyLoRAConfig
 from tinylora_verl.adapter.functional import delta_weight, random_projections
 from tinylora_verl.adapter.planner import plan_tying
 
+# single-digit multiplication has 64 problems: the split must fit them
+MUL_TASK = {"kind": "arithmetic", "op": "mul", "n_train": 32, "n_val": 16, "n_test": 16}
+
 # ---- The authors' values: github.com/jxmorris12/verl-lora at this commit (docs/parity.md quotes the lines) ----
 AUTHORS_COMMIT = "c5b65fc276d36cc726a502e95327ff821b7ab7ad"
 # `actor_rollout_ref.model.lora_alpha=32` in every LoRA-XS command of theirs: gsm8k_{1,2,4,8}gpu_example.sh,
@@ -137,7 +140,7 @@ def test_sweep_lr_grid_is_in_the_authors_scale():
     from tinylora_verl.experiments.spec import expand, run_settings, sft_config, validate
     from tinylora_verl.run_config import run_config_from
 
-    spec = validate({"model": "smollm2", "task": {"kind": "arithmetic", "op": "mul"}})
+    spec = validate({"model": "smollm2", "task": MUL_TASK})
     assert spec["lrs"] == AUTHORS_LR_GRID and spec["tinylora"]["lora_alpha"] == AUTHORS_LORA_ALPHA
     files = {"train": "/d/train.parquet", "val": "/d/val.parquet", "tests": {}}
     names = qwen_module_names(30)  # SmolLM2-135M, the CPU demo's model
@@ -175,7 +178,7 @@ def test_sweep_with_lora_alpha_null_is_the_papers_formula_and_keeps_old_settings
     spec = validate(
         {
             "model": "smollm2",
-            "task": {"kind": "arithmetic", "op": "mul"},
+            "task": MUL_TASK,
             "lrs": [0.03],
             "tinylora": {"lora_alpha": None},
         }
