@@ -87,16 +87,78 @@ def test_sft_update_is_the_effective_weight_change(kind, tiny_model_dir):
         assert 0 < out["changed"] < out["tensors"]
 
 
-def test_a_saved_bf16_copy_of_the_base_is_measured_as_no_update(tiny_model_dir, tmp_path):
-    """What an RL LoRA / full run is measured with: verl's merged checkpoint read as stored."""
-    from tinylora_verl.experiments.run_one import load_state
-    from tinylora_verl.experiments.update_size import base_weights
-    from tinylora_verl.hf import load_causal_lm
+class FakeDTensor:
+    """What actor_weights reads of a DTensor: its local shard and its placements (a real one: the next test)."""
 
-    load_causal_lm(str(tiny_model_dir), dtype="bfloat16").save_pretrained(tmp_path / "m")
-    state = load_state(str(tmp_path / "m"))
-    assert {v.dtype for v in state.values()} == {torch.bfloat16}
-    out = update_size(base_weights(str(tiny_model_dir)), state)
-    assert out["delta_fro"] == 0.0 and out["tensors"] > 10
-    with pytest.raises(Exception, match="no \\*.safetensors weights"):
-        load_state(str(tmp_path))
+    def __init__(self, local, placement):
+        self._local_tensor, self.placements = local, (placement,)
+
+
+def _shards(tmp_path, states):
+    for rank, state in enumerate(states):
+        torch.save(state, tmp_path / f"model_world_size_{len(states)}_rank_{rank}.pt")
+    return tmp_path
+
+
+def test_actor_weights_joins_fsdp_shards_in_float32(tmp_path):
+    from torch.distributed.tensor.placement_types import Replicate, Shard
+
+    from tinylora_verl.experiments.rl import actor_weights
+
+    w = torch.arange(12, dtype=torch.float32).reshape(4, 3) / 7  # not representable in bf16
+    b = torch.tensor([0.1, 0.2, 0.3])
+    states = [
+        {"model.w": FakeDTensor(w[:2], Shard(0)), "model.b": FakeDTensor(b, Replicate()), "x": torch.ones(2)},
+        {"model.w": FakeDTensor(w[2:], Shard(0)), "model.b": FakeDTensor(b, Replicate()), "x": torch.ones(2)},
+    ]
+    got = actor_weights(_shards(tmp_path, states))
+    assert set(got) == {"model.w", "model.b", "x"}
+    assert torch.equal(got["model.w"], w) and torch.equal(got["model.b"], b)
+    (tmp_path / "model_world_size_2_rank_1.pt").unlink()
+    with pytest.raises(RuntimeError, match="no complete set of model_world_size"):
+        actor_weights(tmp_path)
+
+
+def test_actor_weights_reads_a_real_dtensor_checkpoint(tmp_path):
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from tinylora_verl.experiments.rl import actor_weights
+
+    w = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        torch.save(
+            {"lm.weight": distribute_tensor(w, mesh, [Shard(0)])}, tmp_path / "model_world_size_1_rank_0.pt"
+        )
+    finally:
+        dist.destroy_process_group()
+    assert torch.equal(actor_weights(tmp_path)["lm.weight"], w)
+
+
+def test_actor_weights_merges_verls_lora_exactly(tmp_path):
+    import json
+
+    from tinylora_verl.experiments.rl import actor_weights
+
+    W = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    A, B = torch.tensor([[0.5, -0.25]]), torch.tensor([[0.01], [0.02], [-0.03]])
+    prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+    state = {
+        f"{prefix}.base_layer.weight": W,
+        f"{prefix}.lora_A.default.weight": A,
+        f"{prefix}.lora_B.default.weight": B,
+        "base_model.model.model.norm.weight": torch.ones(2),
+    }
+    (tmp_path / "lora_train_meta.json").write_text(json.dumps({"r": 1, "lora_alpha": 16}))
+    got = actor_weights(_shards(tmp_path, [state]))
+    assert set(got) == {"model.layers.0.self_attn.q_proj.weight", "model.norm.weight"}
+    want = [[W[i][j].item() + 16 * B[i][0].item() * A[0][j].item() for j in range(2)] for i in range(3)]
+    assert torch.allclose(
+        got["model.layers.0.self_attn.q_proj.weight"].double(),
+        torch.tensor(want, dtype=torch.float64),
+        rtol=0,
+        atol=1e-6,
+    )

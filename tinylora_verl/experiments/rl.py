@@ -15,10 +15,13 @@ The final model: TinyLoRA -> the adapter our engine saves with verl's last check
 (<run>/verl/global_step_<n>/actor/tinylora_adapter); lora / full -> verl's FSDP checkpoint of the last
 step, turned into a Hugging Face directory by verl's own `python -m verl.model_merger merge --backend fsdp`
 (for LoRA it writes the base weights plus a peft `lora_adapter/`, merged here with peft before eval).
+verl's merger writes bf16, which hides updates below bf16's resolution; the update's size of a lora / full
+run is therefore measured on the float32 weights of the FSDP checkpoint itself (actor_weights).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -151,3 +154,55 @@ def train_metrics(run_dir) -> dict:
         "final_acc": last.get("acc"),
         "mean_step_s": sum(r.get("t_step", 0.0) for r in rows) / len(rows),
     }
+
+
+def _full_tensor(parts: list):
+    """One parameter from every rank's shard, float32: a DTensor's local pieces joined along its Shard dim
+    (FSDP2, a 1-D mesh), a replicated or plain tensor taken from rank 0."""
+    import torch
+
+    first = parts[0]
+    if not hasattr(first, "_local_tensor"):
+        return first.float()
+    placements = tuple(first.placements)
+    if len(placements) != 1:
+        raise NotImplementedError(f"an FSDP checkpoint on a {len(placements)}-D device mesh (FSDP + TP)")
+    locals_ = [p._local_tensor.float() for p in parts]
+    return torch.cat(locals_, dim=placements[0].dim) if placements[0].is_shard() else locals_[0]
+
+
+def actor_weights(actor_dir) -> dict:
+    """The trained actor's float32 weights from verl's FSDP checkpoint (model_world_size_W_rank_R.pt), under
+    the Hugging Face names, a LoRA merged in (W + lora_alpha / r * B A, from lora_train_meta.json)."""
+    import torch
+
+    actor_dir = Path(actor_dir)
+    shards = {
+        (int(m.group(1)), int(m.group(2))): p
+        for p in actor_dir.glob("model_world_size_*_rank_*.pt")
+        if (m := re.fullmatch(r"model_world_size_(\d+)_rank_(\d+)\.pt", p.name))
+    }
+    sizes = {size for size, _ in shards}
+    if len(sizes) != 1 or sorted(rank for _, rank in shards) != list(range(next(iter(sizes)))):
+        raise RuntimeError(f"{actor_dir} has no complete set of model_world_size_*_rank_*.pt shards")
+    shards = {rank: p for (_, rank), p in shards.items()}
+    states = [torch.load(shards[r], map_location="cpu", weights_only=False) for r in sorted(shards)]
+    weights, lora = {}, {}
+    for key in states[0]:
+        tensor = _full_tensor([s[key] for s in states])
+        if ".lora_A." in key or ".lora_B." in key:
+            lora[key] = tensor
+            continue
+        name = key.replace("base_model.model.", "", 1)
+        weights[name.replace(".base_layer.weight", ".weight").replace(".base_layer.bias", ".bias")] = tensor
+    if lora:
+        meta = json.loads((actor_dir / "lora_train_meta.json").read_text())
+        scaling = float(meta["lora_alpha"]) / float(meta["r"])
+        for key, a in lora.items():
+            if ".lora_A." not in key:
+                continue
+            b = lora[key.replace(".lora_A.", ".lora_B.")]
+            name = key.split(".lora_A.")[0].replace("base_model.model.", "", 1) + ".weight"
+            delta = scaling * (b.double() @ a.double())
+            weights[name] = (weights[name].double() + delta).float()
+    return weights

@@ -197,26 +197,15 @@ def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
             del handle
             _release()
             return {**result, "eval": _eval(settings, run_dir, lambda p: generate_vllm(served, p, cfg))}
+    # the update from the float32 FSDP checkpoint: verl's merged copy is bf16 (rl.py)
+    actor = rl.last_actor_checkpoint(run_dir / rl.VERL_DIR)
+    result["update"] = update_size(base_weights(model_path), rl.actor_weights(actor))
     merged = str(rl.merged_model_dir(run_dir, train_log))
     result["trainable_params"] = count_params(model_path, settings["kind"])
-    result["update"] = update_size(base_weights(model_path), load_state(merged))
     if vllm:
         return {**result, "eval": _eval(settings, run_dir, lambda p: generate_vllm(merged, p, cfg))}
     model = load_causal_lm(merged, device=_device())
     return {**result, "eval": _eval(settings, run_dir, lambda p: generate_hf(model, tok, p, cfg))}
-
-
-def load_state(model_dir: str) -> dict:
-    """A saved HF directory's weights as stored (their dtype kept: update_size rounds the base to it)."""
-    from safetensors.torch import load_file
-
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    if not files:
-        raise MissingPath(f"{model_dir} has no *.safetensors weights to measure the update with")
-    state: dict = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    return state
 
 
 RUNNERS = {"base": run_base, "sft": run_sft, "rl": run_rl}
