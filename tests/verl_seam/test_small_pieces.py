@@ -84,3 +84,26 @@ def test_run_rows_round_trip(tmp_path):
         "final_acc": 0.5,
         "mean_step_s": 20.0,
     }
+
+
+def test_rows_of_an_interrupted_attempt_count_once(tmp_path):
+    """A sweep run killed at step 3 and rerun from scratch (or resumed from an earlier checkpoint) appends
+    its steps again: each step counts once, as the last attempt wrote it."""
+    from tinylora_verl.experiments.rl import train_metrics
+    from tinylora_verl.verl_seam.trainer_files import METRICS_FILE, append_row
+
+    run = tmp_path / "run" / "verl"
+    for step, reward in ((1, 0.9), (2, 0.9), (3, 0.9)):  # the killed attempt
+        append_row(run, METRICS_FILE, {"step": step, "reward": reward, "t_step": 100.0})
+    for step, reward in ((1, 0.25), (2, 0.5)):  # the rerun
+        append_row(run, METRICS_FILE, {"step": step, "reward": reward, "acc": reward, "t_step": 10.0})
+    assert train_metrics(tmp_path / "run") == {
+        "steps": 3,
+        "first_reward": 0.25,
+        "final_reward": 0.9,
+        "final_acc": None,
+        "mean_step_s": 40.0,
+    }
+    append_row(run, METRICS_FILE, {"step": 3, "reward": 0.75, "acc": 0.75, "t_step": 10.0})
+    assert train_metrics(tmp_path / "run")["final_reward"] == 0.75
+    assert train_metrics(tmp_path / "run")["mean_step_s"] == 10.0

@@ -142,8 +142,12 @@ def merged_model_dir(run_dir, log_path, python: str = sys.executable) -> Path:
 
 
 def train_metrics(run_dir) -> dict:
-    """The last step's row of <run>/verl/tinylora_metrics.jsonl (reward, timings), plus the step count."""
-    rows = read_rows(Path(run_dir) / VERL_DIR / METRICS_FILE)
+    """The last step's row of <run>/verl/tinylora_metrics.jsonl (reward, timings), plus the step count.
+
+    An interrupted attempt's rows stay in the file (it is appended to): a step written again by a later
+    attempt (a rerun from scratch, or a resume from an earlier checkpoint) counts once, as last written."""
+    by_step = {row.get("step"): row for row in read_rows(Path(run_dir) / VERL_DIR / METRICS_FILE)}
+    rows = [by_step[k] for k in sorted(by_step, key=lambda k: (k is None, k or 0))]
     if not rows:
         return {}
     first, last = rows[0], rows[-1]
