@@ -87,13 +87,6 @@ def test_sft_update_is_the_effective_weight_change(kind, tiny_model_dir):
         assert 0 < out["changed"] < out["tensors"]
 
 
-class FakeDTensor:
-    """What actor_weights reads of a DTensor: its local shard and its placements (a real one: the next test)."""
-
-    def __init__(self, local, placement):
-        self._local_tensor, self.placements = local, (placement,)
-
-
 def _shards(tmp_path, states):
     for rank, state in enumerate(states):
         torch.save(state, tmp_path / f"model_world_size_{len(states)}_rank_{rank}.pt")
@@ -101,41 +94,39 @@ def _shards(tmp_path, states):
 
 
 def test_actor_weights_joins_fsdp_shards_in_float32(tmp_path):
-    from torch.distributed.tensor.placement_types import Replicate, Shard
+    """Two ranks' FSDP2 shards (real DTensors: each rank's local rows of a Shard(0) weight, a replicated
+    bias), and a plain tensor, as verl's checkpoint stores them; read with the restricted unpickler."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Replicate, Shard
 
     from tinylora_verl.experiments.rl import actor_weights
 
     w = torch.arange(12, dtype=torch.float32).reshape(4, 3) / 7  # not representable in bf16
     b = torch.tensor([0.1, 0.2, 0.3])
-    states = [
-        {"model.w": FakeDTensor(w[:2], Shard(0)), "model.b": FakeDTensor(b, Replicate()), "x": torch.ones(2)},
-        {"model.w": FakeDTensor(w[2:], Shard(0)), "model.b": FakeDTensor(b, Replicate()), "x": torch.ones(2)},
-    ]
-    got = actor_weights(_shards(tmp_path, states))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+
+        def shard(rows):  # one rank's piece of w, as FSDP2 holds it
+            return DTensor.from_local(
+                w[rows].clone(), mesh, [Shard(0)], run_check=False, shape=w.shape, stride=w.stride()
+            )
+
+        bias = DTensor.from_local(b, mesh, [Replicate()], run_check=False)
+        states = [
+            {"model.w": shard(slice(0, 2)), "model.b": bias, "x": torch.ones(2)},
+            {"model.w": shard(slice(2, 4)), "model.b": bias, "x": torch.ones(2)},
+        ]
+        _shards(tmp_path, states)
+    finally:
+        dist.destroy_process_group()
+    got = actor_weights(tmp_path)
     assert set(got) == {"model.w", "model.b", "x"}
     assert torch.equal(got["model.w"], w) and torch.equal(got["model.b"], b)
     (tmp_path / "model_world_size_2_rank_1.pt").unlink()
     with pytest.raises(RuntimeError, match="no complete set of model_world_size"):
         actor_weights(tmp_path)
-
-
-def test_actor_weights_reads_a_real_dtensor_checkpoint(tmp_path):
-    import torch.distributed as dist
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.tensor import Shard, distribute_tensor
-
-    from tinylora_verl.experiments.rl import actor_weights
-
-    w = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
-    try:
-        mesh = init_device_mesh("cpu", (1,))
-        torch.save(
-            {"lm.weight": distribute_tensor(w, mesh, [Shard(0)])}, tmp_path / "model_world_size_1_rank_0.pt"
-        )
-    finally:
-        dist.destroy_process_group()
-    assert torch.equal(actor_weights(tmp_path)["lm.weight"], w)
 
 
 def test_actor_weights_merges_verls_lora_exactly(tmp_path):

@@ -190,7 +190,8 @@ def actor_weights(actor_dir) -> dict:
     if len(sizes) != 1 or sorted(rank for _, rank in shards) != list(range(next(iter(sizes)))):
         raise RuntimeError(f"{actor_dir} has no complete set of model_world_size_*_rank_*.pt shards")
     shards = {rank: p for (_, rank), p in shards.items()}
-    states = [torch.load(shards[r], map_location="cpu", weights_only=False) for r in sorted(shards)]
+    # torch's restricted unpickler: tensors, DTensors and containers only, no code
+    states = [torch.load(shards[r], map_location="cpu", weights_only=True) for r in sorted(shards)]
     weights, lora = {}, {}
     for key in states[0]:
         tensor = _full_tensor([s[key] for s in states])
