@@ -42,8 +42,9 @@ def _new_axes():
     return plt.subplots(figsize=(6.4, 4.4))
 
 
-def _finish(fig, ax, rows: list[Row], eval_set: str, path, xlabel: str, title: str, legend_size: int):
-    """The base model's dashed line, log x, labels, legend; saved to PATH and closed."""
+def _finish(fig, ax, rows: list[Row], eval_set: str, path, labels: tuple[str, str, int]):
+    """The base model's dashed line, log x, labels = (x label, title, legend font size); saved, closed."""
+    xlabel, title, legend_size = labels
     import matplotlib.pyplot as plt
 
     for r in rows:
@@ -108,16 +109,8 @@ def plot_accuracy_vs_params(rows: list[Row], eval_set: str, path, title: str | N
                 ax.axhline(y, color=color, linestyle="-.", linewidth=0.8, gid=f"{gid}-lora-line")
             if r.kind == "full":
                 ax.axhline(y, color=color, linestyle=":", label=f"{name} full FT", gid=f"{gid}-full")
-    return _finish(
-        fig,
-        ax,
-        rows,
-        eval_set,
-        path,
-        "trainable parameters",
-        title or f"{eval_set}: accuracy vs trainable parameters",
-        8,
-    )
+    labels = ("trainable parameters", title or f"{eval_set}: accuracy vs trainable parameters", 8)
+    return _finish(fig, ax, rows, eval_set, path, labels)
 
 
 def plot_accuracy_vs_update(rows: list[Row], eval_set: str, path):
@@ -143,16 +136,8 @@ def plot_accuracy_vs_update(rows: list[Row], eval_set: str, path):
                     label=f"{pts[0].method_label} {'TinyLoRA' if kind == 'tinylora' else kind}",
                     gid=f"{method}{'-' + variant if variant else ''}-{kind}",
                 )
-    return _finish(
-        fig,
-        ax,
-        rows,
-        eval_set,
-        path,
-        "update size ||ΔW|| / ||W||",
-        f"{eval_set}: accuracy vs the size of the update",
-        7,
-    )
+    labels = ("update size ||ΔW|| / ||W||", f"{eval_set}: accuracy vs the size of the update", 7)
+    return _finish(fig, ax, rows, eval_set, path, labels)
 
 
 def write_figures(rows: list[Row], sets: list[str], out) -> list[Path]:

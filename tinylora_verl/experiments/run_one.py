@@ -148,17 +148,16 @@ def run_sft(settings: dict, run_dir: Path, model_path: str, log) -> dict:
 
 def _sft_update(trainable, model_path: str, dtype: str) -> dict:
     """update_size of an SFT run's effective weights; a LoRA is merged into trainable.model (same outputs,
-    the base model's parameter names)."""
+    the base model's parameter names). TinyLoRA's base weights are still in memory, untouched; LoRA and
+    full fine-tuning change them, so those are read again from the model path."""
     from .update_size import base_weights, update_size
 
+    if trainable.kind == "tinylora":
+        handle = trainable.handle
+        return update_size(handle.base_state_dict(), handle.base_state_dict(merged=True))
     if trainable.kind == "lora":
         trainable.model = trainable.model.merge_and_unload()
-    trained = (
-        trainable.handle.base_state_dict(merged=True)
-        if trainable.kind == "tinylora"
-        else trainable.model.state_dict()
-    )
-    return update_size(base_weights(model_path, dtype), trained)
+    return update_size(base_weights(model_path, dtype), trainable.model.state_dict())
 
 
 def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
@@ -185,7 +184,8 @@ def run_rl(settings: dict, run_dir: Path, model_path: str, log) -> dict:
         adapter = rl.final_adapter(run_dir)
         handle = load_adapter(load_causal_lm(model_path, device="cpu" if vllm else _device()), adapter)
         result["trainable_params"] = handle.num_trainable
-        result["update"] = update_size(base_weights(model_path), handle.base_state_dict(merged=True))
+        # the frozen base weights are in memory, untouched: no second load
+        result["update"] = update_size(handle.base_state_dict(), handle.base_state_dict(merged=True))
         log(f"rl: evaluating adapter {adapter} ({handle.num_trainable} parameters)")
         if not vllm:
             return {
