@@ -164,8 +164,9 @@ class RecordingBackend:
 
     name = "fake"
 
-    def __init__(self, fail=()):
+    def __init__(self, fail=(), val=None):
         self.fail, self.ran = set(fail), []
+        self.val = val or (lambda settings: 0.5)  # the record's validation accuracy
 
     def describe(self, run):
         return run.name
@@ -183,9 +184,59 @@ class RecordingBackend:
                     attempt=run.attempt,
                     wall_s=1.0,
                     error="boom" if status == "failed" else None,
+                    eval_={"val": {"accuracy": self.val(settings)}},
                 ),
             )
             on_done(run)
+
+
+def test_select_seeds_runs_the_grid_then_the_other_seeds_at_each_rows_best_lr(tmp_path):
+    # val accuracy: LR 0.1 is best on seed 0 for TinyLoRA, 0.01 for the full fine-tune; seeds 1 and 2 score
+    # LR 0.1 worse, which must not change the choice (it is made on the seed every LR has)
+    def val(st):
+        best = 0.1 if st["kind"] == "tinylora" else 0.01
+        return 0.9 if st["lr"] == best and st["seed"] == 0 else (0.1 if st["lr"] == best else 0.5)
+
+    spec = _spec(seeds=[0, 1, 2], select_seeds=[0], baselines=["full"], baseline_lrs=[0.01, 0.1])
+    assert [r.name for r in expand(validate(spec))] == [
+        "sft-tinylora1-lr0.01-s0",
+        "sft-tinylora1-lr0.1-s0",
+        "sft-full-lr0.01-s0",
+        "sft-full-lr0.1-s0",
+    ]
+    lines: list[str] = []
+    out = tmp_path / "s"
+    run_sweep(spec, out, RecordingBackend(), dry_run=True, log=lines.append)
+    assert "  + 4 runs of later seeds, planned once their row's LR grid has finished" in lines
+    backend = RecordingBackend(val=val)
+    run_sweep(spec, out, backend, log=lines.append)
+    assert [n for n, _ in backend.ran] == [
+        "sft-tinylora1-lr0.01-s0",
+        "sft-tinylora1-lr0.1-s0",
+        "sft-full-lr0.01-s0",
+        "sft-full-lr0.1-s0",
+        "sft-tinylora1-lr0.1-s1",
+        "sft-tinylora1-lr0.1-s2",
+        "sft-full-lr0.01-s1",
+        "sft-full-lr0.01-s2",
+    ]
+    again = RecordingBackend(val=val)
+    run_sweep(None, out, again, log=lambda m: None)  # resumed: the choice is the same, nothing to run
+    assert again.ran == []
+
+
+def test_a_row_whose_grid_is_not_finished_waits(tmp_path):
+    spec = _spec(seeds=[0, 1], select_seeds=[0])
+    lines: list[str] = []
+    backend = RecordingBackend(fail={0.1})
+    run_sweep(spec, tmp_path, backend, log=lines.append)
+    assert [n for n, _ in backend.ran] == ["sft-tinylora1-lr0.01-s0", "sft-tinylora1-lr0.1-s0"]
+    assert any("1 waiting for their row's LR grid" in line for line in lines)
+    retry = RecordingBackend()
+    run_sweep(None, tmp_path, retry, retry_failed=True, log=lines.append)  # tie on val: the smaller LR
+    assert [n for n, _ in retry.ran] == ["sft-tinylora1-lr0.1-s0", "sft-tinylora1-lr0.01-s1"]
+    with pytest.raises(ValueError, match=r"select_seeds: 3 is not in seeds \[0, 1\]"):
+        validate(_spec(seeds=[0, 1], select_seeds=[3]))
 
 
 def test_resume_skips_finished_retries_failed_on_request_and_refuses_changed_settings(tmp_path):

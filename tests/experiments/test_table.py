@@ -224,3 +224,15 @@ def test_accuracy_vs_update_plots_each_row_at_its_update_size(tmp_path):
     assert ax.get_xscale() == "log"
     names = [p.name for p in write_figures(best, [TEST], tmp_path)]
     assert f"accuracy_vs_update_{TEST}.png" in names
+
+
+def test_best_lr_is_chosen_on_the_seeds_every_lr_has():
+    # LR 1e-3 ran seeds 0-2 (a sweep's select_seeds: its later seeds ran at the best LR only); its seed-0 val
+    # 0.8 beats 1e-2's 0.7, though its mean over three seeds (0.5) does not
+    recs = [_record("rl", "tinylora", 1, 1e-3, s, v, 0.5, 1) for s, v in enumerate((0.8, 0.4, 0.3))] + [
+        _record("rl", "tinylora", 1, 1e-2, 0, 0.7, 0.9, 1)
+    ]
+    best, every = summarize(recs)
+    assert [(r.lr, r.n_seeds) for r in best] == [(1e-3, 3)]
+    assert best[0].select == pytest.approx(0.8) and best[0].acc["val"][0] == pytest.approx(0.5)
+    assert [r.select for r in every] == pytest.approx([0.8, 0.7])

@@ -8,6 +8,8 @@ YAML (every key optional but `model` and `task`; defaults below):
     budgets: [1, 13, 120, 1000, 10000]         # TinyLoRA trainable parameters
     lrs: [1.0e-7, 5.0e-7, 1.0e-6, 5.0e-6, 1.0e-5, 1.0e-4, 2.0e-4]   # the paper's grid, in the authors' scale
     seeds: [0, 1, 2]
+    select_seeds: null             # e.g. [0]: the LR grid runs on these seeds only; the other seeds run at
+                                   # each row's best LR once its grid has finished (sweep.py)
     baselines: [lora, full]        # rank-1 LoRA, full fine-tune (each over baseline_lrs x seeds)
     baseline_lrs: null             # null = lrs; a list for both baselines, or {lora: [..], full: [..]}
     base_eval: true                # one run that only evaluates the untrained model (the figure's base line)
@@ -53,6 +55,7 @@ DEFAULTS = {
     "budgets": [1, 13, 120, 1000, 10000],
     "lrs": PAPER_LRS,
     "seeds": [0, 1, 2],
+    "select_seeds": None,
     "baselines": [],
     "baseline_lrs": None,
     "base_eval": True,
@@ -139,6 +142,13 @@ def validate(spec: dict) -> dict:
     else:
         _number_list(full, "baseline_lrs", float, True, errors)
     _number_list(full, "seeds", int, False, errors)
+    sel = full["select_seeds"]
+    if sel is not None:
+        _number_list(full, "select_seeds", int, False, errors)
+        if isinstance(sel, list) and isinstance(full["seeds"], list):
+            errors += [
+                f"select_seeds: {s!r} is not in seeds {full['seeds']}" for s in sel if s not in full["seeds"]
+            ]
     for m in full["methods"] if isinstance(full["methods"], list) else [full["methods"]]:
         if m not in METHODS:
             errors.append(f"methods: {m!r} is not one of {METHODS}")
@@ -177,24 +187,50 @@ def validate(spec: dict) -> dict:
     return full
 
 
-def expand(spec: dict) -> list[Run]:
-    """Every run of a validated spec: base first, then per method TinyLoRA budgets, then baselines."""
+def group_key(run: Run) -> tuple:
+    """The runs that compete for one best learning rate (one row of the table)."""
+    return (run.method, run.label, run.kind, run.budget)
+
+
+def expand(spec: dict, best_lr=None) -> list[Run]:
+    """Every run of a validated spec: base first, then per method TinyLoRA budgets, then baselines.
+
+    With `select_seeds`, the LR grid runs on those seeds, and the other seeds at the LR that
+    best_lr(group_key) returns — only for groups where it returns one (None: the grid is not finished)."""
     runs = [Run("base", "base")] if spec["base_eval"] else []
     label = spec.get("label")
+    select = spec.get("select_seeds")
+    grid_seeds = select if select is not None else spec["seeds"]
+    later = [s for s in spec["seeds"] if s not in grid_seeds]
+
+    def group(method, kind, budget, lrs):
+        grid = [Run(method, kind, budget, float(lr), seed, label) for lr in lrs for seed in grid_seeds]
+        lr = best_lr(group_key(grid[0])) if later and best_lr is not None else None
+        return grid + ([Run(method, kind, budget, float(lr), seed, label) for seed in later] if lr else [])
+
     for method in spec["methods"]:
         for budget in spec["budgets"]:
-            runs += [
-                Run(method, "tinylora", budget, float(lr), seed, label)
-                for lr in spec["lrs"]
-                for seed in spec["seeds"]
-            ]
+            runs += group(method, "tinylora", budget, spec["lrs"])
         for kind in spec["baselines"]:
-            runs += [
-                Run(method, kind, None, float(lr), seed, label)
-                for lr in baseline_lrs(spec, kind)
-                for seed in spec["seeds"]
-            ]
+            runs += group(method, kind, None, baseline_lrs(spec, kind))
     return runs
+
+
+def grid_groups(spec: dict) -> dict[tuple, list[Run]]:
+    """{group_key: the group's LR-grid runs} (the runs its best learning rate is chosen from)."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in expand(spec):
+        if run.method != "base":
+            groups.setdefault(group_key(run), []).append(run)
+    return groups
+
+
+def n_waiting(spec: dict, best_lr) -> int:
+    """Runs of later seeds not yet planned because their group's best LR is not known."""
+    if spec.get("select_seeds") is None:
+        return 0
+    later = len([s for s in spec["seeds"] if s not in spec["select_seeds"]])
+    return later * sum(best_lr(key) is None for key in grid_groups(spec))
 
 
 def run_settings(spec: dict, run: Run, task_files: dict) -> dict:

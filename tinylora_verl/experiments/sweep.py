@@ -5,7 +5,9 @@
     OUT/runs/<name>/      one directory per run (records.py), name from its parameters (spec.Run.name)
 
 Resuming is re-running the same command: finished runs are skipped, pending ones (never started or
-interrupted) run, failed ones run again only with retry_failed. A run directory whose run.json differs
+interrupted) run, failed ones run again only with retry_failed. With the spec's `select_seeds`, a row's
+other seeds join the plan once its LR grid has finished, at the LR the table would choose
+(table.select_lr); run_sweep runs them in the same invocation, after the grids. A run directory whose run.json differs
 from what the spec now asks for is an error (the spec changed under a finished run: use a new OUT).
 """
 
@@ -21,7 +23,8 @@ import yaml
 from ..errors import InvalidValue
 from . import records
 from .backends import PendingRun
-from .spec import expand, run_settings, validate
+from .spec import expand, grid_groups, n_waiting, run_settings, validate
+from .table import select_lr
 from .tasks import materialise, task_files
 
 SPEC_FILE = "sweep.yaml"
@@ -67,10 +70,26 @@ def _diff(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if not same(k))
 
 
+def best_lrs(spec: dict, out: Path) -> dict[tuple, float]:
+    """{group_key: best LR} of every group whose LR-grid runs have all finished (empty without
+    select_seeds: then every seed runs the whole grid)."""
+    if spec.get("select_seeds") is None:
+        return {}
+    found = {}
+    for key, runs in grid_groups(spec).items():
+        recs = [records.read_result(out / RUNS_DIR / r.name) or {} for r in runs]
+        if all(rec.get("status") == "finished" for rec in recs):
+            by_lr: dict = {}
+            for run, rec in zip(runs, recs):
+                by_lr.setdefault(run.lr, []).append(rec)
+            found[key] = select_lr(by_lr)
+    return found
+
+
 def plan(spec: dict, out: Path, retry_failed: bool = False) -> list[Planned]:
     files = task_files(spec["task"], out / DATA_DIR).to_dict()
     planned, conflicts = [], []
-    for run in expand(spec):
+    for run in expand(spec, best_lrs(spec, out).get):
         run_dir = out / RUNS_DIR / run.name
         settings = run_settings(spec, run, files)
         existing = records.read_settings(run_dir)
@@ -138,18 +157,13 @@ def run_sweep(
     if dry_run:
         for line in dry_run_lines(planned, backend, out):
             log(line)
+        waiting = n_waiting(spec, best_lrs(spec, out).get)
+        if waiting:
+            log(f"  + {waiting} runs of later seeds, planned once their row's LR grid has finished")
         return summary
     out.mkdir(parents=True, exist_ok=True)
     (out / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
     materialise(spec["task"], out / DATA_DIR)
-    todo = pending_runs(planned)
-    for p in planned:
-        if p.action in ("run", "retry"):
-            records.write_settings(p.run_dir, p.settings)
-    log(
-        f"sweep {out}: {len(todo)} to run, {sum(p.action == 'skip' for p in planned)} finished, "
-        f"{sum(p.action == 'skip-failed' for p in planned)} failed (not retried) — backend {backend.name}"
-    )
     done = [0]
 
     def on_done(run: PendingRun) -> None:
@@ -158,11 +172,29 @@ def run_sweep(
         summary.results[run.name] = record.get("status", "pending")
         accs = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in (record.get("eval") or {}).items())
         log(
-            f"[{done[0]}/{len(todo)}] {run.name}: {record.get('status')} ({record.get('wall_s', 0):.0f} s)"
+            f"[{done[0]}/{len(started)}] {run.name}: {record.get('status')} ({record.get('wall_s', 0):.0f} s)"
             + (f" {accs}" if accs else "")
             + (f" — {record['error'].splitlines()[0]}" if record.get("error") else "")
         )
 
-    backend.run_all(todo, on_done)
+    started: set[str] = set()
+    while True:  # twice at most with select_seeds: the LR grids, then the seeds their results unlock
+        todo = [r for r in pending_runs(planned) if r.name not in started]
+        if not todo:
+            break
+        for p in planned:
+            if p.action in ("run", "retry") and p.settings["name"] not in started:
+                records.write_settings(p.run_dir, p.settings)
+        waiting = n_waiting(spec, best_lrs(spec, out).get)
+        log(
+            f"sweep {out}: {len(todo)} to run, {sum(p.action == 'skip' for p in planned)} finished, "
+            f"{sum(p.action == 'skip-failed' for p in planned)} failed (not retried)"
+            + (f", {waiting} waiting for their row's LR grid" if waiting else "")
+            + f" — backend {backend.name}"
+        )
+        started |= {r.name for r in todo}
+        backend.run_all(todo, on_done)
+        planned = plan(spec, out, retry_failed)
+        summary.planned = planned
     log("sweep: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.counts().items())))
     return summary

@@ -1,8 +1,10 @@
 """Paper-style tables from result records: best LR per (method, variant, adapter, budget), over seeds.
 
 For every group (method, label, kind, budget) of finished runs:
-1. per learning rate, the mean over seeds of the selection metric (default: accuracy on the validation set
-   "val"; never a test set unless asked) — the best LR has the highest mean (ties: the smaller LR);
+1. per learning rate, the mean of the selection metric (default: accuracy on the validation set "val"; never
+   a test set unless asked) over the seeds that every LR of the group has — the best LR has the highest mean
+   (ties: the smaller LR). A sweep with `select_seeds` runs its other seeds at the best LR only; selecting on
+   the shared seeds keeps their results out of the choice (select_lr, also used by the sweep);
 2. at the best LR, every eval set's accuracy: mean and sample standard deviation (ddof 1) over its seeds
    (std is empty for a single seed), and, when the records carry per-problem scores, a 95 % interval
    from a bootstrap over seeds and problems (intervals.py; one problem draw shared by all rows);
@@ -39,7 +41,7 @@ class Row:
     trainable_params: int | None
     lr: float | None
     n_seeds: int
-    select: float  # mean of the selection metric at this LR
+    select: float  # mean of the selection metric at this LR (over the seeds every LR of the group has)
     acc: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # set -> (mean, std)
     n_lrs: int = 1  # learning rates compared
     variant: str | None = None  # the sweep's label (e.g. "matched")
@@ -102,7 +104,25 @@ def _per_prompt(recs: list[dict], s: str) -> np.ndarray | None:
     return np.array([e["per_prompt"] for e in evs], dtype=np.float64)
 
 
-def _row(recs: list[dict], select_on: str, sets: list[str], n_lrs: int) -> Row:
+def selection_scores(by_lr: dict, select_on: str = VAL) -> dict:
+    """{lr: mean of the selection metric over the seeds every LR in by_lr has}; with no seed in common,
+    each LR's mean over its own seeds."""
+    seeds = [{r["params"].get("seed") for r in recs} for recs in by_lr.values()]
+    shared = set.intersection(*seeds) if seeds else set()
+    scores = {}
+    for lr, recs in by_lr.items():
+        picked = [r for r in recs if r["params"].get("seed") in shared] or recs
+        scores[lr] = sum(_metric(r, select_on) for r in picked) / len(picked)
+    return scores
+
+
+def select_lr(by_lr: dict, select_on: str = VAL):
+    """The best learning rate of one group {lr: [records]}: highest selection_scores, ties the smaller LR."""
+    scores = selection_scores(by_lr, select_on)
+    return max(scores, key=lambda lr: (scores[lr], -(lr or 0)))
+
+
+def _row(recs: list[dict], select: float, sets: list[str], n_lrs: int) -> Row:
     p = recs[0]["params"]
     acc, per_prompt = {}, {}
     for s in sets:
@@ -112,7 +132,6 @@ def _row(recs: list[dict], select_on: str, sets: list[str], n_lrs: int) -> Row:
             scores = _per_prompt(recs, s)
             if scores is not None and len(scores) == len(vals):
                 per_prompt[s] = scores
-    select = sum(_metric(r, select_on) for r in recs) / len(recs)
     updates = [r["update"]["relative"] for r in recs if r.get("update")]
     return Row(
         p["method"],
@@ -168,12 +187,13 @@ def summarize(records: list[dict], select_on: str = VAL) -> tuple[list[Row], lis
     best, every = [], []
     for key in sorted(groups, key=lambda k: (k[0] != "base", k[0], k[1], KIND_ORDER.get(k[2], 9), k[3] or 0)):
         by_lr = groups[key]
+        scores = selection_scores(by_lr, select_on)
         rows = [
-            _row(recs, select_on, sets, len(by_lr))
-            for _, recs in sorted(by_lr.items(), key=lambda x: x[0] or 0)
+            _row(recs, scores[lr], sets, len(by_lr))
+            for lr, recs in sorted(by_lr.items(), key=lambda x: x[0] or 0)
         ]
         every += rows
-        best.append(max(rows, key=lambda r: (r.select, -(r.lr or 0))))  # ties: the smaller LR
+        best.append(next(r for r in rows if r.lr == select_lr(by_lr, select_on)))
     return best, every
 
 
@@ -191,7 +211,8 @@ def to_markdown(rows: list[Row], sets: list[str], select_on: str, title: str = "
     lines = [
         f"# {title}",
         "",
-        f"Best learning rate per row chosen on mean `{select_on}` accuracy over seeds; cells are mean ± "
+        f"Best learning rate per row chosen on mean `{select_on}` accuracy over the seeds every learning rate "
+        "of the row has; cells are mean ± "
         "sample std over seeds at that learning rate"
         + (", [95 % bootstrap interval over seeds and problems]" if any(r.ci for r in rows) else "")
         + ("; ‖ΔW‖ / ‖W‖: the update's relative size, mean over seeds" if updates else "")
