@@ -2,6 +2,7 @@
 (modules, requires_grad flags, weights, no container) and the right config then applies to the same object
 and gives the same outputs as on a fresh copy."""
 
+import re
 import time
 
 import pytest
@@ -149,17 +150,29 @@ def test_cache_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     model = small_model()
     before = snapshot(model)
-    for bad, why in (
-        (tmp_path / "f", "is a file, not a directory"),
-        (tmp_path / "f" / "sub", "cannot be created"),
+    for bad, message in (
+        (
+            tmp_path / "f",
+            "svd_cache_dir={!r} is a file, not a directory: give a directory (it is created if missing) or None "
+            "for no cache",
+        ),
+        (
+            tmp_path / "f" / "sub",
+            "svd_cache_dir={!r} cannot be created (Not a directory): give a writable directory or None for no "
+            "cache",
+        ),
     ):
-        with pytest.raises(TinyLoRAConfigError, match=f"svd_cache_dir=.* {why}"):
+        with pytest.raises(TinyLoRAConfigError, match="^" + re.escape(message.format(str(bad))) + "$"):
             apply_tinylora(model, TinyLoRAConfig(**GOOD, svd_cache_dir=str(bad)))
         assert_unchanged(model, before)
-    h = apply_tinylora(model, TinyLoRAConfig(**GOOD, svd_cache_dir=str(tmp_path / "cache")))
-    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 14
+    cache = tmp_path / "new" / "nested" / "cache"  # created with its parents
+    h = apply_tinylora(model, TinyLoRAConfig(**GOOD, svd_cache_dir=str(cache)))
+    assert len(list(cache.glob("*.safetensors"))) == 14
     randomize(h, seed=7)
     assert torch.equal(logits(model), expected_logits())
+    again = apply_tinylora(small_model(), TinyLoRAConfig(**GOOD, svd_cache_dir=str(cache)))  # it exists now
+    randomize(again, seed=7)
+    assert torch.equal(logits(again.model), expected_logits())
 
 
 def test_failure_while_swapping_layers_in_is_rolled_back(monkeypatch):

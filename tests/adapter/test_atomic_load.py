@@ -2,6 +2,7 @@
 model; after a refusal the model is exactly as it was and the right adapter loads into the same object."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -13,9 +14,20 @@ from tinylora_verl.adapter import prepare as prepare_mod
 from tinylora_verl.adapter.metadata import CONFIG_NAME, seal
 
 
+def exactly(message: str) -> str:
+    """A pytest.raises pattern matching this whole message and nothing else."""
+    return "^" + re.escape(message) + "$"
+
+
+def named(model, name: str):
+    model.config._name_or_path = name  # what the checkpoint records as the base model
+    return model
+
+
 def trained(path, model_seed=0, model_kw=None, **cfg):
     handle = apply_tinylora(
-        small_model(model_seed, **(model_kw or {})), TinyLoRAConfig(**{"budget": 4, **cfg})
+        named(small_model(model_seed, **(model_kw or {})), f"org/base-{model_seed}"),
+        TinyLoRAConfig(**{"budget": 4, **cfg}),
     )
     randomize(handle, seed=model_seed + 11)
     handle.save_adapter(path)
@@ -46,10 +58,14 @@ def forbid_svd(monkeypatch):
 def test_other_base_model_is_refused_before_the_svd_then_its_own_adapter_loads(tmp_path, monkeypatch):
     wrong, _ = trained(tmp_path / "a", model_seed=0)
     right, want = trained(tmp_path / "b", model_seed=1)
-    model = small_model(seed=1)
+    model = named(small_model(seed=1), "org/other")
     before = snapshot(model)
     forbid_svd(monkeypatch)
-    with pytest.raises(AdapterLoadError, match="fingerprint mismatch"):
+    message = (
+        "the adapter was trained on base model 'org/base-0', but the weights of this model ('org/other') "
+        "differ from it (fingerprint mismatch): load the adapter on the base model it was trained on"
+    )
+    with pytest.raises(AdapterLoadError, match=exactly(message)):
         load_adapter(model, wrong)
     assert_unchanged(model, before)
     monkeypatch.undo()
@@ -62,9 +78,21 @@ def test_other_architecture_is_refused_before_the_svd(tmp_path, monkeypatch):
     model = small_model(num_layers=3)
     before = snapshot(model)
     forbid_svd(monkeypatch)
-    with pytest.raises(AdapterLoadError, match="trained on 14 modules .* has 21 matching modules"):
+    message = (
+        "the adapter was trained on 14 modules of 'org/base-0' (Qwen2ForCausalLM); this model "
+        "({}) has {} matching modules with other names: load it on the base model it was trained on"
+    )
+    with pytest.raises(AdapterLoadError, match=exactly(message.format("Qwen2ForCausalLM", 21))):
         load_adapter(model, wrong)
     assert_unchanged(model, before)
+
+    class Wrapper(torch.nn.Module):  # the same 14 modules under other names
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+    with pytest.raises(AdapterLoadError, match=exactly(message.format("Wrapper", 14))):
+        load_adapter(Wrapper(small_model()), wrong)
     monkeypatch.undo()
     refuse_then_load_right(model, wrong, "has 21 matching modules", right, want)
 
@@ -84,16 +112,32 @@ def _forge(path, reseal, **config):
     (path / CONFIG_NAME).write_text(json.dumps(seal(meta) if reseal else meta))
 
 
+EDITED = (
+    "{path} was edited after it was saved (metadata_sha256 does not match its contents): the seed, frozen "
+    "rank, alpha, tying and hashes it records define the adapter and cannot be changed — restore the file "
+    "from the checkpoint it came from, or train a new adapter with the settings you want"
+)
+OTHER_P = (
+    "{path}: the P matrices its config regenerates (seed=4, frozen_rank=2, u=1) are not the ones it was "
+    "trained with (P is identical on every platform, so the recorded settings were changed): restore the "
+    "file from the checkpoint it came from"
+)
+OTHER_TYING = (
+    "{path}: the tying it records (u=1, 4 groups) differs from the one its config gives here (u=1, 7 "
+    "groups); the metadata is inconsistent (edited by hand?): restore it from the checkpoint it came from"
+)
+
+
 @pytest.mark.parametrize(
-    "reseal,change,match",
+    "reseal,change,message",
     [
-        (False, dict(seed=4), "edited after it was saved"),
-        (True, dict(seed=4), "P matrices its config regenerates"),
-        (True, dict(tie_mode="structured", budget=7), "the tying it records"),
+        (False, dict(seed=4), EDITED),
+        (True, dict(seed=4), OTHER_P),
+        (True, dict(tie_mode="structured", budget=7), OTHER_TYING),
     ],
 )
 def test_edited_checkpoint_is_refused_then_the_original_loads_into_the_same_model(
-    tmp_path, monkeypatch, reseal, change, match
+    tmp_path, monkeypatch, reseal, change, message
 ):
     original, want = trained(tmp_path / "a")
     edited = tmp_path / "edited"
@@ -102,6 +146,7 @@ def test_edited_checkpoint_is_refused_then_the_original_loads_into_the_same_mode
     model = small_model()
     before = snapshot(model)
     forbid_svd(monkeypatch)
+    match = exactly(message.format(path=edited / CONFIG_NAME))
     with pytest.raises(AdapterLoadError, match=match):
         load_adapter(model, edited)
     assert_unchanged(model, before)

@@ -4,6 +4,7 @@ compared with a tolerance; version-1 files (no checksum) load only when their fa
 
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -144,14 +145,56 @@ def _rewrite_vectors(path, tensors):
     write(path, meta, reseal=True)
 
 
+def _exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_v_with_matching_checksums_is_refused(saved, bad):
     path, _ = saved
     vs = {f"v.{g}": torch.full((1,), 0.5) for g in range(4)}
     vs["v.2"][0] = bad
     _rewrite_vectors(path, vs)
-    with pytest.raises(AdapterLoadError, match="v.2 holds NaN or inf"):
+    message = (
+        f"{path / WEIGHTS_NAME}: v.2 holds NaN or inf; the adapter diverged or the file was damaged — load an "
+        "earlier checkpoint"
+    )
+    with pytest.raises(AdapterLoadError, match=_exactly(message)):
         load_adapter(small_model(), path)
+
+
+def test_vectors_file_missing_damaged_or_holding_other_tensors_is_refused(saved):
+    import hashlib
+
+    path, _ = saved
+    weights = path / WEIGHTS_NAME
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(AdapterLoadError) as err:
+        load_adapter(small_model(), path)
+    assert str(err.value) == (
+        f"{weights} does not match the checksum in {CONFIG_NAME}: the file is corrupt, truncated, or from "
+        "another save — restore both files from the same checkpoint"
+    )
+    weights.write_bytes(b"not a safetensors file")  # with a checksum that matches it
+    meta = meta_of(path)
+    meta["vectors_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    write(path, meta, reseal=True)
+    with pytest.raises(
+        AdapterLoadError, match="^" + re.escape(f"{weights} is not a readable safetensors file (") + ".+\\)$"
+    ):
+        load_adapter(small_model(), path)
+    _rewrite_vectors(path, {f"v.{g}": torch.zeros(1) for g in range(6)})
+    with pytest.raises(AdapterLoadError) as err:
+        load_adapter(small_model(), path)
+    assert (
+        str(err.value)
+        == f"{weights} holds tensors ['v.0', 'v.1', 'v.2', 'v.3', 'v.4']..., expected v.0 .. v.3"
+    )
+    weights.unlink()
+    with pytest.raises(AdapterLoadError) as err:
+        load_adapter(small_model(), path)
+    assert str(err.value) == f"{weights} does not exist; the adapter directory is incomplete"
 
 
 def test_v_of_another_dtype_is_refused(saved):
@@ -188,6 +231,18 @@ def test_recorded_hashes_are_what_they_claim(tmp_path):
     assert meta[CHECKSUM_KEY] != seal({**meta, "factor_hash": "x"})[CHECKSUM_KEY]
 
 
+FACTORS_DIFFER = (
+    "TinyLoRA SVD factors recomputed here differ from the saved run's (singular values by {} relative, over "
+    "the 1e-04 of rounding): the randomized SVD draws its test matrix on the weights' device, so another "
+    "device type (or BLAS) gives other factors, and Delta W differs; load it on the device type that trained "
+    "it, or train with svd_method='exact' for portable factors"
+)
+
+
+def _messages(caplog) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records]
+
+
 def test_factor_bits_differing_by_rounding_is_an_info_beyond_it_a_warning(saved, caplog):
     """Another BLAS moves the SVD's last bits: the exact factor hash then differs, the singular value sums
     agree within 1e-4 (info); a bigger difference (another device's random test matrix) is a warning."""
@@ -199,16 +254,58 @@ def test_factor_bits_differing_by_rounding_is_an_info_beyond_it_a_warning(saved,
     model = small_model()
     load_adapter(model, path)
     assert torch.equal(logits(model), want)
-    assert [r.levelno for r in caplog.records] == [logging.INFO]
-    assert "last bits only" in caplog.records[0].getMessage()
+    info = "TinyLoRA factors differ from the saved run's in their last bits only (rel 0.0e+00)"
+    assert _messages(caplog) == [(logging.INFO, info)]
     caplog.clear()
     meta["singular_value_sums"] = [s * (1 + 1e-3) for s in meta["singular_value_sums"]]
     write(path, meta, reseal=True)
     load_adapter(small_model(), path)
-    assert [r.levelno for r in caplog.records] == [logging.WARNING]
-    assert (
-        "differ from the saved run's (singular values by 1.0e-03 relative" in caplog.records[0].getMessage()
-    )
+    assert _messages(caplog) == [(logging.WARNING, FACTORS_DIFFER.format("1.0e-03"))]
+    caplog.clear()
+    meta["singular_value_sums"] = []  # no sums to compare (a forged file): a warning, not a crash
+    write(path, meta, reseal=True)
+    load_adapter(small_model(), path)
+    assert _messages(caplog) == [(logging.WARNING, FACTORS_DIFFER.format("0.0e+00"))]
+
+
+def test_a_difference_of_exactly_the_tolerance_is_rounding(saved, caplog, monkeypatch):
+    from tinylora_verl.adapter import checkpoint
+
+    path, _ = saved
+    meta = meta_of(path)
+    here = meta["singular_value_sums"]
+    meta["factor_hash"] = "0" * 64
+    meta["singular_value_sums"] = [a * (1 + 1e-3) for a in here]
+    write(path, meta, reseal=True)
+    rel = max(abs(a - b) / abs(b) for a, b in zip(here, meta["singular_value_sums"]))  # the loader's formula
+    monkeypatch.setattr(checkpoint, "SVD_SUM_RTOL", rel)  # the tolerance is exactly the difference
+    caplog.set_level(logging.INFO, logger="tinylora_verl.adapter.checkpoint")
+    load_adapter(small_model(), path)
+    assert _messages(caplog) == [
+        (logging.INFO, "TinyLoRA factors differ from the saved run's in their last bits only (rel 1.0e-03)")
+    ]
+
+
+def test_factor_difference_is_relative_to_small_singular_values(tmp_path, caplog):
+    """Weights scaled by 1e-6: the sums are tiny, and a 1e-3 relative difference is still a warning."""
+    model = small_model()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1e-6)
+    handle = apply_tinylora(model, TinyLoRAConfig(budget=4))
+    handle.save_adapter(tmp_path / "a")
+    meta = meta_of(tmp_path / "a")
+    assert max(meta["singular_value_sums"]) < 1e-3
+    meta["factor_hash"] = "0" * 64
+    meta["singular_value_sums"] = [s * (1 + 1e-3) for s in meta["singular_value_sums"]]
+    write(tmp_path / "a", meta, reseal=True)
+    caplog.set_level(logging.INFO, logger="tinylora_verl.adapter.checkpoint")
+    fresh = small_model()
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.mul_(1e-6)
+    load_adapter(fresh, tmp_path / "a")
+    assert _messages(caplog) == [(logging.WARNING, FACTORS_DIFFER.format("1.0e-03"))]
 
 
 def _as_version_1(path, **config_changes):

@@ -134,10 +134,13 @@ def test_values_are_normalised_to_plain_types():
     assert TinyLoRAConfig.from_dict(c.to_dict()) == c
 
 
-@pytest.mark.parametrize("bad", [None, [("budget", 13)], "budget=13", {1: 13}])
-def test_from_dict_refuses_what_is_not_a_mapping_of_names(bad):
-    with pytest.raises(TinyLoRAConfigError, match="must be a mapping"):
+@pytest.mark.parametrize(
+    "bad,kind", [(None, "NoneType"), ([("budget", 13)], "list"), ("budget=13", "str"), ({1: 13}, "dict")]
+)
+def test_from_dict_refuses_what_is_not_a_mapping_of_names(bad, kind):
+    with pytest.raises(TinyLoRAConfigError) as err:
         TinyLoRAConfig.from_dict(bad)
+    assert str(err.value) == f"TinyLoRA settings must be a mapping of setting names to values, got {kind}"
 
 
 def test_from_dict_refuses_unknown_settings():

@@ -116,3 +116,21 @@ def test_the_unwritten_cache_warning_names_the_file_and_the_error(tmp_path, capl
         f"TinyLoRA SVD cache {path} not written ([Errno 17] File exists: '{tmp_path / 'file'}'); "
         "the factors are used uncached"
     )
+
+
+def test_cache_key_is_the_documented_hash_of_the_weight_and_every_setting():
+    import hashlib
+
+    W = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    content = hashlib.sha256(b"(2, 3)|torch.float32|" + W.numpy().tobytes()).hexdigest()  # shape|dtype|bytes
+    assert svd_mod.weight_digest(W) == content
+    empty = torch.empty(0, 3)
+    assert svd_mod.weight_digest(empty) == hashlib.sha256(b"(0, 3)|torch.float32|").hexdigest()
+
+    def key(params: str) -> str:
+        return hashlib.sha256(f"{content}|{params}".encode()).hexdigest()[:40]
+
+    assert cache_key(W, 2, SVDOptions()) == key("r=2|randomized|float32|os=8|it=6|seed=0")
+    assert cache_key(W, 1, SVDOptions(method="krylov", dtype="float64", seed=3)) == key(
+        "r=1|krylov|float64|os=8|it=6|seed=3|tol=1e-10|blocks=48"
+    )
