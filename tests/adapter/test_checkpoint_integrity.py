@@ -365,3 +365,59 @@ def test_size_limits_fit_the_largest_adapter_the_limits_allow():
 
     assert MAX_WEIGHTS_BYTES >= 4 * MAX_PROJECTION_ENTRIES  # every v entry in float32
     assert MAX_CONFIG_BYTES >= 8 * 100_000  # a group index for each of 100k modules
+
+
+def test_metadata_refusals_name_the_file_and_what_is_wrong(saved, monkeypatch):
+    from tinylora_verl.adapter import metadata
+    from tinylora_verl.adapter.metadata import read_metadata
+
+    path, _ = saved
+    config = path / CONFIG_NAME
+    good = meta_of(path)
+
+    def refused(meta=None, text=None) -> str:
+        config.write_text(text if text is not None else json.dumps(meta))
+        with pytest.raises(AdapterLoadError) as err:
+            read_metadata(path)
+        return str(err.value)
+
+    malformed = f"{config} is malformed: {{}} — restore it from the checkpoint"
+    group = {**good["plan"], "group_of_module": [0] * 13 + [good["plan"]["num_groups"]]}  # one past the last
+    assert refused(seal({**good, "plan": group})) == malformed.format(
+        "plan.group_of_module must list a group index for each of plan.num_modules modules"
+    )
+    assert refused(seal({**good, "base_model": {**good["base_model"], "fingerprint": 5}, "config": []})) == (
+        malformed.format("base_model.fingerprint must be a string; config must be a mapping")
+    )
+    for sums in ("1.0", [1.0, float("nan")], [1.0, "2"]):
+        assert refused(seal({**good, "singular_value_sums": sums})) == malformed.format(
+            "singular_value_sums must be a list of finite numbers"
+        )
+    assert refused(["a", "list"]) == f"{config} is not a tinylora-verl-adapter file (format=None)"
+    assert (
+        refused({**good, "format": "peft"}) == f"{config} is not a tinylora-verl-adapter file (format='peft')"
+    )
+    try:
+        json.loads("{")
+    except json.JSONDecodeError as err:
+        why = str(err)
+    assert refused(text="{") == (
+        f"{config} is not valid JSON (JSONDecodeError: {why}); the file is corrupt or truncated — restore it "
+        "from the checkpoint it came from"
+    )
+    config.write_text(json.dumps(good))
+    size = config.stat().st_size
+    monkeypatch.setattr(metadata, "MAX_CONFIG_BYTES", size)
+    assert read_metadata(path) == good  # a file of exactly the limit is read
+    monkeypatch.setattr(metadata, "MAX_CONFIG_BYTES", size - 1)
+    assert refused(good) == (
+        f"{config} is {size} bytes, more than the {size - 1} any adapter file can have: it is not a TinyLoRA "
+        "checkpoint file — restore it from the checkpoint it came from"
+    )
+    config.unlink()
+    with pytest.raises(AdapterLoadError) as err:
+        read_metadata(path)
+    assert str(err.value) == (
+        f"{config} does not exist: {path} is not a TinyLoRA adapter directory (expected {CONFIG_NAME} and "
+        f"{WEIGHTS_NAME}, written by save_adapter)"
+    )
