@@ -323,7 +323,8 @@ def test_version_1_file_loads_when_its_factor_hash_matches(saved, caplog):
     model = small_model()
     load_adapter(model, path)
     assert torch.equal(logits(model), want)
-    assert any("version-1 adapter without a metadata checksum" in r.getMessage() for r in caplog.records)
+    warned = f"{path / CONFIG_NAME} is a version-1 adapter without a metadata checksum: save it again to protect it"
+    assert (logging.WARNING, warned) in _messages(caplog)
 
 
 def test_version_1_file_with_an_edited_seed_is_refused(saved):
@@ -420,4 +421,36 @@ def test_metadata_refusals_name_the_file_and_what_is_wrong(saved, monkeypatch):
     assert str(err.value) == (
         f"{config} does not exist: {path} is not a TinyLoRA adapter directory (expected {CONFIG_NAME} and "
         f"{WEIGHTS_NAME}, written by save_adapter)"
+    )
+
+
+def test_version_fields_checksum_and_recipe_refusals(saved):
+    from tinylora_verl.adapter.metadata import read_metadata
+
+    path, _ = saved
+    config = path / CONFIG_NAME
+    good = meta_of(path)
+
+    def refused(meta) -> str:
+        config.write_text(json.dumps(meta))
+        with pytest.raises(AdapterLoadError) as err:
+            read_metadata(path)
+        return str(err.value)
+
+    for version in (3, True, "2"):
+        assert refused({**good, "format_version": version}) == (
+            f"{config} has format_version={version!r}; this tinylora_verl reads versions [1, 2]. Use the "
+            "tinylora_verl release that wrote it (or a newer one)."
+        )
+    assert refused({k: v for k, v in good.items() if k != "factor_hash"}) == (
+        f"{config} lacks the fields ['factor_hash']; the file is incomplete"
+    )
+    assert refused({**good, "factor_hash": "0" * 64}) == (
+        f"{config} was edited after it was saved (metadata_sha256 does not match its contents): the seed, "
+        "frozen rank, alpha, tying and hashes it records define the adapter and cannot be changed — restore the "
+        "file from the checkpoint it came from, or train a new adapter with the settings you want"
+    )
+    assert refused(seal({**good, "projection_recipe": "torch-randn/0"})) == (
+        f"{config} was made with P recipe 'torch-randn/0'; this version generates 'blake2b-boxmuller/1' and "
+        "cannot rebuild its P matrices"
     )
