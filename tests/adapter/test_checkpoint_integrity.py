@@ -454,3 +454,99 @@ def test_version_fields_checksum_and_recipe_refusals(saved):
         f"{config} was made with P recipe 'torch-randn/0'; this version generates 'blake2b-boxmuller/1' and "
         "cannot rebuild its P matrices"
     )
+
+
+def test_saved_files_are_the_documented_format(tmp_path):
+    import hashlib
+
+    from safetensors import safe_open
+
+    model = small_model()
+    model.config._name_or_path, model.config._commit_hash = "org/base", "abc123"
+    handle = apply_tinylora(model, TinyLoRAConfig(budget=4))
+    randomize(handle, seed=3)
+    with torch.no_grad():  # v held in bf16 (a model cast after apply_tinylora): saved as float32 anyway
+        for p in handle.vectors.v:
+            p.data = p.data.to(torch.bfloat16)
+    out = tmp_path / "new" / "nested"
+    handle.save_adapter(out)
+    with safe_open(str(out / WEIGHTS_NAME), "pt") as f:
+        assert f.metadata() == {"format": "tinylora-verl-adapter", "format_version": "2"}
+        assert sorted(f.keys()) == ["v.0", "v.1", "v.2", "v.3"]
+        for g, p in enumerate(handle.vectors.v):
+            t = f.get_tensor(f"v.{g}")
+            assert t.dtype == torch.float32 and torch.equal(t, p.detach().float())
+    text = (out / CONFIG_NAME).read_text()
+    meta = json.loads(text)
+    assert text == json.dumps(meta, indent=1) + "\n"
+    modules = list(handle.layers)
+    assert meta["base_model"] == {
+        "name_or_path": "org/base",
+        "revision": "abc123",
+        "architecture": "Qwen2ForCausalLM",
+        "fingerprint": handle.base_fingerprint(),
+    }
+    assert meta["plan"] == {
+        "projection_dim": 1,
+        "tie_mode": "tiled",
+        "tie_factor": handle.plan.tie_factor,
+        "num_groups": 4,
+        "num_trainable": 4,
+        "num_modules": 14,
+        "modules_sha256": hashlib.sha256("\n".join(modules).encode()).hexdigest(),
+        "group_of_module": [handle.plan.group_of[m] for m in modules],
+    }
+    sums = torch.stack([layer.tinylora_S.double() for layer in handle.layers.values()]).sum(0).tolist()
+    assert meta["singular_value_sums"] == sums  # summed in float64
+    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    assert meta["metadata_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert meta["vectors_sha256"] == hashlib.sha256((out / WEIGHTS_NAME).read_bytes()).hexdigest()
+
+
+def test_base_model_info_falls_back_on_name_or_path_then_unnamed():
+    from types import SimpleNamespace
+
+    from tinylora_verl.adapter.checkpoint import _base_model_info
+
+    class Bare(torch.nn.Module):
+        pass
+
+    plain = Bare()
+    assert _base_model_info(plain) == {"name_or_path": "(unnamed)", "revision": None, "architecture": "Bare"}
+    plain.config = SimpleNamespace(name_or_path="hub/name", _commit_hash="c0ffee")
+    assert _base_model_info(plain) == {
+        "name_or_path": "hub/name",
+        "revision": "c0ffee",
+        "architecture": "Bare",
+    }
+    plain.config = SimpleNamespace(_name_or_path="local/dir", name_or_path="hub/name")  # HF's own field first
+    assert _base_model_info(plain)["name_or_path"] == "local/dir"
+    plain.config = SimpleNamespace(_name_or_path="", name_or_path="")
+    assert _base_model_info(plain)["name_or_path"] == "(unnamed)"
+
+
+def test_metadata_checksum_and_base_fingerprint_are_the_documented_hashes(monkeypatch):
+    import hashlib
+
+    from tinylora_verl.adapter import digests
+    from tinylora_verl.adapter.metadata import metadata_checksum, modules_sha256
+
+    assert (
+        metadata_checksum({"b": 1, "a": [1, 2], "metadata_sha256": "x"})
+        == hashlib.sha256(b'{"a":[1,2],"b":1}').hexdigest()
+    )
+    assert modules_sha256(["a", "b"]) == hashlib.sha256(b"a\nb").hexdigest()
+
+    def reference(weights, stride):
+        h = hashlib.sha256()
+        for name, w in weights:
+            h.update(f"{name}|{tuple(w.shape)}|".encode())
+            h.update(w.reshape(-1)[::stride].to(torch.bfloat16).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    w = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(digests, "FINGERPRINT_SAMPLES", 8)  # 15 entries: stride 1
+    assert digests.base_fingerprint([("m", w)]) == reference([("m", w)], 1)
+    monkeypatch.setattr(digests, "FINGERPRINT_SAMPLES", 4)  # stride 15 // 4 = 3
+    assert digests.base_fingerprint([("m", w), ("n", w.T)]) == reference([("m", w), ("n", w.T)], 3)

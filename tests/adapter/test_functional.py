@@ -183,6 +183,9 @@ def test_alpha_defaults_to_one():
     torch.testing.assert_close(delta_weight(U, S, V, P, v), ref, rtol=1e-12, atol=1e-12)
     x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     torch.testing.assert_close(lowrank_delta(x, U, S, V, P, v), x @ ref.T, rtol=1e-12, atol=1e-12)
+    y = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    want = y + x @ ref.T
+    torch.testing.assert_close(add_lowrank_delta_(y.clone(), x, U, S, V, P, v), want, rtol=1e-12, atol=1e-12)
 
 
 def test_lowrank_delta_casts_x_to_the_factors_dtype():
@@ -452,3 +455,18 @@ def test_merged_export_saves_the_merged_weights_and_copies_the_tokenizer(tmp_pat
         atol=1e-6,
     )
     assert not any("base_layer" in k or "tinylora" in k for k in saved)
+
+
+def test_layer_forward_is_the_base_output_plus_x_delta_and_the_base_when_disabled():
+    handle, base = adapted()
+    x = torch.randn(3, 64, generator=torch.Generator().manual_seed(2))
+    name, layer = next(iter(handle.layers.items()))
+    assert layer.alpha == 0.75
+    W = base[f"{name}.weight"].double()
+    bias = base[f"{name}.bias"].double()  # Qwen2's q/k/v projections have one
+    want = x.double() @ (W + reference_delta(layer)).T + bias
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x).double(), want, rtol=1e-5, atol=1e-6)
+        with handle.disabled():
+            assert torch.equal(layer(x), layer.base_layer(x))
+        assert handle.vectors.enabled
