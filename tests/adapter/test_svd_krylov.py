@@ -184,3 +184,47 @@ def test_rank_one_factors_have_row_major_strides(method, shape):
     for t in (f.U, f.V):
         assert t.stride() == (1, 1)
         t.view(torch.uint8)
+
+
+def test_a_column_numerically_inside_the_span_is_replaced_by_a_seeded_random_direction():
+    """_new_block on Z = [c u, c u + 1e-5 w] (u, w unit, orthogonal to Q = e0 and to each other, c = 1e6):
+    the second column's new part (1e-5) is below 1e-10 x the largest column norm (1e-4), so it is replaced
+    by the generator's next Gaussian column, made orthogonal to Q and u; the first column stays u."""
+    from tinylora_verl.adapter.svd import _new_block
+
+    n = 10_001
+    e0 = torch.zeros(n, 1, dtype=torch.float64)
+    e0[0] = 1.0
+    u = torch.zeros(n, dtype=torch.float64)
+    u[1:] = (n - 1) ** -0.5  # spread: every row of Z is small next to its columns
+    w = torch.zeros(n, dtype=torch.float64)
+    w[1], w[2] = 2**-0.5, -(2**-0.5)
+    Z = torch.stack([1e6 * u, 1e6 * u + 1e-5 * w], dim=1)
+    torch.manual_seed(123)  # the global RNG must play no part
+    got = _new_block(e0, Z.clone(), torch.Generator().manual_seed(7))
+    r = torch.randn(n, 1, generator=torch.Generator().manual_seed(7), dtype=torch.float64)[:, 0]
+    r = r - e0[:, 0] * r[0] - u * (u @ r)
+    r = r / r.norm()
+    assert got.shape == (n, 2)
+    assert abs(float(got[:, 0] @ u)) == pytest.approx(1.0, abs=1e-12)
+    assert abs(float(got[:, 1] @ r)) == pytest.approx(1.0, abs=1e-9)
+    torch.manual_seed(456)
+    assert torch.equal(_new_block(e0, Z.clone(), torch.Generator().manual_seed(7)), got)
+
+
+def test_a_column_above_the_threshold_is_kept():
+    """The same Z with 1.2e-4 in w: above 1e-10 x the largest column norm (1e-4), so the block is (u, w),
+    no random column (the threshold is per column, not the whole block's norm, 1.4e-4)."""
+    from tinylora_verl.adapter.svd import _new_block
+
+    n = 10_001
+    e0 = torch.zeros(n, 1, dtype=torch.float64)
+    e0[0] = 1.0
+    u = torch.zeros(n, dtype=torch.float64)
+    u[1:] = (n - 1) ** -0.5
+    w = torch.zeros(n, dtype=torch.float64)
+    w[1], w[2] = 2**-0.5, -(2**-0.5)
+    Z = torch.stack([1e6 * u, 1e6 * u + 1.2e-4 * w], dim=1)
+    got = _new_block(e0, Z, torch.Generator().manual_seed(7))
+    assert abs(float(got[:, 0] @ u)) == pytest.approx(1.0, abs=1e-12)
+    assert abs(float(got[:, 1] @ w)) == pytest.approx(1.0, abs=1e-6)
