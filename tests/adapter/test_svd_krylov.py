@@ -228,3 +228,42 @@ def test_a_column_above_the_threshold_is_kept():
     got = _new_block(e0, Z, torch.Generator().manual_seed(7))
     assert abs(float(got[:, 0] @ u)) == pytest.approx(1.0, abs=1e-12)
     assert abs(float(got[:, 1] @ w)) == pytest.approx(1.0, abs=1e-6)
+
+
+def _spy_blocks(monkeypatch):
+    """Record the Z of every _new_block call (the first is A Omega) and whether the exact SVD ran."""
+    calls = {"blocks": [], "exact": 0}
+    real_block, real_exact = svd_mod._new_block, svd_mod._exact
+
+    def block(Q, Z, gen):
+        calls["blocks"].append(Z.clone())
+        return real_block(Q, Z, gen)
+
+    def exact(W, r):
+        calls["exact"] += 1
+        return real_exact(W, r)
+
+    monkeypatch.setattr(svd_mod, "_new_block", block)
+    monkeypatch.setattr(svd_mod, "_exact", exact)
+    return calls
+
+
+@pytest.mark.parametrize("s,krylov", [(20, True), (19, False)])
+def test_krylov_runs_when_the_shorter_side_holds_two_blocks_else_the_exact_svd(monkeypatch, s, krylov):
+    """b = r + oversample = 10: steps = s // b - 1 Krylov blocks after the first; none (s < 2 b) means the
+    exact SVD, without building a basis."""
+    W = torch.randn(s, 30, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    calls = _spy_blocks(monkeypatch)
+    svd_factors(W, 2, SVDOptions(method="krylov", dtype="float64", oversample=8))
+    assert (len(calls["blocks"]) >= 1) == krylov
+    if not krylov:
+        assert calls["exact"] == 1
+
+
+def test_a_square_weight_is_not_transposed(monkeypatch):
+    """A = W for out <= in (W^T only for a tall W): the first block is W Omega, Omega [in, b] seeded."""
+    W = torch.randn(24, 24, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    calls = _spy_blocks(monkeypatch)
+    svd_factors(W, 2, SVDOptions(method="krylov", dtype="float64", oversample=8, seed=5))
+    omega = torch.randn(24, 10, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    torch.testing.assert_close(calls["blocks"][0], W @ omega, rtol=1e-12, atol=1e-12)
