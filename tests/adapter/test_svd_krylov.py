@@ -139,6 +139,9 @@ def test_low_rank_weight(no_exact_fallback):
     f = svd_factors(W, 2, SVDOptions(method="krylov", dtype="float64"))
     torch.testing.assert_close(f.S, s[:2], rtol=1e-10, atol=0)
     assert angle(f.U, Q1[:, :2]) < 1e-7 and angle(f.V, Q2[:, :2]) < 1e-7
+    torch.manual_seed(99)  # the random directions that replace exhausted ones come from the seeded generator
+    again = svd_factors(W, 2, SVDOptions(method="krylov", dtype="float64"))
+    assert torch.equal(again.U, f.U) and torch.equal(again.S, f.S) and torch.equal(again.V, f.V)
 
 
 def test_unconverged_falls_back_to_exact_with_a_warning(monkeypatch, caplog):
@@ -146,7 +149,9 @@ def test_unconverged_falls_back_to_exact_with_a_warning(monkeypatch, caplog):
     W = close_gap_matrix()[0].float()
     with caplog.at_level(logging.WARNING, logger=svd_mod.__name__):
         f = svd_factors(W, 2, SVDOptions(method="krylov"))
-    assert "did not converge" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        f"TinyLoRA krylov SVD of a {tuple(W.shape)} weight did not converge in 2 blocks of 10; using the exact SVD"
+    ]
     e = svd_factors(W, 2, SVDOptions(method="exact", dtype="float64"))
     torch.testing.assert_close(f.U, e.U.float(), rtol=0, atol=1e-5)
 
@@ -267,3 +272,18 @@ def test_a_square_weight_is_not_transposed(monkeypatch):
     svd_factors(W, 2, SVDOptions(method="krylov", dtype="float64", oversample=8, seed=5))
     omega = torch.randn(24, 10, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     torch.testing.assert_close(calls["blocks"][0], W @ omega, rtol=1e-12, atol=1e-12)
+
+
+def test_later_blocks_draw_their_replacement_directions_from_the_seeded_generator():
+    """Rank 15 with blocks of 10: the second block has only 5 new directions, so 5 are drawn at random —
+    from the SVD's own generator: the factors do not depend on the global RNG."""
+    g = torch.Generator().manual_seed(6)
+    s = torch.linspace(8.0, 1.0, 15, dtype=torch.float64)
+    Q1, _ = torch.linalg.qr(torch.randn(300, 15, generator=g, dtype=torch.float64))
+    Q2, _ = torch.linalg.qr(torch.randn(200, 15, generator=g, dtype=torch.float64))
+    W = (Q1 * s) @ Q2.T
+    results = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        results.append(svd_factors(W, 2, SVDOptions(method="krylov", dtype="float64")))
+    assert all(torch.equal(getattr(results[0], k), getattr(results[1], k)) for k in ("U", "S", "V"))
