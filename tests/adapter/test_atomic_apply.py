@@ -2,6 +2,7 @@
 (modules, requires_grad flags, weights, no container) and the right config then applies to the same object
 and gives the same outputs as on a fresh copy."""
 
+import logging
 import re
 import time
 
@@ -234,3 +235,68 @@ def test_prepare_reads_no_weight_values(monkeypatch):
     )
     p = prepare_mod.prepare(model, TinyLoRAConfig(**GOOD))
     assert seen == [] and p.plan.num_groups == 4 and len(p.projections) == 14
+
+
+def test_refusals_and_the_inexact_budget_warning_in_full(caplog, monkeypatch):
+    model = small_model()
+    with pytest.raises(TinyLoRAError) as err:
+        apply_tinylora("model", TinyLoRAConfig(**GOOD))
+    assert str(err.value) == "model must be a torch.nn.Module, got str"
+    with pytest.raises(TinyLoRAConfigError) as err:
+        apply_tinylora(model, {"budget": 4})
+    assert str(err.value) == (
+        "config must be a TinyLoRAConfig, got dict: use TinyLoRAConfig(**settings) or "
+        "TinyLoRAConfig.from_dict(settings)"
+    )
+    with pytest.raises(TinyLoRAError) as err:
+        apply_tinylora(model, TinyLoRAConfig(budget=4, target_modules=["query"]))
+    assert str(err.value) == (
+        "no nn.Linear named ['query'] in this model; its Linear layers are named ['down_proj', 'gate_proj', "
+        "'k_proj', 'lm_head', 'o_proj', 'q_proj', 'up_proj', 'v_proj']: set target_modules to some of those"
+    )
+    with torch.device("meta"):
+        meta = small_model()
+    with pytest.raises(TinyLoRAError) as err:
+        apply_tinylora(meta, TinyLoRAConfig(**GOOD))
+    assert str(err.value) == (
+        "model.layers.0.self_attn.q_proj.weight is on the meta device: apply TinyLoRA to materialised, "
+        "unsharded weights (before FSDP wraps the model), or pass compute_factors=False in a process that "
+        "will receive the factors from one that holds the full weights"
+    )
+    undo = _nan_in_last_module(model)
+    with pytest.raises(TinyLoRAError) as err:
+        apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    assert str(err.value) == (
+        "model.layers.1.mlp.down_proj.weight holds NaN or inf values: the base model is damaged; reload it "
+        "from its checkpoint before applying TinyLoRA"
+    )
+    undo(model)
+    caplog.set_level(logging.WARNING, logger=prepare_mod.__name__)
+    handle = apply_tinylora(model, TinyLoRAConfig(budget=30, tie_mode="none", seed=3))
+    plan = handle.plan
+    assert not plan.exact and plan.num_trainable == 28
+    assert [r.getMessage() for r in caplog.records] == [
+        f"TinyLoRA budget 30 is not reachable exactly with 14 modules; using {plan.num_trainable} trainable "
+        f"parameters (u={plan.projection_dim}, tie_factor={plan.tie_factor})"
+    ]
+    with pytest.raises(TinyLoRAError) as err:
+        apply_tinylora(model, TinyLoRAConfig(**GOOD))
+    assert str(err.value) == (
+        "this model already has TinyLoRA applied; use the handle you got, or load the base model again"
+    )
+
+
+def test_limits_are_inclusive(monkeypatch):
+    """frozen_rank equal to the smallest weight side (32, k_proj) and a P of exactly the entry limit apply."""
+    handle = apply_tinylora(small_model(), TinyLoRAConfig(budget=4, frozen_rank=32))
+    assert handle.layers["model.layers.0.self_attn.k_proj"].tinylora_S.shape == (32,)
+    monkeypatch.setattr(prepare_mod, "MAX_PROJECTION_ENTRIES", 14 * 1 * 2 * 2)  # modules * u * r^2 of GOOD
+    apply_tinylora(small_model(), TinyLoRAConfig(**GOOD))
+    monkeypatch.setattr(prepare_mod, "MAX_PROJECTION_ENTRIES", 14 * 1 * 2 * 2 - 1)
+    with pytest.raises(TinyLoRAConfigError, match="needs 56 random P entries, over the 55 limit"):
+        apply_tinylora(small_model(), TinyLoRAConfig(**GOOD))
+
+
+def test_no_config_means_the_default_config():
+    handle = apply_tinylora(small_model())
+    assert handle.config == TinyLoRAConfig()
