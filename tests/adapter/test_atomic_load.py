@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from tests.adapter.support import assert_unchanged, logits, randomize, small_model, snapshot
-from tinylora_verl.adapter import AdapterLoadError, TinyLoRAConfig, apply_tinylora, load_adapter
+from tinylora_verl.adapter import (
+    AdapterLoadError,
+    TinyLoRAConfig,
+    apply_tinylora,
+    load_adapter,
+)
 from tinylora_verl.adapter import prepare as prepare_mod
 from tinylora_verl.adapter.metadata import CONFIG_NAME, seal
 
@@ -174,3 +179,17 @@ def test_override_of_a_defining_setting_is_refused(tmp_path):
         load_adapter(model, path, svd_cache_dir=5)
     load_adapter(model, path, svd_cache_dir=str(tmp_path / "cache"))
     assert torch.equal(logits(model), want)
+
+
+def test_load_into_a_model_on_the_meta_device_is_refused(tmp_path):
+    path, _ = trained(tmp_path / "a")
+    with torch.device("meta"):
+        model = small_model()
+    with pytest.raises(AdapterLoadError) as err:
+        load_adapter(model, path)
+    assert str(err.value) == (
+        f"the adapter in {path} cannot be applied to this model: "
+        "model.layers.0.self_attn.q_proj.weight is on the meta device: apply TinyLoRA to materialised, "
+        "unsharded weights (before FSDP wraps the model), or pass compute_factors=False in a process that "
+        "will receive the factors from one that holds the full weights"
+    )
