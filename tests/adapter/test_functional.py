@@ -470,3 +470,19 @@ def test_layer_forward_is_the_base_output_plus_x_delta_and_the_base_when_disable
         with handle.disabled():
             assert torch.equal(layer(x), layer.base_layer(x))
         assert handle.vectors.enabled
+
+
+@pytest.mark.parametrize("bad", ["U", "V", "P"])
+def test_a_layer_refuses_factors_that_do_not_fit_its_weight(bad):
+    from tinylora_verl.adapter.layer import TinyLoRALinear, TinyLoRAVectors
+
+    base = torch.nn.Linear(6, 5)  # W [5, 6]
+    shapes = {"U": (5, 2), "S": (2,), "V": (6, 2), "P": (3, 2, 2)}
+    shapes[bad] = {"U": (4, 2), "V": (5, 2), "P": (3, 2, 3)}[bad]
+    f = {k: torch.zeros(v) for k, v in shapes.items()}
+    with pytest.raises(ValueError) as err:
+        TinyLoRALinear(base, f["U"], f["S"], f["V"], f["P"], 0, TinyLoRAVectors(1, 3))
+    assert str(err.value) == (
+        f"factor shapes U{shapes['U']} S(2,) V{shapes['V']} P{shapes['P']} do not fit a weight of shape (5, 6) "
+        "at rank 2"
+    )
