@@ -415,14 +415,29 @@ def test_trainable_parameters_are_the_vectors_and_the_layer_says_what_it_is():
 
 def test_peft_export_tensors_multiply_to_the_delta(tmp_path):
     handle, _ = adapted(frozen_rank=3, tie_mode="all", budget=5)
-    handle.export_peft_lora(tmp_path)
-    tensors = load_file(str(tmp_path / "adapter_model.safetensors"))
-    cfg = json.loads((tmp_path / "adapter_config.json").read_text())
-    assert cfg["r"] == 3 and cfg["lora_alpha"] == 3 and cfg["peft_type"] == "LORA" and cfg["bias"] == "none"
-    assert cfg["target_modules"] == sorted(
-        {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    )
-    assert cfg["use_dora"] is False and cfg["use_rslora"] is False and cfg["fan_in_fan_out"] is False
+    handle.model.config._name_or_path = "org/base"
+    with torch.no_grad():  # v held in bf16 (a model cast after apply_tinylora): mixed in P's float32
+        for p in handle.vectors.v:
+            p.data = p.data.to(torch.bfloat16)
+    out = tmp_path / "new" / "peft"  # created with its parents
+    handle.export_peft_lora(out)
+    tensors = load_file(str(out / "adapter_model.safetensors"))
+    assert json.loads((out / "adapter_config.json").read_text()) == {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": "org/base",
+        "r": 3,
+        "lora_alpha": 3,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_rslora": False,
+        "use_dora": False,
+        "target_modules": ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"],
+        "inference_mode": True,
+        "init_lora_weights": True,
+        "modules_to_save": None,
+    }
     assert len(tensors) == 2 * len(handle.layers)
     for name, layer in handle.layers.items():
         A = tensors[f"base_model.model.{name}.lora_A.weight"]
@@ -486,3 +501,15 @@ def test_a_layer_refuses_factors_that_do_not_fit_its_weight(bad):
         f"factor shapes U{shapes['U']} S(2,) V{shapes['V']} P{shapes['P']} do not fit a weight of shape (5, 6) "
         "at rank 2"
     )
+
+
+def test_peft_export_of_a_model_without_an_hf_config(tmp_path):
+    class Plain(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = torch.nn.Linear(8, 8)
+
+    handle = apply_tinylora(Plain(), TinyLoRAConfig(budget=1, target_modules=["q_proj"]))
+    handle.export_peft_lora(tmp_path)
+    cfg = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] is None and cfg["target_modules"] == ["q_proj"]
