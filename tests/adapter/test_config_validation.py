@@ -197,3 +197,74 @@ def test_hostile_values_either_validate_or_raise_the_config_error_quickly(values
         assert 0 <= c.svd_power_iters <= MAX_POWER_ITERS and not isinstance(c.svd_power_iters, bool)
         assert c.target_modules and all(isinstance(t, str) and t for t in c.target_modules)
     assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (
+            dict(frozen_rank=0),
+            "frozen_rank=0 must be an integer from 1 to 2048: the paper uses 2 (frozen_rank=2)",
+        ),
+        (
+            dict(tie_factor=0),
+            "tie_factor=0 must be an integer from 1 to 4194304 or None: None lets the planner choose",
+        ),
+        (
+            dict(budget=None, projection_dim=None),
+            "budget and projection_dim are both None: set budget (e.g. 13) or projection_dim (u)",
+        ),
+        (
+            dict(target_modules=[" q"]),
+            "target_modules=[' q'] must be a non-empty list of module-name suffixes (non-empty strings without "
+            "surrounding spaces), e.g. ['q_proj', 'v_proj']",
+        ),
+        (
+            dict(alpha=float("nan")),
+            "alpha=nan must be a finite non-zero number with |alpha| <= 1e+06: 1.0 is the paper's formula",
+        ),
+        (
+            dict(lora_alpha=0),
+            "lora_alpha=0 must be a finite non-zero number with |lora_alpha| <= 1e+06: the authors' scripts use "
+            "32; None is the paper's formula",
+        ),
+        (dict(svd_power_iters=-1), "svd_power_iters=-1 must be an integer from 0 to 32: the default is 6"),
+        (
+            dict(svd_oversample=(1 << 20) + 1),
+            "svd_oversample=1048577 must be an integer from 0 to 1048576: the default is 8 (capped by min(out, in))",
+        ),
+        (
+            dict(budget=0),
+            "budget=0 must be an integer from 1 to 1048576 or None: budget * frozen_rank^2 <= 4194304",
+        ),
+        (
+            dict(budget=0, frozen_rank=1),
+            "budget=0 must be an integer from 1 to 4194304 or None: budget * frozen_rank^2 <= 4194304",
+        ),
+    ],
+)
+def test_each_refusal_in_full(settings, message):
+    with pytest.raises(TinyLoRAConfigError) as err:
+        TinyLoRAConfig(**settings)
+    assert str(err.value) == "invalid TinyLoRAConfig:\n  - " + message
+    TinyLoRAConfig(svd_oversample=1 << 20)  # the limit itself is allowed
+
+
+def test_errors_are_listed_one_per_line():
+    with pytest.raises(TinyLoRAConfigError) as err:
+        TinyLoRAConfig(svd_power_iters=-1, svd_oversample=-1)
+    assert str(err.value) == (
+        "invalid TinyLoRAConfig:\n  - svd_power_iters=-1 must be an integer from 0 to 32: the default is 6\n"
+        "  - svd_oversample=-1 must be an integer from 0 to 1048576: the default is 8 (capped by min(out, in))"
+    )
+
+
+def test_an_invalid_rank_leaves_the_budget_cap_at_the_full_limit_and_u_may_be_1():
+    assert TinyLoRAConfig(budget=None, projection_dim=1).projection_dim == 1
+    with pytest.raises(TinyLoRAConfigError) as err:
+        TinyLoRAConfig(frozen_rank=0, budget=0)
+    assert str(err.value) == (
+        "invalid TinyLoRAConfig:\n  - frozen_rank=0 must be an integer from 1 to 2048: the paper uses 2 "
+        "(frozen_rank=2)\n  - budget=0 must be an integer from 1 to 4194304 or None: budget * frozen_rank^2 <= "
+        "4194304"
+    )
