@@ -86,10 +86,11 @@ def best_lrs(spec: dict, out: Path) -> dict[tuple, float]:
     return found
 
 
-def plan(spec: dict, out: Path, retry_failed: bool = False) -> list[Planned]:
+def plan(spec: dict, out: Path, retry_failed: bool = False, best: dict | None = None) -> list[Planned]:
+    """best: best_lrs(spec, out) when the caller already has it (it reads every grid run's record)."""
     files = task_files(spec["task"], out / DATA_DIR).to_dict()
     planned, conflicts = [], []
-    for run in expand(spec, best_lrs(spec, out).get):
+    for run in expand(spec, (best_lrs(spec, out) if best is None else best).get):
         run_dir = out / RUNS_DIR / run.name
         settings = run_settings(spec, run, files)
         existing = records.read_settings(run_dir)
@@ -152,12 +153,13 @@ def run_sweep(
 ) -> SweepSummary:
     out = Path(out).resolve()
     spec = load_spec(out, spec)
-    planned = plan(spec, out, retry_failed)
+    best = best_lrs(spec, out)
+    planned = plan(spec, out, retry_failed, best)
     summary = SweepSummary(planned)
     if dry_run:
         for line in dry_run_lines(planned, backend, out):
             log(line)
-        waiting = n_waiting(spec, best_lrs(spec, out).get)
+        waiting = n_waiting(spec, best.get)
         if waiting:
             log(f"  + {waiting} runs of later seeds, planned once their row's LR grid has finished")
         return summary
@@ -185,7 +187,7 @@ def run_sweep(
         for p in planned:
             if p.action in ("run", "retry") and p.settings["name"] not in started:
                 records.write_settings(p.run_dir, p.settings)
-        waiting = n_waiting(spec, best_lrs(spec, out).get)
+        waiting = n_waiting(spec, best.get)
         log(
             f"sweep {out}: {len(todo)} to run, {sum(p.action == 'skip' for p in planned)} finished, "
             f"{sum(p.action == 'skip-failed' for p in planned)} failed (not retried)"
@@ -194,7 +196,8 @@ def run_sweep(
         )
         started |= {r.name for r in todo}
         backend.run_all(todo, on_done)
-        planned = plan(spec, out, retry_failed)
+        best = best_lrs(spec, out)
+        planned = plan(spec, out, retry_failed, best)
         summary.planned = planned
     log("sweep: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.counts().items())))
     return summary
